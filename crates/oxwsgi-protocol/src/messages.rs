@@ -1,0 +1,294 @@
+//! The messages carried by frames, borrowed from the buffer they are decoded
+//! from so that neither side copies a request head twice.
+
+use crate::codec::{Reader, Writer};
+use crate::frame::{Kind, HEADER_LEN};
+use crate::ProtocolError;
+
+/// Flag byte of a [`Kind::RequestEnd`] frame whose body was cut short.
+pub const ABORT_FLAG: u8 = 1;
+
+/// `body_length` of a [`ResponseHead`] when the daemon does not know the
+/// total body length up front.
+pub const BODY_LENGTH_UNKNOWN: u64 = u64::MAX;
+
+/// Appends a frame header and `payload` to `buf`.
+pub fn encode_frame(buf: &mut Vec<u8>, kind: Kind, payload: &[u8]) {
+    buf.reserve(HEADER_LEN + payload.len());
+    buf.push(kind as u8);
+    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    buf.extend_from_slice(payload);
+}
+
+/// Appends a payload-less frame (`ResponseEnd`, or `RequestEnd` with a flag).
+pub fn encode_empty(buf: &mut Vec<u8>, kind: Kind) {
+    encode_frame(buf, kind, &[]);
+}
+
+/// Writes a frame whose payload is produced by `fill`, patching the length.
+fn encode_with(buf: &mut Vec<u8>, kind: Kind, fill: impl FnOnce(&mut Writer<'_>)) {
+    let start = buf.len();
+    buf.push(kind as u8);
+    buf.extend_from_slice(&[0; 4]);
+    fill(&mut Writer::new(buf));
+    let len = (buf.len() - start - HEADER_LEN) as u32;
+    buf[start + 1..start + HEADER_LEN].copy_from_slice(&len.to_le_bytes());
+}
+
+/// A daemon slot announcing itself ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello {
+    pub pid: u32,
+}
+
+impl Hello {
+    pub fn encode(&self, buf: &mut Vec<u8>) {
+        encode_with(buf, Kind::Hello, |w| w.u32(self.pid));
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<Self, ProtocolError> {
+        let mut r = Reader::new(payload, "hello");
+        let pid = r.u32()?;
+        r.finish()?;
+        Ok(Self { pid })
+    }
+}
+
+/// The request head as the front parsed it, ready to become a WSGI environ.
+///
+/// Header names are already CGI keys (`HTTP_USER_AGENT`, `CONTENT_TYPE`,
+/// `CONTENT_LENGTH`), filtered and with repeats joined by the front.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestHead<'a> {
+    /// Index of the mount (in the daemon's mount list) that serves it.
+    pub mount: u32,
+    /// Epoch seconds when the front had read the request head.
+    pub request_start: f64,
+    /// Epoch seconds when the request entered the group's queue.
+    pub queue_start: f64,
+    pub method: &'a [u8],
+    pub script_name: &'a [u8],
+    /// Percent-decoded path below the mount.
+    pub path_info: &'a [u8],
+    pub query_string: &'a [u8],
+    /// The raw request target.
+    pub request_uri: &'a [u8],
+    pub server_name: &'a [u8],
+    pub server_port: &'a [u8],
+    /// `HTTP/1.1`, `HTTP/1.0`, `HTTP/2`.
+    pub server_protocol: &'a [u8],
+    pub remote_addr: &'a [u8],
+    pub remote_port: &'a [u8],
+    /// `http` or `https`.
+    pub url_scheme: &'a [u8],
+    pub headers: Vec<(&'a [u8], &'a [u8])>,
+}
+
+impl<'a> RequestHead<'a> {
+    pub fn encode(&self, buf: &mut Vec<u8>) {
+        encode_with(buf, Kind::RequestHead, |w| {
+            w.u32(self.mount);
+            w.f64(self.request_start);
+            w.f64(self.queue_start);
+            for field in [
+                self.method,
+                self.script_name,
+                self.path_info,
+                self.query_string,
+                self.request_uri,
+                self.server_name,
+                self.server_port,
+                self.server_protocol,
+                self.remote_addr,
+                self.remote_port,
+                self.url_scheme,
+            ] {
+                w.bytes(field);
+            }
+            w.u32(self.headers.len() as u32);
+            for (name, value) in &self.headers {
+                w.bytes(name);
+                w.bytes(value);
+            }
+        });
+    }
+
+    pub fn decode(payload: &'a [u8]) -> Result<Self, ProtocolError> {
+        let mut r = Reader::new(payload, "request head");
+        let mount = r.u32()?;
+        let request_start = r.f64()?;
+        let queue_start = r.f64()?;
+        let method = r.bytes()?;
+        let script_name = r.bytes()?;
+        let path_info = r.bytes()?;
+        let query_string = r.bytes()?;
+        let request_uri = r.bytes()?;
+        let server_name = r.bytes()?;
+        let server_port = r.bytes()?;
+        let server_protocol = r.bytes()?;
+        let remote_addr = r.bytes()?;
+        let remote_port = r.bytes()?;
+        let url_scheme = r.bytes()?;
+        let count = r.u32()? as usize;
+        // Each header takes at least 8 bytes: do not trust `count` for the
+        // allocation beyond what the payload can hold.
+        let mut headers = Vec::with_capacity(count.min(payload.len() / 8));
+        for _ in 0..count {
+            headers.push((r.bytes()?, r.bytes()?));
+        }
+        r.finish()?;
+        Ok(Self {
+            mount,
+            request_start,
+            queue_start,
+            method,
+            script_name,
+            path_info,
+            query_string,
+            request_uri,
+            server_name,
+            server_port,
+            server_protocol,
+            remote_addr,
+            remote_port,
+            url_scheme,
+            headers,
+        })
+    }
+}
+
+/// The status line and headers an application passed to `start_response`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead<'a> {
+    /// The whole status string, e.g. `200 OK`.
+    pub status: &'a [u8],
+    /// Total body length when the daemon knows it (a list or tuple
+    /// response), else [`BODY_LENGTH_UNKNOWN`]. Lets the front send
+    /// `Content-Length` instead of chunked framing.
+    pub body_length: u64,
+    pub headers: Vec<(&'a [u8], &'a [u8])>,
+}
+
+impl<'a> ResponseHead<'a> {
+    pub fn encode(&self, buf: &mut Vec<u8>) {
+        encode_with(buf, Kind::ResponseHead, |w| {
+            w.bytes(self.status);
+            w.u64(self.body_length);
+            w.u32(self.headers.len() as u32);
+            for (name, value) in &self.headers {
+                w.bytes(name);
+                w.bytes(value);
+            }
+        });
+    }
+
+    pub fn decode(payload: &'a [u8]) -> Result<Self, ProtocolError> {
+        let mut r = Reader::new(payload, "response head");
+        let status = r.bytes()?;
+        let body_length = r.u64()?;
+        let count = r.u32()? as usize;
+        let mut headers = Vec::with_capacity(count.min(payload.len() / 8));
+        for _ in 0..count {
+            headers.push((r.bytes()?, r.bytes()?));
+        }
+        r.finish()?;
+        Ok(Self {
+            status,
+            body_length,
+            headers,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::parse_header;
+
+    fn sample_request() -> RequestHead<'static> {
+        RequestHead {
+            mount: 3,
+            request_start: 1.5,
+            queue_start: 2.25,
+            method: b"POST",
+            script_name: b"/api",
+            path_info: b"/x y",
+            query_string: b"a=1",
+            request_uri: b"/api/x%20y?a=1",
+            server_name: b"localhost",
+            server_port: b"8000",
+            server_protocol: b"HTTP/1.1",
+            remote_addr: b"127.0.0.1",
+            remote_port: b"5555",
+            url_scheme: b"http",
+            headers: vec![(b"HTTP_HOST", b"localhost"), (b"CONTENT_LENGTH", b"5")],
+        }
+    }
+
+    #[test]
+    fn request_head_round_trip() {
+        let head = sample_request();
+        let mut buf = Vec::new();
+        head.encode(&mut buf);
+        let frame = parse_header(&buf).unwrap().unwrap();
+        assert_eq!(frame.kind, Kind::RequestHead);
+        assert_eq!(frame.len, buf.len() - HEADER_LEN);
+        assert_eq!(RequestHead::decode(&buf[HEADER_LEN..]).unwrap(), head);
+    }
+
+    #[test]
+    fn truncated_request_head_is_an_error() {
+        let mut buf = Vec::new();
+        sample_request().encode(&mut buf);
+        let payload = &buf[HEADER_LEN..buf.len() - 1];
+        assert_eq!(
+            RequestHead::decode(payload),
+            Err(ProtocolError::Truncated("request head"))
+        );
+    }
+
+    #[test]
+    fn huge_header_count_does_not_allocate() {
+        let mut payload = Vec::new();
+        let mut w = Writer::new(&mut payload);
+        w.bytes(b"200 OK");
+        w.u64(BODY_LENGTH_UNKNOWN);
+        w.u32(u32::MAX);
+        assert!(ResponseHead::decode(&payload).is_err());
+    }
+
+    #[test]
+    fn response_head_round_trip() {
+        let head = ResponseHead {
+            status: b"404 Not Found",
+            body_length: 13,
+            headers: vec![(b"Content-Type", b"text/plain")],
+        };
+        let mut buf = Vec::new();
+        head.encode(&mut buf);
+        assert_eq!(ResponseHead::decode(&buf[HEADER_LEN..]).unwrap(), head);
+    }
+
+    #[test]
+    fn hello_round_trip_and_trailing_bytes() {
+        let mut buf = Vec::new();
+        Hello { pid: 42 }.encode(&mut buf);
+        assert_eq!(Hello::decode(&buf[HEADER_LEN..]), Ok(Hello { pid: 42 }));
+        assert_eq!(
+            Hello::decode(&[1, 0, 0, 0, 9]),
+            Err(ProtocolError::TrailingBytes("hello", 1))
+        );
+    }
+
+    #[test]
+    fn several_frames_in_one_buffer() {
+        let mut buf = Vec::new();
+        encode_frame(&mut buf, Kind::ResponseBody, b"hello");
+        encode_empty(&mut buf, Kind::ResponseEnd);
+        let first = parse_header(&buf).unwrap().unwrap();
+        assert_eq!((first.kind, first.len), (Kind::ResponseBody, 5));
+        let rest = &buf[HEADER_LEN + 5..];
+        let second = parse_header(rest).unwrap().unwrap();
+        assert_eq!((second.kind, second.len), (Kind::ResponseEnd, 0));
+    }
+}

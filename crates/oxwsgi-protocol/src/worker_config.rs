@@ -1,0 +1,46 @@
+//! What the front tells a daemon process at start-up: its group, title,
+//! slots and mounts. Passed as JSON in the `OXWSGI_WORKER_CONFIG`
+//! environment variable, next to `OXWSGI_WORKER_LIB` (the path of the
+//! worker extension the bootstrap loads).
+
+use serde::{Deserialize, Serialize};
+
+/// Environment variable holding the JSON [`WorkerConfig`].
+pub const CONFIG_ENV: &str = "OXWSGI_WORKER_CONFIG";
+/// Environment variable holding the worker extension's path.
+pub const LIB_ENV: &str = "OXWSGI_WORKER_LIB";
+
+/// One daemon process's start-up configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerConfig {
+    /// The process group's name (`mod_wsgi.process_group`).
+    pub group: String,
+    /// Process title to set (argv and comm), e.g. `(wsgi:app_one)`.
+    pub title: Option<String>,
+    /// Inherited file descriptors, one connected Unix stream socket per
+    /// worker thread (slot). Their count is the thread count.
+    pub slot_fds: Vec<i32>,
+    /// Prepended to `sys.path`, in order.
+    pub python_path: Vec<String>,
+    /// Working directory (`home`).
+    pub home: Option<String>,
+    /// `wsgi.multiprocess`: the group has more than one process.
+    pub multiprocess: bool,
+    /// The mounts this group serves; `RequestHead::mount` indexes this list.
+    pub mounts: Vec<WorkerMount>,
+}
+
+/// One application a daemon serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerMount {
+    /// The URL prefix (`SCRIPT_NAME`), for messages.
+    pub path: String,
+    /// A WSGI script file path, loaded as mod_wsgi does.
+    pub script: Option<String>,
+    /// Or a module name, imported normally.
+    pub module: Option<String>,
+    /// The callable's attribute name.
+    pub callable: String,
+    /// `%{GLOBAL}` or a sub-interpreter name.
+    pub application_group: String,
+}

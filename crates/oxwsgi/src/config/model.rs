@@ -1,0 +1,159 @@
+//! The `Site`: the one model every config format and the `serve` command line
+//! produce, and the only thing the front, dispatcher and supervisor see.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole site: listeners, front limits, daemon groups, mounts, statics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Site {
+    /// Addresses the front accepts HTTP on.
+    pub listen: Vec<SocketAddr>,
+    /// Optional admin listener (/healthz, /status, /metrics).
+    pub admin: Option<SocketAddr>,
+    pub access_log: AccessLog,
+    /// `None`: stderr.
+    pub error_log: Option<PathBuf>,
+    pub limits: Limits,
+    /// Daemon process groups, in config order. Names are unique.
+    pub groups: Vec<Group>,
+    /// Mounts, in config order. Each names a group in `groups`.
+    pub mounts: Vec<Mount>,
+    pub statics: Vec<StaticAlias>,
+}
+
+/// Where the access log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+/// Front limits, with Apache's names and defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// `limit-request-line` (bytes of the request line): 414 over it.
+    pub request_line: usize,
+    /// `limit-request-fields`: 431 over it.
+    pub request_fields: usize,
+    /// `limit-request-field-size` (bytes of one header line): 431 over it.
+    pub request_field_size: usize,
+    /// `limit-request-body` (bytes): 413 over it.
+    pub request_body: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            request_line: 8190,
+            request_fields: 100,
+            request_field_size: 8190,
+            request_body: 1 << 30,
+        }
+    }
+}
+
+/// A daemon process group (`WSGIDaemonProcess name ...`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub name: String,
+    pub processes: usize,
+    pub threads: usize,
+    /// The expanded process title (`%{GROUP}` → `(wsgi:NAME)`), if any.
+    pub display_name: Option<String>,
+    /// The interpreter to start: `python`, else `python-home`/bin/python,
+    /// else the default interpreter.
+    pub python: PythonChoice,
+    /// Extra `sys.path` entries, prepended in order.
+    pub python_path: Vec<PathBuf>,
+    /// Working directory of the daemon processes.
+    pub home: Option<PathBuf>,
+    pub timeouts: GroupTimeouts,
+    /// `maximum-requests`: recycle a process after this many requests.
+    pub maximum_requests: Option<u64>,
+    /// `memory-limit` in bytes (resident size).
+    pub memory_limit: Option<u64>,
+    /// `listen-backlog`: the most requests that may wait in the group's queue.
+    pub listen_backlog: Option<usize>,
+}
+
+/// Which Python interpreter a group's daemons run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PythonChoice {
+    /// The interpreter oxwsgi was installed with (`OXWSGI_PYTHON`), else
+    /// `python3` from `PATH`.
+    Default,
+    /// `python = "/path/to/python"`.
+    Interpreter(PathBuf),
+    /// `python-home = "/venv"`: runs `/venv/bin/python`.
+    Home(PathBuf),
+}
+
+/// The group timeouts, mod_wsgi's names; `None` means not set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupTimeouts {
+    pub request: Option<Duration>,
+    pub graceful: Option<Duration>,
+    pub shutdown: Option<Duration>,
+    pub startup: Option<Duration>,
+    pub inactivity: Option<Duration>,
+    pub queue: Option<Duration>,
+    pub restart_interval: Option<Duration>,
+}
+
+/// A WSGI application mounted at a URL prefix (`WSGIScriptAlias`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// Normalised prefix: starts with `/`, no trailing `/` except for `/`.
+    pub path: String,
+    pub app: AppSource,
+    /// The callable's name (`WSGICallableObject`), default `application`.
+    pub callable: String,
+    /// Name of the daemon group that runs it.
+    pub group: String,
+    /// `%{GLOBAL}` (main interpreter) or another name (sub-interpreter).
+    pub application_group: String,
+    /// Pass `Authorization` as `HTTP_AUTHORIZATION` (default true).
+    pub pass_authorization: bool,
+    /// Per-mount `limit-request-body`, overriding the site's.
+    pub limit_request_body: Option<u64>,
+}
+
+/// Where a mount's application comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppSource {
+    /// A WSGI script file, loaded as mod_wsgi does.
+    Script(PathBuf),
+    /// `package.module` (the callable is in [`Mount::callable`]).
+    Module(String),
+}
+
+/// A folder served as static files under a URL prefix (`Alias`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticAlias {
+    pub path: String,
+    pub dir: PathBuf,
+}
+
+/// The main interpreter's application-group name.
+pub const GLOBAL_APPLICATION_GROUP: &str = "%{GLOBAL}";
+
+/// Expands a `display-name` the way mod_wsgi does: `%{GROUP}` becomes
+/// `(wsgi:NAME)`.
+pub fn expand_display_name(display_name: &str, group: &str) -> String {
+    display_name.replace("%{GROUP}", &format!("(wsgi:{group})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_name_expands_group() {
+        assert_eq!(expand_display_name("%{GROUP}", "app_one"), "(wsgi:app_one)");
+        assert_eq!(expand_display_name("web-%{GROUP}", "a"), "web-(wsgi:a)");
+        assert_eq!(expand_display_name("plain", "a"), "plain");
+    }
+}
