@@ -1,0 +1,146 @@
+//! One request/response exchange on a leased slot: send the request frames,
+//! read the response head, and hand the body to hyper as a stream that gives
+//! the slot back when the daemon's last frame has arrived.
+
+use bytes::Bytes;
+use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
+use hyper::{Response, StatusCode};
+use oxwsgi_protocol::{Kind, ResponseHead, BODY_LENGTH_UNKNOWN};
+
+use super::pool::Lease;
+use super::request_body::{encode_body, encode_end, Pump, RequestBody};
+use super::response_body::ResponseBody;
+use super::slot::SlotError;
+
+/// How an exchange failed before a response head could be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// The application failed before it started a response (→ 500).
+    #[error("application error: {0}")]
+    App(String),
+    /// The daemon went away or broke the protocol (→ 502).
+    #[error(transparent)]
+    Slot(#[from] SlotError),
+    /// The daemon sent a status or header hyper cannot carry (→ 500).
+    #[error("invalid response from the application: {0}")]
+    InvalidResponse(String),
+}
+
+/// Runs one exchange. `head` is the encoded `RequestHead` frame.
+pub async fn exchange(
+    mut lease: Lease,
+    mut head: Vec<u8>,
+    body: RequestBody,
+    body_limit: u64,
+) -> Result<Response<ResponseBody>, ExchangeError> {
+    let pump = match body {
+        RequestBody::Complete(pieces) => {
+            for piece in &pieces {
+                encode_body(&mut head, piece);
+            }
+            encode_end(&mut head, false);
+            lease.slot().write_all(&head).await?;
+            None
+        }
+        RequestBody::Partial {
+            head: pieces,
+            rest,
+            read,
+        } => {
+            for piece in &pieces {
+                encode_body(&mut head, piece);
+            }
+            lease.slot().write_all(&head).await?;
+            let writer = lease.slot().take_writer().ok_or(SlotError::Closed)?;
+            Some(Pump::start(writer, rest, read, body_limit))
+        }
+    };
+
+    let (kind, payload) = lease.slot().read_frame().await?;
+    match kind {
+        Kind::ResponseHead => {}
+        Kind::ResponseAbort => {
+            let message = String::from_utf8_lossy(&payload).into_owned();
+            ResponseBody::finish_in_background(lease, pump);
+            return Err(ExchangeError::App(message));
+        }
+        other => return Err(SlotError::Unexpected(other).into()),
+    }
+    let head = ResponseHead::decode(&payload).map_err(SlotError::from)?;
+    let mut response = build_head(&head)?;
+    if head.body_length != BODY_LENGTH_UNKNOWN && !response.headers().contains_key(CONTENT_LENGTH)
+    {
+        response
+            .headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(head.body_length));
+    }
+    let body = ResponseBody::from_slot(lease, pump)?;
+    Ok(response.map(|()| body))
+}
+
+/// Turns the daemon's status and headers into a hyper response head.
+fn build_head(head: &ResponseHead<'_>) -> Result<Response<()>, ExchangeError> {
+    let invalid = |what: &str| ExchangeError::InvalidResponse(what.to_owned());
+    let code = head.status.get(..3).ok_or_else(|| invalid("status"))?;
+    let status = StatusCode::from_bytes(code).map_err(|_| invalid("status code"))?;
+    let reason = head.status.get(4..).unwrap_or_default();
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    if !reason.is_empty() && status.canonical_reason().map(str::as_bytes) != Some(reason) {
+        let reason = hyper::ext::ReasonPhrase::try_from(Bytes::copy_from_slice(reason))
+            .map_err(|_| invalid("reason phrase"))?;
+        response.extensions_mut().insert(reason);
+    }
+    let headers = response.headers_mut();
+    headers.reserve(head.headers.len());
+    for (name, value) in &head.headers {
+        let name = HeaderName::from_bytes(name).map_err(|_| invalid("header name"))?;
+        let value = HeaderValue::from_bytes(value).map_err(|_| invalid("header value"))?;
+        headers.append(name, value);
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head<'a>(status: &'a [u8], headers: Vec<(&'a [u8], &'a [u8])>) -> ResponseHead<'a> {
+        ResponseHead {
+            status,
+            body_length: BODY_LENGTH_UNKNOWN,
+            headers,
+        }
+    }
+
+    #[test]
+    fn canonical_reason_needs_no_extension() {
+        let response = build_head(&head(b"200 OK", vec![])).unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.extensions().get::<hyper::ext::ReasonPhrase>().is_none());
+    }
+
+    #[test]
+    fn custom_reason_is_kept() {
+        let response = build_head(&head(b"200 Fine Thanks", vec![])).unwrap();
+        let reason = response.extensions().get::<hyper::ext::ReasonPhrase>().unwrap();
+        assert_eq!(reason.as_bytes(), b"Fine Thanks");
+    }
+
+    #[test]
+    fn repeated_headers_are_kept() {
+        let response = build_head(&head(
+            b"302 Found",
+            vec![(b"Set-Cookie", b"a=1"), (b"Set-Cookie", b"b=2")],
+        ))
+        .unwrap();
+        assert_eq!(response.headers().get_all("set-cookie").iter().count(), 2);
+    }
+
+    #[test]
+    fn bad_status_and_header_are_rejected() {
+        assert!(build_head(&head(b"2x0 OK", vec![])).is_err());
+        assert!(build_head(&head(b"20", vec![])).is_err());
+        assert!(build_head(&head(b"200 OK", vec![(b"X-A", b"a\r\nb")])).is_err());
+    }
+}

@@ -1,0 +1,247 @@
+//! One group's pool of slots: which are free, on which process, and the FIFO
+//! queue of requests waiting while every slot is busy.
+//!
+//! A request leases a free slot of the least-loaded live process, or waits in
+//! the queue; a returned slot goes straight to the oldest waiter. The pool
+//! never blocks: every operation is a short critical section.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::oneshot;
+
+use super::slot::{ProcessId, Slot};
+
+/// Why a lease could not be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseError {
+    #[error("the group is stopping")]
+    Closed,
+}
+
+/// A process as the pool sees it.
+#[derive(Debug)]
+struct ProcessEntry {
+    id: ProcessId,
+    pid: u32,
+    idle: Vec<Slot>,
+    /// Slots of this process currently leased.
+    busy: usize,
+    /// Whether it still takes new requests (false while it drains).
+    accepting: bool,
+}
+
+#[derive(Debug, Default)]
+struct PoolState {
+    processes: Vec<ProcessEntry>,
+    waiters: VecDeque<oneshot::Sender<Slot>>,
+    closed: bool,
+}
+
+/// A snapshot of one process's load, for status reporting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessLoad {
+    pub id: ProcessId,
+    pub pid: u32,
+    pub busy: usize,
+    pub idle: usize,
+}
+
+/// The slots of one daemon process group.
+#[derive(Debug, Default)]
+pub struct SlotPool {
+    state: Mutex<PoolState>,
+}
+
+impl SlotPool {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        // A panic while holding this lock leaves plain bookkeeping behind,
+        // which stays consistent enough to keep serving.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Leases a slot: a free one at once, else the oldest queued request
+    /// gets the next one returned. Dropping the future leaves the queue.
+    pub async fn lease(self: &Arc<Self>) -> Result<Lease, LeaseError> {
+        let receiver = {
+            let mut state = self.lock();
+            if state.closed {
+                return Err(LeaseError::Closed);
+            }
+            if let Some(slot) = state.take_idle() {
+                return Ok(Lease::new(slot, self));
+            }
+            let (sender, receiver) = oneshot::channel();
+            state.waiters.push_back(sender);
+            receiver
+        };
+        match receiver.await {
+            Ok(slot) => Ok(Lease::new(slot, self)),
+            Err(_) => Err(LeaseError::Closed),
+        }
+    }
+
+    /// Adds a ready process and its slots; queued requests get them first.
+    pub fn add_process(&self, id: ProcessId, pid: u32, slots: Vec<Slot>) {
+        let mut state = self.lock();
+        state.processes.push(ProcessEntry {
+            id,
+            pid,
+            idle: Vec::with_capacity(slots.len()),
+            busy: 0,
+            accepting: true,
+        });
+        for slot in slots {
+            state.give_back(slot);
+        }
+    }
+
+    /// Stops giving out a process's slots and drops its idle ones (closing
+    /// them tells the daemon threads to exit). Leased slots are dropped when
+    /// they come back. Returns how many requests it still has in flight.
+    pub fn retire_process(&self, id: ProcessId) -> usize {
+        let mut state = self.lock();
+        let Some(index) = state.processes.iter().position(|p| p.id == id) else {
+            return 0;
+        };
+        let entry = &mut state.processes[index];
+        entry.accepting = false;
+        entry.idle.clear();
+        let busy = entry.busy;
+        if busy == 0 {
+            state.processes.swap_remove(index);
+        }
+        busy
+    }
+
+    /// Closes the pool: no new leases, queued requests fail, idle slots close.
+    pub fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        state.waiters.clear();
+        for process in &mut state.processes {
+            process.accepting = false;
+            process.idle.clear();
+        }
+        state.processes.retain(|p| p.busy > 0);
+    }
+
+    /// Requests waiting for a slot.
+    pub fn queued(&self) -> usize {
+        self.lock().waiters.iter().filter(|w| !w.is_closed()).count()
+    }
+
+    /// Load per process, in the order they were added.
+    pub fn load(&self) -> Vec<ProcessLoad> {
+        self.lock()
+            .processes
+            .iter()
+            .map(|p| ProcessLoad {
+                id: p.id,
+                pid: p.pid,
+                busy: p.busy,
+                idle: p.idle.len(),
+            })
+            .collect()
+    }
+
+    /// Takes a slot back after a request. A broken slot (`reusable` false)
+    /// is dropped; the supervisor replaces its process.
+    fn release(&self, slot: Slot, reusable: bool) {
+        let mut state = self.lock();
+        let Some(index) = state.processes.iter().position(|p| p.id == slot.process) else {
+            return;
+        };
+        let entry = &mut state.processes[index];
+        entry.busy = entry.busy.saturating_sub(1);
+        if reusable && entry.accepting {
+            state.give_back(slot);
+            return;
+        }
+        if !reusable && entry.accepting {
+            // The daemon lost a thread's connection: retire the whole
+            // process. Closing its slots makes it exit once its other
+            // requests are done, and the supervisor starts a replacement.
+            tracing::warn!(pid = entry.pid, "retiring daemon process after a broken slot");
+            entry.accepting = false;
+            entry.idle.clear();
+        }
+        if entry.busy == 0 {
+            state.processes.swap_remove(index);
+        }
+    }
+}
+
+impl PoolState {
+    /// Pops an idle slot of the least-busy accepting process.
+    fn take_idle(&mut self) -> Option<Slot> {
+        let entry = self
+            .processes
+            .iter_mut()
+            .filter(|p| p.accepting && !p.idle.is_empty())
+            .min_by_key(|p| p.busy)?;
+        entry.busy += 1;
+        entry.idle.pop()
+    }
+
+    /// Hands a free slot to the oldest live waiter, else parks it as idle.
+    fn give_back(&mut self, mut slot: Slot) {
+        let Some(index) = self.processes.iter().position(|p| p.id == slot.process) else {
+            return;
+        };
+        while let Some(waiter) = self.waiters.pop_front() {
+            match waiter.send(slot) {
+                Ok(()) => {
+                    self.processes[index].busy += 1;
+                    return;
+                }
+                // The waiting request went away: try the next one.
+                Err(returned) => slot = returned,
+            }
+        }
+        self.processes[index].idle.push(slot);
+    }
+}
+
+/// A leased slot. Dropping a lease without [`Lease::finish`] treats the slot
+/// as broken (its exchange did not end cleanly), so it is never reused.
+#[derive(Debug)]
+pub struct Lease {
+    slot: Option<Slot>,
+    pool: Arc<SlotPool>,
+}
+
+impl Lease {
+    fn new(slot: Slot, pool: &Arc<SlotPool>) -> Self {
+        Self {
+            slot: Some(slot),
+            pool: Arc::clone(pool),
+        }
+    }
+
+    /// The leased slot.
+    pub fn slot(&mut self) -> &mut Slot {
+        // Only `finish` and `drop` take the slot, and both consume the lease.
+        self.slot.as_mut().expect("a live lease holds its slot")
+    }
+
+    /// Returns the slot to the pool after a complete exchange.
+    pub fn finish(mut self) {
+        if let Some(slot) = self.slot.take() {
+            let whole = slot.is_whole();
+            self.pool.release(slot, whole);
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.pool.release(slot, false);
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The response body hyper sends to the client: either bytes already in hand
+//! or a stream of the daemon's body frames, which returns its slot to the
+//! pool at the daemon's last frame (or drains it if the client goes away).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+use oxwsgi_protocol::Kind;
+
+use super::pool::Lease;
+use super::request_body::Pump;
+use super::slot::SlotError;
+
+/// Why a streamed response could not be completed; hyper then closes the
+/// client connection, which is how a client learns the body is incomplete.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("application failed while sending its response: {0}")]
+    App(String),
+    #[error(transparent)]
+    Slot(#[from] SlotError),
+}
+
+/// A response body: whole, or streamed from a daemon slot.
+#[derive(Debug)]
+pub struct ResponseBody {
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Full(Option<Bytes>),
+    Stream(SlotStream),
+}
+
+#[derive(Debug)]
+struct SlotStream {
+    lease: Option<Lease>,
+    pump: Option<Pump>,
+}
+
+impl ResponseBody {
+    /// A body of known bytes (errors, small answers).
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        Self {
+            inner: Inner::Full((!bytes.is_empty()).then_some(bytes)),
+        }
+    }
+
+    pub fn empty() -> Self {
+        Self {
+            inner: Inner::Full(None),
+        }
+    }
+
+    /// The body of a response whose head was just read from `lease`'s slot.
+    /// When the whole body is already buffered, the slot is returned at once.
+    pub(super) fn from_slot(mut lease: Lease, pump: Option<Pump>) -> Result<Self, SlotError> {
+        if pump.is_none() {
+            if let Some(whole) = lease.slot().take_buffered_response_body()? {
+                lease.finish();
+                return Ok(Self::full(whole));
+            }
+        }
+        Ok(Self {
+            inner: Inner::Stream(SlotStream {
+                lease: Some(lease),
+                pump,
+            }),
+        })
+    }
+
+    /// Ends an exchange whose remaining frames nobody will read: drains the
+    /// daemon's frames up to its last one and gives the slot back, off the
+    /// request's task.
+    pub(super) fn finish_in_background(lease: Lease, pump: Option<Pump>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(finish(lease, pump, false));
+    }
+}
+
+/// Reads the rest of an exchange and returns the slot if it ended cleanly.
+async fn finish(mut lease: Lease, pump: Option<Pump>, response_done: bool) {
+    if let Some(pump) = pump {
+        match pump.finish().await {
+            Some(writer) => lease.slot().restore_writer(writer),
+            None => return,
+        }
+    }
+    if !response_done {
+        loop {
+            match lease.slot().read_frame().await {
+                Ok((Kind::ResponseEnd | Kind::ResponseAbort, _)) => break,
+                Ok((Kind::ResponseHead | Kind::ResponseBody, _)) => {}
+                Ok(_) | Err(_) => return,
+            }
+        }
+    }
+    lease.finish();
+}
+
+impl SlotStream {
+    fn end(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            match self.pump.take() {
+                None => lease.finish(),
+                Some(pump) => {
+                    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                        runtime.spawn(finish(lease, Some(pump), true));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for SlotStream {
+    fn drop(&mut self) {
+        // The client went away before the daemon finished: drain the slot
+        // so the daemon thread is not lost.
+        if let Some(lease) = self.lease.take() {
+            ResponseBody::finish_in_background(lease, self.pump.take());
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = StreamError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
+        let stream = match &mut self.get_mut().inner {
+            Inner::Full(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Stream(stream) => stream,
+        };
+        let Some(lease) = stream.lease.as_mut() else {
+            return Poll::Ready(None);
+        };
+        loop {
+            let (kind, payload) = match lease.slot().poll_read_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(frame)) => frame,
+                Poll::Ready(Err(error)) => {
+                    // A broken slot is never reused: dropping the lease
+                    // retires it.
+                    stream.lease = None;
+                    return Poll::Ready(Some(Err(error.into())));
+                }
+            };
+            return match kind {
+                Kind::ResponseBody if payload.is_empty() => continue,
+                Kind::ResponseBody => Poll::Ready(Some(Ok(Frame::data(payload.freeze())))),
+                Kind::ResponseEnd => {
+                    stream.end();
+                    Poll::Ready(None)
+                }
+                Kind::ResponseAbort => {
+                    stream.end();
+                    let message = String::from_utf8_lossy(&payload).into_owned();
+                    Poll::Ready(Some(Err(StreamError::App(message))))
+                }
+                other => {
+                    stream.lease = None;
+                    Poll::Ready(Some(Err(SlotError::Unexpected(other).into())))
+                }
+            };
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Full(bytes) => bytes.is_none(),
+            Inner::Stream(stream) => stream.lease.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
+            Inner::Full(None) => SizeHint::with_exact(0),
+            Inner::Stream(_) => SizeHint::default(),
+        }
+    }
+}

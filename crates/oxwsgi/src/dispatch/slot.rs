@@ -1,0 +1,163 @@
+//! One slot: the front's end of the persistent Unix-socket connection to one
+//! daemon worker thread, with frame-level reads and writes.
+
+use bytes::{Buf, Bytes, BytesMut};
+use oxwsgi_protocol::{parse_header, FrameHeader, Kind, ProtocolError, HEADER_LEN};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+
+/// Failure on a slot connection. Any of these makes the slot unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum SlotError {
+    #[error("daemon connection closed")]
+    Closed,
+    #[error("daemon connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("daemon protocol: {0}")]
+    Protocol(#[from] ProtocolError),
+    #[error("unexpected {0:?} frame from the daemon")]
+    Unexpected(Kind),
+}
+
+/// The least free space offered to one read from the socket.
+const MIN_READ: usize = 8 * 1024;
+
+/// Identifies the daemon process a slot belongs to.
+pub type ProcessId = u64;
+
+/// A connected slot. Owned by exactly one request while leased.
+#[derive(Debug)]
+pub struct Slot {
+    reader: OwnedReadHalf,
+    /// `None` while a request-body pump task has borrowed it.
+    writer: Option<OwnedWriteHalf>,
+    buf: BytesMut,
+    /// The supervisor's id of the owning process (not the pid: pids repeat).
+    pub process: ProcessId,
+    /// The daemon's pid, from its `Hello`.
+    pub pid: u32,
+}
+
+impl Slot {
+    pub fn new(stream: UnixStream, process: ProcessId) -> Self {
+        let (reader, writer) = stream.into_split();
+        Self {
+            reader,
+            writer: Some(writer),
+            buf: BytesMut::with_capacity(16 * 1024),
+            process,
+            pid: 0,
+        }
+    }
+
+    /// Writes `bytes` (one or more encoded frames) in full.
+    pub async fn write_all(&mut self, bytes: &[u8]) -> Result<(), SlotError> {
+        let writer = self.writer.as_mut().ok_or(SlotError::Closed)?;
+        writer.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Lends the write half out (to a request-body pump).
+    pub fn take_writer(&mut self) -> Option<OwnedWriteHalf> {
+        self.writer.take()
+    }
+
+    /// Gives a lent write half back.
+    pub fn restore_writer(&mut self, writer: OwnedWriteHalf) {
+        self.writer = Some(writer);
+    }
+
+    /// Whether the slot is whole (not lent out) and may be reused.
+    pub fn is_whole(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    /// Reads the next whole frame; its payload is returned as a view that
+    /// stays valid until the next read.
+    pub async fn read_frame(&mut self) -> Result<(Kind, BytesMut), SlotError> {
+        std::future::poll_fn(|cx| self.poll_read_frame(cx)).await
+    }
+
+    /// Poll form of [`Slot::read_frame`], for use inside a response body.
+    pub fn poll_read_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(Kind, BytesMut), SlotError>> {
+        loop {
+            match self.take_buffered_frame() {
+                Ok(Some(frame)) => return Poll::Ready(Ok(frame)),
+                Ok(None) => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            if self.buf.capacity() - self.buf.len() < MIN_READ {
+                self.buf.reserve(MIN_READ * 2);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.reader), cx, &mut self.buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(SlotError::Closed)),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+            }
+        }
+    }
+
+    /// Takes a whole response body if every frame up to `ResponseEnd` is
+    /// already in the read buffer (the usual case for small responses, which
+    /// the daemon sends in one write), consuming those frames. Returns
+    /// `None`, consuming nothing, otherwise.
+    pub fn take_buffered_response_body(&mut self) -> Result<Option<Bytes>, SlotError> {
+        let mut offset = 0;
+        let mut bodies: Vec<(usize, usize)> = Vec::new();
+        loop {
+            let Some(FrameHeader { kind, len }) = parse_header(&self.buf[offset..])? else {
+                return Ok(None);
+            };
+            let start = offset + HEADER_LEN;
+            if self.buf.len() < start + len {
+                return Ok(None);
+            }
+            offset = start + len;
+            match kind {
+                Kind::ResponseBody => bodies.push((start, len)),
+                Kind::ResponseEnd => break,
+                _ => return Ok(None),
+            }
+        }
+        let body = match bodies.as_slice() {
+            [] => Bytes::new(),
+            [(start, len)] => {
+                // One piece: hand it out without copying.
+                self.buf.advance(*start);
+                let body = self.buf.split_to(*len).freeze();
+                self.buf.advance(offset - start - len);
+                return Ok(Some(body));
+            }
+            pieces => {
+                let mut whole = Vec::with_capacity(pieces.iter().map(|(_, len)| len).sum());
+                for (start, len) in pieces {
+                    whole.extend_from_slice(&self.buf[*start..start + len]);
+                }
+                Bytes::from(whole)
+            }
+        };
+        self.buf.advance(offset);
+        Ok(Some(body))
+    }
+
+    /// Takes the next frame if it is completely in the read buffer already.
+    pub fn take_buffered_frame(&mut self) -> Result<Option<(Kind, BytesMut)>, SlotError> {
+        let Some(FrameHeader { kind, len }) = parse_header(&self.buf)? else {
+            self.buf.reserve(HEADER_LEN);
+            return Ok(None);
+        };
+        if self.buf.len() < HEADER_LEN + len {
+            self.buf.reserve(HEADER_LEN + len - self.buf.len());
+            return Ok(None);
+        }
+        self.buf.advance(HEADER_LEN);
+        Ok(Some((kind, self.buf.split_to(len))))
+    }
+}

@@ -1,0 +1,335 @@
+//! The per-request path through the front: validate the head, route it,
+//! read a small body, turn the head into a protocol `RequestHead`, lease a
+//! slot of the mount's group and run the exchange; map failures to the
+//! status codes of DESIGN.md §7.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, HOST};
+use hyper::{Method, Request, Response, StatusCode, Version};
+use oxwsgi_protocol::RequestHead;
+
+use super::access_log::{AccessLog, AccessRecord};
+use super::cgi::{decode_path, environ_headers};
+use super::router::{Router, Target};
+use super::validate::{validate, Framing, Head};
+use crate::config::model::{Limits, Site};
+use crate::dispatch::{self, BodyError, ExchangeError, RequestBody, ResponseBody, SlotPool};
+use crate::supervisor::MountTarget;
+
+/// What the front needs per mount at request time.
+#[derive(Debug)]
+pub struct MountRoute {
+    pub target: MountTarget,
+    pub pass_authorization: bool,
+    pub body_limit: u64,
+}
+
+/// Shared, read-only state of the request path.
+#[derive(Debug)]
+pub struct Front {
+    pub router: Router,
+    pub mounts: Vec<MountRoute>,
+    /// Indexed by group.
+    pub pools: Vec<Arc<SlotPool>>,
+    pub limits: Limits,
+    pub access_log: AccessLog,
+}
+
+impl Front {
+    pub fn new(
+        site: &Site,
+        targets: &[MountTarget],
+        pools: Vec<Arc<SlotPool>>,
+        access_log: AccessLog,
+    ) -> Self {
+        let mounts = site
+            .mounts
+            .iter()
+            .zip(targets)
+            .map(|(mount, target)| MountRoute {
+                target: *target,
+                pass_authorization: mount.pass_authorization,
+                body_limit: mount.limit_request_body.unwrap_or(site.limits.request_body),
+            })
+            .collect();
+        Self {
+            router: Router::new(&site.mounts, &site.statics),
+            mounts,
+            pools,
+            limits: site.limits.clone(),
+            access_log,
+        }
+    }
+}
+
+/// The connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct Connection {
+    pub local: SocketAddr,
+    pub peer: SocketAddr,
+    pub https: bool,
+}
+
+/// Handles one request; never fails (errors are responses).
+pub async fn handle(
+    front: Arc<Front>,
+    conn: Connection,
+    request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let started = Instant::now();
+    let request_start = epoch_seconds();
+    let (parts, body) = request.into_parts();
+    let target = request_target(&parts.uri);
+    let response = match route_and_run(&front, &conn, &parts, &target, body, request_start).await {
+        Ok(response) => response,
+        Err(failure) => failure.into_response(),
+    };
+    front.access_log.record(&AccessRecord {
+        peer: conn.peer,
+        method: &parts.method,
+        target: &target,
+        version: parts.version,
+        status: response.status(),
+        length: response
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()),
+        referer: parts.headers.get(hyper::header::REFERER),
+        user_agent: parts.headers.get(hyper::header::USER_AGENT),
+        elapsed: started.elapsed(),
+    });
+    Ok(response)
+}
+
+/// A request that ends in an error answer from the front itself.
+struct Failure {
+    status: StatusCode,
+    message: &'static str,
+    close: bool,
+}
+
+impl Failure {
+    fn new(status: StatusCode, message: &'static str) -> Self {
+        Self {
+            status,
+            message,
+            close: false,
+        }
+    }
+
+    fn closing(status: StatusCode, message: &'static str) -> Self {
+        Self {
+            status,
+            message,
+            close: true,
+        }
+    }
+
+    fn into_response(self) -> Response<ResponseBody> {
+        error_response(self.status, self.message, self.close)
+    }
+}
+
+/// A plain-text error answer; `close` ends the connection after it.
+pub fn error_response(status: StatusCode, message: &str, close: bool) -> Response<ResponseBody> {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let body = format!("{} {reason}\n{message}\n", status.as_u16());
+    let mut response = Response::new(ResponseBody::full(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    if close {
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+async fn route_and_run(
+    front: &Front,
+    conn: &Connection,
+    parts: &hyper::http::request::Parts,
+    target: &str,
+    body: Incoming,
+    request_start: f64,
+) -> Result<Response<ResponseBody>, Failure> {
+    let head = Head {
+        method: &parts.method,
+        target,
+        version: parts.version,
+        headers: &parts.headers,
+    };
+    let framing = validate(&head, &front.limits)
+        .map_err(|rejection| Failure::closing(rejection.status, rejection.reason))?;
+    if parts.method == Method::OPTIONS && target == "*" {
+        let mut response = Response::new(ResponseBody::empty());
+        response.headers_mut().insert(
+            hyper::header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+        );
+        return Ok(response);
+    }
+
+    let path = decode_path(parts.uri.path());
+    let route = front
+        .router
+        .route(&path)
+        .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, "no application is mounted here"))?;
+    let mount_index = match route.target {
+        Target::Mount(index) => index,
+        Target::Static(_) => {
+            return Err(Failure::new(
+                StatusCode::NOT_FOUND,
+                "static aliases are not served yet",
+            ))
+        }
+    };
+    let mount = &front.mounts[mount_index];
+
+    let body = match framing {
+        Framing::Length(0) => RequestBody::Complete(Vec::new()),
+        Framing::Length(length) if length > mount.body_limit => {
+            return Err(Failure::closing(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body over limit-request-body",
+            ))
+        }
+        _ => dispatch::request_body::buffer(body, mount.body_limit)
+            .await
+            .map_err(|error| match error {
+                BodyError::TooLarge(_) => Failure::closing(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request body over limit-request-body",
+                ),
+                BodyError::Client(_) | BodyError::ForbiddenTrailer(_) => {
+                    Failure::closing(StatusCode::BAD_REQUEST, "malformed request body")
+                }
+            })?,
+    };
+
+    let headers = environ_headers(&parts.headers, mount.pass_authorization);
+    let server_name = server_name(parts, conn);
+    let server_port = conn.local.port().to_string();
+    let remote_addr = conn.peer.ip().to_string();
+    let remote_port = conn.peer.port().to_string();
+    let queue_start = epoch_seconds();
+    let mut encoded = Vec::with_capacity(512);
+    RequestHead {
+        mount: mount.target.mount_id,
+        request_start,
+        queue_start,
+        method: parts.method.as_str().as_bytes(),
+        script_name: route.script_name,
+        path_info: route.path_info,
+        query_string: parts.uri.query().unwrap_or("").as_bytes(),
+        request_uri: target.as_bytes(),
+        server_name: server_name.as_bytes(),
+        server_port: server_port.as_bytes(),
+        server_protocol: protocol_name(parts.version).as_bytes(),
+        remote_addr: remote_addr.as_bytes(),
+        remote_port: remote_port.as_bytes(),
+        url_scheme: if conn.https { b"https" } else { b"http" },
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+            .collect(),
+    }
+    .encode(&mut encoded);
+
+    let pool = &front.pools[mount.target.group];
+    let lease = pool
+        .lease()
+        .await
+        .map_err(|_| Failure::closing(StatusCode::SERVICE_UNAVAILABLE, "server is stopping"))?;
+    dispatch::exchange(lease, encoded, body, mount.body_limit)
+        .await
+        .map_err(|error| {
+            tracing::error!(path = %target, "{error}");
+            match error {
+                ExchangeError::App(_) | ExchangeError::InvalidResponse(_) => Failure::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the application failed; see the error log",
+                ),
+                ExchangeError::Slot(_) => Failure::new(
+                    StatusCode::BAD_GATEWAY,
+                    "the daemon process died while handling the request",
+                ),
+            }
+        })
+}
+
+/// The request target as the client sent it.
+fn request_target(uri: &hyper::Uri) -> String {
+    if uri.scheme().is_some() {
+        uri.to_string()
+    } else {
+        uri.path_and_query()
+            .map(|pq| pq.as_str().to_owned())
+            .unwrap_or_else(|| uri.to_string())
+    }
+}
+
+/// `SERVER_NAME`: the Host header's (or absolute target's) host, without
+/// the port, else the local address.
+fn server_name(parts: &hyper::http::request::Parts, conn: &Connection) -> String {
+    if let Some(host) = parts.uri.host() {
+        return host.to_owned();
+    }
+    if let Some(host) = parts.headers.get(HOST).and_then(|h| h.to_str().ok()) {
+        return strip_port(host).to_owned();
+    }
+    conn.local.ip().to_string()
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        // [v6]:port
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
+}
+
+fn protocol_name(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_09 => "HTTP/0.9",
+        _ => "HTTP/1.1",
+    }
+}
+
+fn epoch_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_stripped_from_hosts() {
+        assert_eq!(strip_port("example.com:8080"), "example.com");
+        assert_eq!(strip_port("example.com"), "example.com");
+        assert_eq!(strip_port("[::1]:8080"), "::1");
+        assert_eq!(strip_port("[::1]"), "::1");
+    }
+
+    #[test]
+    fn targets_keep_their_wire_form() {
+        let origin: hyper::Uri = "/a%20b?x=1".parse().unwrap();
+        assert_eq!(request_target(&origin), "/a%20b?x=1");
+        let absolute: hyper::Uri = "http://example.com/foo?q=1".parse().unwrap();
+        assert_eq!(request_target(&absolute), "http://example.com/foo?q=1");
+        let star: hyper::Uri = "*".parse().unwrap();
+        assert_eq!(request_target(&star), "*");
+    }
+}

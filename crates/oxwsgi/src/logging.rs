@@ -1,0 +1,58 @@
+//! The front's error log: `[time] [level] [pid N] message`, the same line
+//! shape the daemons write, to stderr or the configured `error-log` file.
+//! The level comes from `OXWSGI_LOG` (tracing's filter syntax), default
+//! `info`.
+
+use std::fmt;
+use std::path::Path;
+
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global logger. Call once, before anything logs.
+pub fn init(error_log: Option<&Path>) -> std::io::Result<()> {
+    let filter = EnvFilter::try_from_env("OXWSGI_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .event_format(ErrorLogFormat);
+    match error_log {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
+            builder.with_writer(std::sync::Mutex::new(file)).init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
+}
+
+/// Formats events as error-log lines.
+struct ErrorLogFormat;
+
+impl<S, N> FormatEvent<S, N> for ErrorLogFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        write!(
+            writer,
+            "[{}] [{}] [pid {}] ",
+            chrono::Local::now().format("%Y-%m-%d %H:%M:%S%.3f"),
+            event.metadata().level().as_str().to_ascii_lowercase(),
+            std::process::id(),
+        )?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}

@@ -1,0 +1,140 @@
+//! The supervisor: starts every group's daemon processes, keeps each process
+//! position filled (restarting what dies), and stops them all on shutdown.
+
+pub mod process;
+pub mod spawn;
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::model::Site;
+use crate::dispatch::SlotPool;
+use process::{run_position, PositionState};
+use spawn::{resolve_python, resolve_worker_lib, DaemonSpec};
+
+/// A group as the rest of the front sees it while running.
+#[derive(Debug)]
+pub struct GroupRuntime {
+    pub name: String,
+    pub pool: Arc<SlotPool>,
+    pub positions: Vec<watch::Receiver<PositionState>>,
+}
+
+/// Where a mount's requests go: a group and the mount's id in that group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MountTarget {
+    pub group: usize,
+    pub mount_id: u32,
+}
+
+/// The running daemon groups.
+#[derive(Debug)]
+pub struct Supervisor {
+    pub groups: Vec<GroupRuntime>,
+    /// Indexed like `Site::mounts`.
+    pub mount_targets: Vec<MountTarget>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// A problem that keeps the daemons from being started at all (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("group `{group}`: {message}")]
+pub struct StartError {
+    pub group: String,
+    pub message: String,
+}
+
+impl Supervisor {
+    /// Starts every group's processes. Returns once they are launched, not
+    /// once they are ready: requests queue until slots appear.
+    pub fn start(site: &Site) -> Result<Self, StartError> {
+        let worker_lib = resolve_worker_lib().map_err(|message| StartError {
+            group: "*".into(),
+            message,
+        })?;
+        let (stop, stop_rx) = watch::channel(false);
+        let mut groups = Vec::with_capacity(site.groups.len());
+        let mut tasks = Vec::new();
+        let mut mount_targets = vec![
+            MountTarget {
+                group: 0,
+                mount_id: 0
+            };
+            site.mounts.len()
+        ];
+        let mut specs = Vec::with_capacity(site.groups.len());
+        for (group_index, group) in site.groups.iter().enumerate() {
+            let python = resolve_python(&group.python).map_err(|message| StartError {
+                group: group.name.clone(),
+                message,
+            })?;
+            let mut mounts = Vec::new();
+            for (mount_index, mount) in site.mounts.iter().enumerate() {
+                if mount.group == group.name {
+                    mount_targets[mount_index] = MountTarget {
+                        group: group_index,
+                        mount_id: mounts.len() as u32,
+                    };
+                    mounts.push(mount);
+                }
+            }
+            specs.push(Arc::new(DaemonSpec::new(
+                group,
+                &mounts,
+                python,
+                worker_lib.clone(),
+            )));
+        }
+        for spec in specs {
+            let pool = SlotPool::new();
+            let mut positions = Vec::with_capacity(spec.group.processes);
+            for index in 0..spec.group.processes {
+                let (state, state_rx) = watch::channel(PositionState::Starting);
+                positions.push(state_rx);
+                tasks.push(tokio::spawn(run_position(
+                    Arc::clone(&spec),
+                    Arc::clone(&pool),
+                    index,
+                    stop_rx.clone(),
+                    state,
+                )));
+            }
+            groups.push(GroupRuntime {
+                name: spec.group.name.clone(),
+                pool,
+                positions,
+            });
+        }
+        Ok(Self {
+            groups,
+            mount_targets,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Whether every process of every group is up with its apps imported.
+    pub fn all_ready(&self) -> bool {
+        self.groups.iter().all(|group| {
+            group
+                .positions
+                .iter()
+                .all(|p| matches!(*p.borrow(), PositionState::Ready { .. }))
+        })
+    }
+
+    /// Stops every daemon: no new requests, in-flight ones finish (bounded
+    /// by each group's shutdown-timeout), then the processes exit.
+    pub async fn stop(self) {
+        for group in &self.groups {
+            group.pool.close();
+        }
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}

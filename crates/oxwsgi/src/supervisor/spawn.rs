@@ -1,0 +1,225 @@
+//! Starting one daemon process: the group's Python running oxwsgi's
+//! bootstrap, with one connected socket per worker thread passed as
+//! inherited file descriptors 3, 4, …
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use command_fds::{CommandFdExt, FdMapping};
+use nix::sys::socket::{setsockopt, sockopt};
+use oxwsgi_protocol::worker_config::{WorkerConfig, WorkerMount, CONFIG_ENV, LIB_ENV};
+use tokio::net::UnixStream;
+use tokio::process::{Child, Command};
+
+use crate::config::model::{AppSource, Group, Mount, PythonChoice};
+
+/// The daemon bootstrap, run as `python -c BOOTSTRAP`.
+const BOOTSTRAP: &str = include_str!("../../../../python/oxwsgi/_bootstrap.py");
+
+/// First descriptor number of the slot sockets in the daemon.
+const FIRST_SLOT_FD: i32 = 3;
+
+/// Socket buffer size for slot connections: lets a daemon hand over a
+/// response of this size without waiting for the client to read it.
+const SLOT_BUFFER_BYTES: usize = 1024 * 1024;
+
+/// Failure to start a daemon process.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("cannot create slot sockets: {0}")]
+    Sockets(std::io::Error),
+    #[error("cannot start {python}: {source}")]
+    Exec {
+        python: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Everything needed to start the processes of one group.
+#[derive(Debug, Clone)]
+pub struct DaemonSpec {
+    pub group: Group,
+    pub python: PathBuf,
+    pub worker_lib: PathBuf,
+    /// The group's mounts; the index in this list is the protocol's mount id.
+    pub mounts: Vec<WorkerMount>,
+}
+
+impl DaemonSpec {
+    pub fn new(group: &Group, mounts: &[&Mount], python: PathBuf, worker_lib: PathBuf) -> Self {
+        let mounts = mounts
+            .iter()
+            .map(|mount| WorkerMount {
+                path: mount.path.clone(),
+                script: match &mount.app {
+                    AppSource::Script(path) => Some(path.display().to_string()),
+                    AppSource::Module(_) => None,
+                },
+                module: match &mount.app {
+                    AppSource::Module(name) => Some(name.clone()),
+                    AppSource::Script(_) => None,
+                },
+                callable: mount.callable.clone(),
+                application_group: mount.application_group.clone(),
+            })
+            .collect();
+        Self {
+            group: group.clone(),
+            python,
+            worker_lib,
+            mounts,
+        }
+    }
+}
+
+/// A started daemon and the front's ends of its slot sockets.
+pub struct Spawned {
+    pub child: Child,
+    pub slots: Vec<UnixStream>,
+}
+
+/// Starts one daemon process of `spec`'s group.
+pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
+    let threads = spec.group.threads;
+    let mut ours = Vec::with_capacity(threads);
+    let mut mappings = Vec::with_capacity(threads);
+    for index in 0..threads {
+        let (front_end, daemon_end) = slot_pair().map_err(SpawnError::Sockets)?;
+        ours.push(front_end);
+        mappings.push(FdMapping {
+            parent_fd: OwnedFd::from(daemon_end),
+            child_fd: FIRST_SLOT_FD + index as i32,
+        });
+    }
+    let config = WorkerConfig {
+        group: spec.group.name.clone(),
+        title: spec.group.display_name.clone(),
+        slot_fds: (0..threads as i32).map(|i| FIRST_SLOT_FD + i).collect(),
+        python_path: spec
+            .group
+            .python_path
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        home: spec.group.home.as_ref().map(|p| p.display().to_string()),
+        multiprocess: spec.group.processes > 1,
+        mounts: spec.mounts.clone(),
+    };
+    let config = serde_json::to_string(&config).map_err(|e| SpawnError::Sockets(e.into()))?;
+
+    let mut command = Command::new(&spec.python);
+    command
+        .arg("-c")
+        .arg(BOOTSTRAP)
+        .env(LIB_ENV, &spec.worker_lib)
+        .env(CONFIG_ENV, config)
+        .stdin(Stdio::null())
+        // The daemon's stdout is the error log, as in mod_wsgi.
+        .stdout(stderr_handle())
+        .stderr(Stdio::inherit())
+        // Terminal signals (Ctrl-C) go to the front only; it stops the
+        // daemons itself.
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(home) = &spec.group.home {
+        command.current_dir(home);
+    }
+    command
+        .fd_mappings(mappings)
+        .map_err(|e| SpawnError::Sockets(std::io::Error::other(e)))?;
+    let child = command.spawn().map_err(|source| SpawnError::Exec {
+        python: spec.python.clone(),
+        source,
+    })?;
+    // Dropping `command` closes the daemon's ends in the front, so the front
+    // sees EOF when the daemon dies.
+    drop(command);
+
+    let slots = ours
+        .into_iter()
+        .map(|stream| {
+            stream.set_nonblocking(true)?;
+            UnixStream::from_std(stream)
+        })
+        .collect::<Result<_, _>>()
+        .map_err(SpawnError::Sockets)?;
+    Ok(Spawned { child, slots })
+}
+
+/// A connected socket pair with large buffers.
+fn slot_pair() -> std::io::Result<(StdUnixStream, StdUnixStream)> {
+    let (front_end, daemon_end) = StdUnixStream::pair()?;
+    for socket in [&front_end, &daemon_end] {
+        // Best effort: the kernel caps these at net.core.*mem_max.
+        let _ = setsockopt(socket, sockopt::SndBuf, &SLOT_BUFFER_BYTES);
+        let _ = setsockopt(socket, sockopt::RcvBuf, &SLOT_BUFFER_BYTES);
+    }
+    Ok((front_end, daemon_end))
+}
+
+/// The front's stderr, for the daemon's stdout.
+fn stderr_handle() -> Stdio {
+    match std::io::stderr().as_fd().try_clone_to_owned() {
+        Ok(fd) => Stdio::from(fd),
+        Err(_) => Stdio::inherit(),
+    }
+}
+
+/// Finds the interpreter a group runs: its `python`, its `python-home`'s
+/// `bin/python`, or the default (`OXWSGI_PYTHON`, else `python3` on `PATH`).
+pub fn resolve_python(choice: &PythonChoice) -> Result<PathBuf, String> {
+    let candidate = match choice {
+        PythonChoice::Interpreter(path) => path.clone(),
+        PythonChoice::Home(home) => {
+            let python = home.join("bin/python");
+            if python.exists() {
+                python
+            } else {
+                home.join("bin/python3")
+            }
+        }
+        PythonChoice::Default => match std::env::var_os("OXWSGI_PYTHON") {
+            Some(path) => PathBuf::from(path),
+            None => PathBuf::from("python3"),
+        },
+    };
+    if candidate.components().count() > 1 {
+        return if candidate.is_file() {
+            Ok(candidate)
+        } else {
+            Err(format!("Python interpreter {} not found", candidate.display()))
+        };
+    }
+    find_in_path(&candidate)
+        .ok_or_else(|| format!("Python interpreter `{}` not found on PATH", candidate.display()))
+}
+
+fn find_in_path(name: &Path) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Finds the worker extension: `OXWSGI_WORKER_LIB`, else
+/// `liboxwsgi_worker.so` next to the running executable.
+pub fn resolve_worker_lib() -> Result<PathBuf, String> {
+    let path = match std::env::var_os(LIB_ENV) {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let exe = std::env::current_exe()
+                .map_err(|e| format!("cannot locate the oxwsgi executable: {e}"))?;
+            exe.with_file_name("liboxwsgi_worker.so")
+        }
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "worker extension {} not found (build it with `cargo build`, or set {LIB_ENV})",
+            path.display()
+        ))
+    }
+}
