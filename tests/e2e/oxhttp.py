@@ -211,10 +211,10 @@ class Conn:
         if method == "HEAD" or status in (204, 304):
             resp.framing = "none"
             return resp
+        body = bytearray()
         try:
             if "chunked" in te:
                 resp.framing = "chunked"
-                body = bytearray()
                 while True:
                     size_line = self.read_line(deadline)
                     size = int(size_line.split(b";")[0].strip(), 16)
@@ -233,8 +233,10 @@ class Conn:
                 resp.framing = "close"
                 resp.body = self.read_until_close(deadline)
         except ConnectionClosed:
+            # The connection ended inside the body: keep what was decoded
+            # (chunked) plus the undecoded rest.
             resp.complete = False
-            resp.body = bytes(self.buf)
+            resp.body = bytes(body) + bytes(self.buf)
             self.buf.clear()
         return resp
 

@@ -1,19 +1,19 @@
 """Environ dump app: answers JSON describing the request as the app saw it.
 
 Control headers (so the path and query string stay free for the tests):
-  X-Sleep: seconds      sleep before answering (keeps a thread busy)
+  X-Sleep: seconds      sleep before answering (keeps a thread busy); logs
+                        "info: sleeping S token=<X-Token>" to wsgi.errors first
   X-Exit: code          os._exit(code) in the middle of the request
 The body is always read to the end (wsgi.input_terminated) and summarised.
 """
 
 import base64
 import hashlib
+import json
 import os
 import sys
 import threading
 import time
-
-import json
 
 NAME = os.path.splitext(os.path.basename(__file__))[0]
 
@@ -42,6 +42,9 @@ def describe(environ):
 def application(environ, start_response):
     sleep = environ.get("HTTP_X_SLEEP")
     if sleep:
+        err = environ["wsgi.errors"]
+        err.write(f"info: sleeping {sleep} token={environ.get('HTTP_X_TOKEN', '-')}\n")
+        err.flush()
         time.sleep(float(sleep))
     code = environ.get("HTTP_X_EXIT")
     if code:
