@@ -1,1 +1,40 @@
+//! `_oxwsgi_worker`: the CPython extension that runs inside each oxwsgi
+//! daemon process. The bootstrap (`python/oxwsgi/_bootstrap.py`) loads it
+//! and calls [`run::run`]; everything else happens here.
+//!
+//! One request's way through this crate:
+//! [`slot`] (reads the head) → [`request`] → [`environ`] (+ [`input`],
+//! [`errors_log`]) → the application → [`start_response`] / [`head`] →
+//! [`response`] (+ [`file_wrapper`]) → [`sender`] → [`conn`] → the front.
 
+mod app_loader;
+mod cache;
+mod conn;
+mod environ;
+mod error;
+mod errors_log;
+mod file_wrapper;
+mod head;
+mod input;
+mod log;
+mod pyutil;
+mod request;
+mod response;
+mod run;
+mod sender;
+mod slot;
+mod slot_fds;
+mod start_response;
+mod title;
+mod worker;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _oxwsgi_worker(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(run::run, m)?)?;
+    m.add_class::<file_wrapper::FileWrapper>()?;
+    m.add_class::<input::Input>()?;
+    m.add_class::<errors_log::ErrorsLog>()?;
+    Ok(())
+}

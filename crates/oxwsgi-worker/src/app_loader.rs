@@ -1,0 +1,117 @@
+//! Loading each mount's application at process start-up.
+//!
+//! A `script` is loaded as mod_wsgi loads a WSGI script file: a fresh
+//! module named `_mod_wsgi_` + the md5 hex digest of the script path, with
+//! `__file__` set, the source compiled under the file's name and executed
+//! in the module's namespace, the module in `sys.modules`. A `module` is
+//! imported normally. Either way the `callable` attribute is the app.
+//!
+//! An import failure is logged once, with its traceback; the mount then
+//! answers every request with `ResponseAbort`, and the other mounts work.
+
+use oxwsgi_protocol::worker_config::WorkerMount;
+use pyo3::exceptions::{PyAttributeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{IntoPyDict, PyDict, PyString};
+
+use crate::cache::PyCache;
+use crate::log;
+use crate::pyutil;
+use crate::worker::Mount;
+
+/// The application group that means "the main interpreter".
+pub const GLOBAL: &str = "%{GLOBAL}";
+
+/// Loads one mount; never fails (a failed import leaves `app` empty).
+pub fn load(py: Python<'_>, config: &WorkerMount, cache: &PyCache) -> Mount {
+    let source = match (&config.script, &config.module) {
+        (Some(script), _) => format!("script '{script}'"),
+        (None, Some(module)) => format!("module '{module}'"),
+        (None, None) => "no script or module".to_owned(),
+    };
+    let application_group = if config.application_group == GLOBAL {
+        ""
+    } else {
+        log::warning(&format!(
+            "mount '{}': application group '{}' is not supported yet; \
+             the application runs in the main interpreter (as %{{GLOBAL}})",
+            config.path, config.application_group
+        ));
+        config.application_group.as_str()
+    };
+    let app = match import(py, config) {
+        Ok(app) => Some(app.unbind()),
+        Err(err) => {
+            let text = pyutil::traceback(py, &cache.format_exception, &err);
+            log::error(&format!(
+                "Failed to load the WSGI application for mount '{}' ({source}); \
+                 its requests will fail:\n{text}",
+                config.path
+            ));
+            None
+        }
+    };
+    Mount {
+        path: config.path.clone(),
+        source,
+        app,
+        script_filename: config
+            .script
+            .as_deref()
+            .map(|s| PyString::new(py, s).unbind()),
+        application_group: PyString::new(py, application_group).unbind(),
+    }
+}
+
+fn import<'py>(py: Python<'py>, config: &WorkerMount) -> PyResult<Bound<'py, PyAny>> {
+    let module = match (&config.script, &config.module) {
+        (Some(script), _) => load_script(py, script)?,
+        (None, Some(module)) => py
+            .import("importlib")?
+            .call_method1("import_module", (module,))?,
+        (None, None) => {
+            return Err(PyValueError::new_err(
+                "the mount names neither a script nor a module",
+            ))
+        }
+    };
+    module
+        .getattr_opt(config.callable.as_str())?
+        .ok_or_else(|| {
+            PyAttributeError::new_err(format!(
+                "the WSGI application has no callable '{}'",
+                config.callable
+            ))
+        })
+}
+
+/// mod_wsgi's way of loading a script file as a module.
+fn load_script<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyAny>> {
+    let digest = py
+        .import("hashlib")?
+        .call_method(
+            "md5",
+            (path.as_bytes(),),
+            Some(&[("usedforsecurity", false)].into_py_dict(py)?),
+        )?
+        .call_method0("hexdigest")?;
+    let name = format!("_mod_wsgi_{}", digest.cast::<PyString>()?.to_cow()?);
+    let source = std::fs::read(path)?;
+    let builtins = py.import("builtins")?;
+    let code = builtins.getattr("compile")?.call(
+        (source.as_slice(), path, "exec"),
+        Some(&[("dont_inherit", true)].into_py_dict(py)?),
+    )?;
+    let module = py.import("types")?.call_method1("ModuleType", (&name,))?;
+    module.setattr("__file__", path)?;
+    let modules = py.import("sys")?.getattr("modules")?;
+    modules.set_item(&name, &module)?;
+    let namespace = module.getattr("__dict__")?;
+    let namespace = namespace.cast::<PyDict>()?;
+    if let Err(err) = builtins.getattr("exec")?.call1((code, namespace)) {
+        // As a failed import does: no half-initialised module stays behind.
+        let _ = modules.del_item(&name);
+        return Err(err);
+    }
+    Ok(module)
+}

@@ -1,0 +1,93 @@
+//! Python objects the worker creates once and reuses for every request:
+//! interned environ keys, constant values, helper callables.
+//!
+//! Everything Python-side that is cached lives here, in one struct, so that
+//! one instance per interpreter is all a sub-interpreter needs.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyString, PyTuple};
+
+use crate::file_wrapper::FileWrapper;
+
+/// Generates the struct of interned environ keys and its constructor.
+macro_rules! keys {
+    ($($field:ident = $key:literal),* $(,)?) => {
+        /// Interned environ key strings.
+        pub struct Keys {
+            $(pub $field: Py<PyString>,)*
+        }
+
+        impl Keys {
+            fn new(py: Python<'_>) -> Self {
+                Self {
+                    $($field: PyString::intern(py, $key).unbind(),)*
+                }
+            }
+        }
+    };
+}
+
+keys! {
+    request_method = "REQUEST_METHOD",
+    script_name = "SCRIPT_NAME",
+    path_info = "PATH_INFO",
+    query_string = "QUERY_STRING",
+    request_uri = "REQUEST_URI",
+    server_name = "SERVER_NAME",
+    server_port = "SERVER_PORT",
+    server_protocol = "SERVER_PROTOCOL",
+    remote_addr = "REMOTE_ADDR",
+    remote_port = "REMOTE_PORT",
+    script_filename = "SCRIPT_FILENAME",
+    https = "HTTPS",
+    wsgi_version = "wsgi.version",
+    wsgi_url_scheme = "wsgi.url_scheme",
+    wsgi_input = "wsgi.input",
+    wsgi_errors = "wsgi.errors",
+    wsgi_multithread = "wsgi.multithread",
+    wsgi_multiprocess = "wsgi.multiprocess",
+    wsgi_run_once = "wsgi.run_once",
+    wsgi_file_wrapper = "wsgi.file_wrapper",
+    wsgi_input_terminated = "wsgi.input_terminated",
+    process_group = "mod_wsgi.process_group",
+    application_group = "mod_wsgi.application_group",
+    request_start = "mod_wsgi.request_start",
+    queue_start = "mod_wsgi.queue_start",
+}
+
+/// All cached Python objects of one interpreter.
+pub struct PyCache {
+    pub keys: Keys,
+    /// `(1, 0)`.
+    pub wsgi_version: Py<PyTuple>,
+    pub http: Py<PyString>,
+    pub https: Py<PyString>,
+    pub on: Py<PyString>,
+    /// The process group's name, as `mod_wsgi.process_group`.
+    pub process_group: Py<PyString>,
+    /// The `wsgi.file_wrapper` type.
+    pub file_wrapper: Py<PyAny>,
+    /// Attribute names looked up on every response.
+    pub close: Py<PyString>,
+    /// `traceback.format_exception`.
+    pub format_exception: Py<PyAny>,
+}
+
+impl PyCache {
+    pub fn new(py: Python<'_>, group: &str) -> PyResult<Self> {
+        Ok(Self {
+            keys: Keys::new(py),
+            wsgi_version: PyTuple::new(py, [1, 0])?.unbind(),
+            http: PyString::intern(py, "http").unbind(),
+            https: PyString::intern(py, "https").unbind(),
+            on: PyString::intern(py, "on").unbind(),
+            process_group: PyString::new(py, group).unbind(),
+            file_wrapper: py.get_type::<FileWrapper>().into_any().unbind(),
+            close: PyString::intern(py, "close").unbind(),
+            format_exception: py
+                .import("traceback")?
+                .getattr("format_exception")?
+                .unbind(),
+        })
+    }
+}

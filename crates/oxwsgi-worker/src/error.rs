@@ -1,0 +1,47 @@
+//! Error types of the worker: what can go wrong on a slot connection, and
+//! how a failed request is classified.
+
+use oxwsgi_protocol::ProtocolError;
+use pyo3::PyErr;
+
+/// The slot connection to the front is unusable; the slot thread ends.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("slot I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad frame from the front: {0}")]
+    Protocol(#[from] ProtocolError),
+    #[error("the front closed the slot in the middle of a frame")]
+    TruncatedFrame,
+    #[error("the front closed the slot in the middle of a request")]
+    ClosedMidRequest,
+}
+
+/// Why a request did not end with `ResponseEnd`.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The application (or its response) raised; the traceback is logged
+    /// and the front gets `ResponseAbort`.
+    #[error("application error: {0}")]
+    App(#[from] PyErr),
+    /// A failure with no Python exception behind it (a file that shrank
+    /// while being sent, a request for an unknown mount): logged, aborted.
+    #[error("{0}")]
+    Message(String),
+    /// The mount's application failed to import (logged at start-up):
+    /// aborted without logging again.
+    #[error("{0}")]
+    ImportFailed(String),
+    /// The slot connection broke: nothing more can be sent on it.
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+}
+
+/// Why a slot thread ended abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum SlotError {
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    #[error("internal Python error: {0}")]
+    Python(#[from] PyErr),
+}

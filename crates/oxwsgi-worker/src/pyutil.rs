@@ -1,0 +1,65 @@
+//! Small helpers for talking about Python objects and exceptions in log
+//! lines and messages.
+
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+
+/// The type name of an object, for error messages.
+pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
+/// The full traceback of `err`, as `traceback.format_exception` prints it.
+pub fn traceback(py: Python<'_>, format_exception: &Py<PyAny>, err: &PyErr) -> String {
+    let formatted = format_exception
+        .bind(py)
+        .call1((err.get_type(py), err.value(py), err.traceback(py)))
+        .and_then(|lines| {
+            let mut text = String::new();
+            for line in lines.try_iter()? {
+                text.push_str(&line?.cast::<PyString>()?.to_cow()?);
+            }
+            Ok(text)
+        });
+    match formatted {
+        Ok(text) => text,
+        Err(_) => one_line(py, err),
+    }
+}
+
+/// `TypeName: message` on one line, for `ResponseAbort` payloads.
+pub fn one_line(py: Python<'_>, err: &PyErr) -> String {
+    let name = err
+        .get_type(py)
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "Exception".to_owned());
+    let message = err
+        .value(py)
+        .str()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let line = if message.is_empty() {
+        name
+    } else {
+        format!("{name}: {message}")
+    };
+    single_line(&line)
+}
+
+/// Collapses newlines and caps the length of a message.
+pub fn single_line(text: &str) -> String {
+    const MAX: usize = 500;
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX)
+        .collect();
+    if text.chars().count() > MAX {
+        out.push('…');
+    }
+    out
+}

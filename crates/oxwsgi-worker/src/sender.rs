@@ -1,0 +1,265 @@
+//! One request's response leg: the head stored by `start_response`, and
+//! every frame sent to the front for it. Shared by `start_response`, the
+//! `write()` callable and the response loop; all sends happen with the GIL
+//! released and under this object's lock, so frames never interleave and a
+//! `write()` after the response ended is refused.
+
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use oxwsgi_protocol::{Kind, ResponseHead, BODY_LENGTH_UNKNOWN};
+use pyo3::exceptions::{PyOSError, PyRuntimeError};
+use pyo3::prelude::*;
+
+use crate::conn::Batch;
+use crate::error::{ConnError, Failure};
+
+/// A validated status line and header list, waiting to be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingHead {
+    pub status: Vec<u8>,
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl PendingHead {
+    fn encode(&self, buf: &mut Vec<u8>, body_length: u64) {
+        ResponseHead {
+            status: &self.status,
+            body_length,
+            headers: self
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_slice(), v.as_slice()))
+                .collect(),
+        }
+        .encode(buf);
+    }
+}
+
+/// Why a send was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("start_response() was not called before the response was sent")]
+    NoHead,
+    #[error("the response was already completed")]
+    Done,
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+}
+
+impl From<SendError> for Failure {
+    fn from(err: SendError) -> Self {
+        match err {
+            SendError::Conn(e) => Failure::Conn(e),
+            other => Failure::App(PyRuntimeError::new_err(other.to_string())),
+        }
+    }
+}
+
+impl From<SendError> for PyErr {
+    fn from(err: SendError) -> Self {
+        match err {
+            SendError::Conn(e) => PyOSError::new_err(e.to_string()),
+            other => PyRuntimeError::new_err(other.to_string()),
+        }
+    }
+}
+
+/// What `start_response` may do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadPhase {
+    /// start_response was not called yet.
+    None,
+    /// A head is stored but not sent: only a call with exc_info may replace it.
+    Pending,
+    /// The head went out: a call with exc_info must re-raise.
+    Sent,
+}
+
+struct State {
+    head: Option<PendingHead>,
+    head_sent: bool,
+    /// ResponseEnd or ResponseAbort went out, or the request is over.
+    done: bool,
+    /// A write failed: the slot connection is unusable.
+    broken: bool,
+}
+
+/// The response leg of one request.
+pub struct Sender {
+    out: Arc<UnixStream>,
+    /// A HEAD request: body bytes are dropped.
+    head_only: bool,
+    state: Mutex<State>,
+}
+
+/// The locked response leg, handed to code that sends with the GIL released.
+pub struct Locked<'a> {
+    state: MutexGuard<'a, State>,
+    out: &'a UnixStream,
+    head_only: bool,
+}
+
+impl Locked<'_> {
+    pub fn head_only(&self) -> bool {
+        self.head_only
+    }
+
+    /// Whether the head is still waiting to be sent.
+    pub fn head_pending(&self) -> bool {
+        !self.state.head_sent
+    }
+
+    /// Adds the head to `batch` unless it was already sent.
+    pub fn head(&mut self, batch: &mut Batch<'_>, body_length: u64) -> Result<(), SendError> {
+        if self.state.head_sent {
+            return Ok(());
+        }
+        let head = self.state.head.as_ref().ok_or(SendError::NoHead)?;
+        batch.encoded(|buf| head.encode(buf, body_length));
+        self.state.head_sent = true;
+        Ok(())
+    }
+
+    /// Adds body data to `batch` (nothing for a HEAD request).
+    pub fn body<'b>(&self, batch: &mut Batch<'b>, data: &'b [u8]) {
+        if !self.head_only {
+            batch.body(data);
+        }
+    }
+
+    /// Sends `batch`; a failure marks the connection broken.
+    pub fn send(&mut self, batch: Batch<'_>) -> Result<(), SendError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        batch.send(self.out).map_err(|e| {
+            self.state.broken = true;
+            SendError::Conn(ConnError::Io(e))
+        })
+    }
+}
+
+impl Sender {
+    pub fn new(out: Arc<UnixStream>, head_only: bool) -> Self {
+        Self {
+            out,
+            head_only,
+            state: Mutex::new(State {
+                head: None,
+                head_sent: false,
+                done: false,
+                broken: false,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn phase(&self) -> HeadPhase {
+        let state = self.lock();
+        if state.head_sent {
+            HeadPhase::Sent
+        } else if state.head.is_some() {
+            HeadPhase::Pending
+        } else {
+            HeadPhase::None
+        }
+    }
+
+    /// Stores (or replaces) the head. Refused once the head went out or the
+    /// response is over.
+    pub fn set_head(&self, head: PendingHead) -> Result<(), SendError> {
+        let mut state = self.lock();
+        if state.done || state.head_sent {
+            return Err(SendError::Done);
+        }
+        state.head = Some(head);
+        Ok(())
+    }
+
+    /// Runs `f` with the GIL released and the response leg locked; refused
+    /// once the response is over.
+    pub fn with<R, F>(&self, py: Python<'_>, f: F) -> Result<R, Failure>
+    where
+        F: FnOnce(&mut Locked<'_>) -> Result<R, Failure> + Send,
+        R: Send,
+    {
+        py.detach(|| {
+            let mut locked = self.locked()?;
+            f(&mut locked)
+        })
+    }
+
+    fn locked(&self) -> Result<Locked<'_>, SendError> {
+        let state = self.lock();
+        if state.broken {
+            return Err(ConnError::Io(std::io::ErrorKind::BrokenPipe.into()).into());
+        }
+        if state.done {
+            return Err(SendError::Done);
+        }
+        Ok(Locked {
+            state,
+            out: &self.out,
+            head_only: self.head_only,
+        })
+    }
+
+    /// Sends the head if it is still pending (length unknown) and `data`
+    /// as body, at once: `write()` and each streamed block.
+    pub fn chunk(&self, py: Python<'_>, data: &[u8]) -> Result<(), SendError> {
+        py.detach(|| {
+            let mut locked = self.locked()?;
+            let mut batch = Batch::new();
+            locked.head(&mut batch, BODY_LENGTH_UNKNOWN)?;
+            locked.body(&mut batch, data);
+            locked.send(batch)
+        })
+    }
+
+    /// Sends the rest of the response and `ResponseEnd` in one write. A
+    /// head still pending gets `body_length` = the total of `tail`, which
+    /// is then the whole body.
+    pub fn finish(&self, py: Python<'_>, tail: &[&[u8]]) -> Result<(), SendError> {
+        py.detach(|| {
+            let mut locked = self.locked()?;
+            let total: usize = tail.iter().map(|d| d.len()).sum();
+            let mut batch = Batch::new();
+            locked.head(&mut batch, total as u64)?;
+            for data in tail {
+                locked.body(&mut batch, data);
+            }
+            batch.empty_frame(Kind::ResponseEnd);
+            locked.send(batch)?;
+            locked.state.done = true;
+            Ok(())
+        })
+    }
+
+    /// Sends `ResponseAbort` with a one-line message, unless the response
+    /// is already over or the connection broken.
+    pub fn abort(&self, py: Python<'_>, message: &str) {
+        let _ = py.detach(|| -> Result<(), SendError> {
+            let mut locked = self.locked()?;
+            let mut batch = Batch::new();
+            batch.encoded(|buf| {
+                oxwsgi_protocol::encode_frame(buf, Kind::ResponseAbort, message.as_bytes())
+            });
+            locked.state.done = true;
+            locked.send(batch)
+        });
+    }
+
+    /// Ends the request: later `write()` calls are refused.
+    pub fn close(&self) {
+        self.lock().done = true;
+    }
+
+    /// Whether a send failed, leaving the slot connection unusable.
+    pub fn broken(&self) -> bool {
+        self.lock().broken
+    }
+}

@@ -1,0 +1,842 @@
+"""The daemon side on its own: a real `python3 -c <bootstrap>` process with
+the worker extension, driven over socketpairs by a fake front that speaks the
+frame protocol (crates/oxwsgi-protocol) with `struct`. No network.
+
+Self-contained (no conftest). The extension is taken from OXWSGI_WORKER_LIB,
+else <repo>/target/debug/liboxwsgi_worker.so (built with cargo when missing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BOOTSTRAP = (ROOT / "python" / "oxwsgi" / "_bootstrap.py").read_text()
+TIMEOUT = 20.0
+
+# Frame kinds (crates/oxwsgi-protocol/src/frame.rs).
+REQUEST_HEAD, REQUEST_BODY, REQUEST_END = 0x01, 0x02, 0x03
+HELLO, RESPONSE_HEAD, RESPONSE_BODY, RESPONSE_END, RESPONSE_ABORT = 0x10, 0x11, 0x12, 0x13, 0x14
+ABORT_FLAG = 1
+BODY_LENGTH_UNKNOWN = 2**64 - 1
+GROUP = "testgroup"
+TITLE = "(wsgi:testgroup)"
+
+
+def worker_lib() -> Path:
+    env = os.environ.get("OXWSGI_WORKER_LIB")
+    if env:
+        return Path(env)
+    lib = ROOT / "target" / "debug" / "liboxwsgi_worker.so"
+    if not lib.exists():
+        subprocess.run(["cargo", "build", "-p", "oxwsgi-worker"], cwd=ROOT, check=True)
+    return lib
+
+
+# --------------------------------------------------------------------------
+# Frames
+
+
+def frame(kind: int, payload: bytes = b"") -> bytes:
+    return struct.pack("<BI", kind, len(payload)) + payload
+
+
+def field_bytes(value: bytes) -> bytes:
+    return struct.pack("<I", len(value)) + value
+
+
+def request_head(
+    mount: int = 0,
+    method: bytes = b"GET",
+    path: bytes = b"/",
+    query: bytes = b"",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    scheme: bytes = b"http",
+    script_name: bytes = b"/app",
+    request_start: float = 1700000000.25,
+    queue_start: float = 1700000000.5,
+) -> bytes:
+    headers = headers if headers is not None else [(b"HTTP_HOST", b"localhost")]
+    uri = script_name + path + (b"?" + query if query else b"")
+    payload = struct.pack("<Idd", mount, request_start, queue_start)
+    for value in (
+        method,
+        script_name,
+        path,
+        query,
+        uri,
+        b"localhost",
+        b"8000",
+        b"HTTP/1.1",
+        b"127.0.0.1",
+        b"5555",
+        scheme,
+    ):
+        payload += field_bytes(value)
+    payload += struct.pack("<I", len(headers))
+    for name, value in headers:
+        payload += field_bytes(name) + field_bytes(value)
+    return frame(REQUEST_HEAD, payload)
+
+
+def request_end(flags: int = 0) -> bytes:
+    return frame(REQUEST_END, bytes([flags]))
+
+
+@dataclass
+class Response:
+    status: str | None = None
+    body_length: int | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    frames: list[int] = field(default_factory=list)
+    body_frames: list[int] = field(default_factory=list)
+    abort: str | None = None
+
+    def header(self, name: str) -> str | None:
+        for n, v in self.headers:
+            if n.lower() == name.lower():
+                return v
+        return None
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError(f"EOF after {len(buf)} of {n} bytes")
+        buf += chunk
+    return buf
+
+
+def read_frame(sock: socket.socket) -> tuple[int, bytes]:
+    kind, length = struct.unpack("<BI", recv_exact(sock, 5))
+    return kind, recv_exact(sock, length)
+
+
+def parse_response_head(payload: bytes, resp: Response) -> None:
+    def take_bytes(pos: int) -> tuple[bytes, int]:
+        (n,) = struct.unpack_from("<I", payload, pos)
+        return payload[pos + 4 : pos + 4 + n], pos + 4 + n
+
+    status, pos = take_bytes(0)
+    (resp.body_length,) = struct.unpack_from("<Q", payload, pos)
+    (count,) = struct.unpack_from("<I", payload, pos + 8)
+    pos += 12
+    for _ in range(count):
+        name, pos = take_bytes(pos)
+        value, pos = take_bytes(pos)
+        resp.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+    assert pos == len(payload)
+    resp.status = status.decode("latin-1")
+
+
+def read_response(sock: socket.socket, until_head: bool = False, resp: Response | None = None) -> Response:
+    """Reads frames up to ResponseEnd / ResponseAbort (or the head); `resp`
+    continues a response whose first frames were already read."""
+    resp = resp or Response()
+    while True:
+        kind, payload = read_frame(sock)
+        resp.frames.append(kind)
+        if kind == RESPONSE_HEAD:
+            assert resp.status is None, "two response heads"
+            parse_response_head(payload, resp)
+            if until_head:
+                return resp
+        elif kind == RESPONSE_BODY:
+            assert resp.status is not None, "body before head"
+            resp.body += payload
+            resp.body_frames.append(len(payload))
+        elif kind == RESPONSE_END:
+            assert resp.status is not None, "end before head"
+            return resp
+        elif kind == RESPONSE_ABORT:
+            resp.abort = payload.decode()
+            return resp
+        else:
+            raise AssertionError(f"unexpected frame kind {kind:#x}")
+
+
+# --------------------------------------------------------------------------
+# Applications under test
+
+APPS = r'''
+import io, json, os, sys, threading, time
+
+CLOSED = []
+GATE = threading.Event()
+
+
+def application(environ, start_response):
+    name = environ["PATH_INFO"].strip("/").split("/")[0] or "hello"
+    return globals()["app_" + name](environ, start_response)
+
+
+def app_hello(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"hel", b"lo"]
+
+
+def app_tuple(environ, start_response):
+    start_response("200 OK", [])
+    return (b"a", b"bc")
+
+
+def app_environ(environ, start_response):
+    out = {}
+    for k, v in environ.items():
+        if isinstance(v, (str, int, float, bool)) or v is None:
+            out[k] = [type(v).__name__, v]
+        elif isinstance(v, tuple):
+            out[k] = ["tuple", list(v)]
+        else:
+            out[k] = [type(v).__name__, None]
+    out["_sys_path"] = sys.path[:3]
+    out["_cwd"] = os.getcwd()
+    out["_empty_in_path"] = "" in sys.path
+    out["_thread"] = threading.current_thread().name
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps(out).encode()]
+
+
+def app_input(environ, start_response):
+    inp = environ["wsgi.input"]
+    got = {}
+    got["read3"] = inp.read(3).decode()
+    got["line"] = inp.readline().decode()
+    got["line_limited"] = inp.readline(2).decode()
+    got["lines"] = [l.decode() for l in inp.readlines(1)]
+    got["iter"] = [l.decode() for l in inp]
+    got["rest"] = inp.read().decode()
+    got["after"] = inp.read(10).decode()
+    start_response("200 OK", [])
+    return [json.dumps(got).encode()]
+
+
+def app_readall(environ, start_response):
+    try:
+        data = environ["wsgi.input"].read()
+        result = b"ok:%d" % len(data)
+    except OSError as e:
+        result = ("OSError:" + str(e)).encode()
+    start_response("200 OK", [])
+    return [result]
+
+
+def app_ignore(environ, start_response):
+    start_response("200 OK", [])
+    return [b"ignored"]
+
+
+def app_write(environ, start_response):
+    write = start_response("200 OK", [])
+    write(b"a")
+    write(b"bb")
+    return [b"ccc"]
+
+
+class Gen:
+    def __init__(self, blocks, fail=False):
+        self.blocks = list(blocks)
+        self.fail = fail
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if not self.blocks:
+            if self.fail:
+                raise ValueError("generator failed")
+            raise StopIteration
+        return self.blocks.pop(0)
+
+    def close(self):
+        CLOSED.append("closed")
+
+
+def app_gen(environ, start_response):
+    start_response("200 OK", [])
+    return Gen([b"", b"one", b"", b"two"])
+
+
+def app_gen_fail(environ, start_response):
+    start_response("200 OK", [])
+    return Gen([b"one"], fail=True)
+
+
+def app_gen_empty(environ, start_response):
+    start_response("204 No Content", [])
+    return Gen([b"", b""])
+
+
+def app_closed(environ, start_response):
+    start_response("200 OK", [])
+    data = json.dumps(CLOSED).encode()
+    CLOSED.clear()
+    return [data]
+
+
+def app_slow(environ, start_response):
+    start_response("200 OK", [])
+    GATE.clear()
+    def gen():
+        yield b"first"
+        GATE.wait(10)
+        yield b"second"
+    return gen()
+
+
+def app_open_gate(environ, start_response):
+    GATE.set()
+    start_response("200 OK", [])
+    return [b"opened"]
+
+
+def app_raise(environ, start_response):
+    raise RuntimeError("boom from the app")
+
+
+def app_raise_after(environ, start_response):
+    start_response("200 OK", [])
+    def gen():
+        yield b"partial"
+        raise KeyError("late failure")
+    return gen()
+
+
+def app_str_body(environ, start_response):
+    start_response("200 OK", [])
+    return ["not bytes"]
+
+
+def app_no_start(environ, start_response):
+    return [b"body"]
+
+
+def app_bad_status(environ, start_response):
+    start_response("OK", [])
+    return [b""]
+
+
+def app_crlf(environ, start_response):
+    start_response("200 OK", [("X-Bad", "a\r\nInjected: yes")])
+    return [b""]
+
+
+def app_hop(environ, start_response):
+    start_response("200 OK", [("Connection", "close")])
+    return [b""]
+
+
+def app_tuple_headers(environ, start_response):
+    start_response("200 OK", (("A", "b"),))
+    return [b""]
+
+
+def app_twice(environ, start_response):
+    start_response("200 OK", [])
+    start_response("200 OK", [])
+    return [b""]
+
+
+def app_exc_info(environ, start_response):
+    start_response("200 OK", [("X-First", "1")])
+    try:
+        raise ValueError("handled")
+    except ValueError:
+        start_response("503 Busy", [("X-Second", "2")], sys.exc_info())
+    return [b"replaced"]
+
+
+def app_exc_info_late(environ, start_response):
+    write = start_response("200 OK", [])
+    write(b"sent")
+    try:
+        raise ValueError("too late")
+    except ValueError:
+        start_response("500 Oops", [], sys.exc_info())
+    return [b"never"]
+
+
+def app_latin1(environ, start_response):
+    start_response("200 OK", [("X-Name", "caf\u00e9")])
+    return [environ["PATH_INFO"].encode("latin-1")]
+
+
+def app_errors(environ, start_response):
+    err = environ["wsgi.errors"]
+    err.write("first line\nsecond ")
+    err.write("part\n")
+    err.writelines(["third\n", "unterminated"])
+    print("via print", file=err)
+    start_response("200 OK", [])
+    return [b"logged"]
+
+
+def app_file(environ, start_response):
+    f = open(os.environ["OXWSGI_TEST_FILE"], "rb")
+    f.read(10)
+    start_response("200 OK", [])
+    return environ["wsgi.file_wrapper"](f, 4096)
+
+
+def app_file_bytesio(environ, start_response):
+    start_response("200 OK", [])
+    return environ["wsgi.file_wrapper"](io.BytesIO(b"x" * 10000), 3000)
+
+
+def app_file_closed(environ, start_response):
+    class F(io.BytesIO):
+        def close(self):
+            CLOSED.append("file closed")
+            super().close()
+    start_response("200 OK", [])
+    return environ["wsgi.file_wrapper"](F(b"abc"))
+'''
+
+BROKEN = """
+import this_module_does_not_exist_at_all
+def application(environ, start_response):
+    pass
+"""
+
+MODAPP = """
+def app(environ, start_response):
+    start_response("200 OK", [("X-Via", "module")])
+    return [environ["SCRIPT_NAME"].encode()]
+"""
+
+# Mount indexes.
+M_APPS, M_BROKEN, M_MODULE, M_MISSING = 0, 1, 2, 3
+
+
+class Worker:
+    """One daemon process and the front's ends of its slots."""
+
+    def __init__(self, tmp: Path, slots: int = 2, title: str | None = TITLE, config: dict | None = None):
+        self.tmp = tmp
+        (tmp / "apps.py").write_text(APPS)
+        (tmp / "broken.py").write_text(BROKEN)
+        libdir = tmp / "lib"
+        libdir.mkdir(exist_ok=True)
+        (libdir / "modapp.py").write_text(MODAPP)
+        home = tmp / "home"
+        home.mkdir(exist_ok=True)
+        self.file = tmp / "data.bin"
+        self.file.write_bytes(bytes(range(256)) * 2400)  # 600 KiB
+        pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(slots)]
+        self.socks = [front for front, _ in pairs]
+        child = [daemon for _, daemon in pairs]
+        cfg = {
+            "group": GROUP,
+            "title": title,
+            "slot_fds": [s.fileno() for s in child],
+            "python_path": [str(libdir), str(tmp / "extra")],
+            "home": str(home),
+            "multiprocess": False,
+            "mounts": [
+                {"path": "/app", "script": str(tmp / "apps.py"), "module": None,
+                 "callable": "application", "application_group": "%{GLOBAL}"},
+                {"path": "/broken", "script": str(tmp / "broken.py"), "module": None,
+                 "callable": "application", "application_group": "%{GLOBAL}"},
+                {"path": "/mod", "script": None, "module": "modapp",
+                 "callable": "app", "application_group": "%{GLOBAL}"},
+                {"path": "/missing", "script": str(tmp / "apps.py"), "module": None,
+                 "callable": "no_such_callable", "application_group": "%{GLOBAL}"},
+            ],
+        }
+        if config:
+            cfg.update(config)
+        env = dict(os.environ)
+        env["OXWSGI_WORKER_LIB"] = str(worker_lib())
+        env["OXWSGI_WORKER_CONFIG"] = json.dumps(cfg)
+        env["OXWSGI_TEST_FILE"] = str(self.file)
+        env.pop("PYTHONPATH", None)
+        self.stderr_path = tmp / "stderr.log"
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", BOOTSTRAP],
+                env=env,
+                cwd=str(tmp),
+                pass_fds=[s.fileno() for s in child],
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+            )
+        for s in child:
+            s.close()
+        for s in self.socks:
+            s.settimeout(TIMEOUT)
+        self.hellos = []
+        for s in self.socks:
+            kind, payload = read_frame(s)
+            assert kind == HELLO, (kind, self.stderr())
+            self.hellos.append(struct.unpack("<I", payload)[0])
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def request(self, slot: int = 0, body: list[bytes] | None = None, end_flags: int = 0,
+                until_head: bool = False, **head) -> Response:
+        data = request_head(**head)
+        for block in body or []:
+            data += frame(REQUEST_BODY, block)
+        data += request_end(end_flags)
+        self.socks[slot].sendall(data)
+        return read_response(self.socks[slot], until_head=until_head)
+
+    def app(self, name: str, slot: int = 0, **kw) -> Response:
+        return self.request(slot=slot, mount=M_APPS, path=b"/" + name.encode(), **kw)
+
+    def close(self) -> int:
+        for s in self.socks:
+            s.close()
+        try:
+            return self.proc.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory):
+    w = Worker(tmp_path_factory.mktemp("worker"))
+    yield w
+    if w.proc.poll() is None:
+        w.close()
+
+
+# --------------------------------------------------------------------------
+# Start-up
+
+
+def test_hello_from_every_slot(worker):
+    assert worker.hellos == [worker.proc.pid] * 2
+
+
+def test_process_title(worker):
+    pid = worker.proc.pid
+    assert Path(f"/proc/{pid}/cmdline").read_bytes() == TITLE.encode() + b"\0"
+    assert Path(f"/proc/{pid}/comm").read_text().strip() == TITLE[:15]
+    ps = subprocess.run(["ps", "-o", "args=", "-p", str(pid)], capture_output=True, text=True)
+    if ps.returncode == 0:
+        assert ps.stdout.strip() == TITLE
+
+
+def test_startup_environment(worker):
+    env = worker.app("environ").json()
+    assert env["_sys_path"][:2] == [str(worker.tmp / "lib"), str(worker.tmp / "extra")]
+    assert env["_cwd"] == str(worker.tmp / "home")
+    assert env["_empty_in_path"] is False
+
+
+def test_import_failure_is_logged_once_and_aborts(worker):
+    for _ in range(2):
+        r = worker.request(mount=M_BROKEN)
+        assert r.status is None and "failed to import" in r.abort
+    log = worker.stderr()
+    assert log.count("Failed to load the WSGI application for mount '/broken'") == 1
+    assert "ModuleNotFoundError: No module named 'this_module_does_not_exist_at_all'" in log
+
+
+def test_missing_callable_aborts(worker):
+    r = worker.request(mount=M_MISSING)
+    assert r.abort and r.status is None
+    assert "no callable 'no_such_callable'" in worker.stderr()
+
+
+def test_module_mount(worker):
+    r = worker.request(mount=M_MODULE, script_name=b"/mod")
+    assert (r.status, r.header("X-Via"), r.body) == ("200 OK", "module", b"/mod")
+
+
+def test_unknown_mount_aborts(worker):
+    r = worker.request(mount=99)
+    assert r.abort and "mount #99" in r.abort
+
+
+# --------------------------------------------------------------------------
+# Environ
+
+
+def test_environ(worker):
+    env = worker.app(
+        "environ",
+        query=b"a=1&b=2",
+        headers=[(b"HTTP_HOST", b"example.org"), (b"CONTENT_TYPE", b"text/plain"),
+                 (b"CONTENT_LENGTH", b"0"), (b"HTTP_X_LATIN", b"caf\xe9")],
+    ).json()
+    expect = {
+        "REQUEST_METHOD": ["str", "GET"],
+        "SCRIPT_NAME": ["str", "/app"],
+        "PATH_INFO": ["str", "/environ"],
+        "QUERY_STRING": ["str", "a=1&b=2"],
+        "REQUEST_URI": ["str", "/app/environ?a=1&b=2"],
+        "SERVER_NAME": ["str", "localhost"],
+        "SERVER_PORT": ["str", "8000"],
+        "SERVER_PROTOCOL": ["str", "HTTP/1.1"],
+        "REMOTE_ADDR": ["str", "127.0.0.1"],
+        "REMOTE_PORT": ["str", "5555"],
+        "HTTP_HOST": ["str", "example.org"],
+        "CONTENT_TYPE": ["str", "text/plain"],
+        "CONTENT_LENGTH": ["str", "0"],
+        "HTTP_X_LATIN": ["str", "caf\u00e9"],
+        "SCRIPT_FILENAME": ["str", str(worker.tmp / "apps.py")],
+        "wsgi.version": ["tuple", [1, 0]],
+        "wsgi.url_scheme": ["str", "http"],
+        "wsgi.multithread": ["bool", True],
+        "wsgi.multiprocess": ["bool", False],
+        "wsgi.run_once": ["bool", False],
+        "wsgi.input_terminated": ["bool", True],
+        "mod_wsgi.process_group": ["str", GROUP],
+        "mod_wsgi.application_group": ["str", ""],
+        "mod_wsgi.request_start": ["float", 1700000000.25],
+        "mod_wsgi.queue_start": ["float", 1700000000.5],
+        "wsgi.input": ["Input", None],
+        "wsgi.errors": ["ErrorsLog", None],
+        "wsgi.file_wrapper": ["type", None],
+    }
+    for key, value in expect.items():
+        assert env.get(key) == value, key
+    assert "HTTPS" not in env
+    assert env["_thread"] == "oxwsgi-slot-0"
+
+
+def test_environ_https_and_latin1_path(worker):
+    env = worker.request(mount=M_APPS, path=b"/environ/caf\xe9", scheme=b"https", slot=1).json()
+    assert env["wsgi.url_scheme"] == ["str", "https"]
+    assert env["HTTPS"] == ["str", "on"]
+    assert env["PATH_INFO"] == ["str", "/environ/caf\u00e9"]
+    assert env["_thread"] == "oxwsgi-slot-1"
+
+
+def test_latin1_round_trip(worker):
+    r = worker.request(mount=M_APPS, path=b"/latin1/\xff")
+    assert r.body == b"/latin1/\xff"
+    assert r.header("X-Name") == "caf\u00e9"
+
+
+# --------------------------------------------------------------------------
+# wsgi.input
+
+
+def test_input_in_several_frames(worker):
+    body = [b"ab", b"c-line one\nli", b"ne two\nthree\n", b"", b"four\nfive\nsix", b"-tail"]
+    got = worker.app("input", method=b"POST", body=body).json()
+    assert got == {
+        "read3": "abc",
+        "line": "-line one\n",
+        "line_limited": "li",
+        "lines": ["ne two\n"],
+        "iter": ["three\n", "four\n", "five\n", "six-tail"],
+        "rest": "",
+        "after": "",
+    }
+
+
+def test_input_read_all_large(worker):
+    blocks = [bytes([i]) * 100_000 for i in range(30)]
+    r = worker.app("readall", method=b"POST", body=blocks)
+    assert r.body == b"ok:3000000"
+
+
+def test_input_aborted_body_raises(worker):
+    r = worker.app("readall", method=b"POST", body=[b"partial"], end_flags=ABORT_FLAG)
+    assert r.body == b"OSError:request body incomplete"
+
+
+def test_unread_body_is_drained(worker):
+    r = worker.app("ignore", method=b"POST", body=[b"x" * 70000, b"y" * 70000])
+    assert r.body == b"ignored"
+    assert worker.app("hello").body == b"hello"
+
+
+def test_unread_aborted_body_is_drained(worker):
+    r = worker.app("ignore", method=b"POST", body=[b"x" * 10], end_flags=ABORT_FLAG)
+    assert r.body == b"ignored"
+    assert worker.app("hello").body == b"hello"
+
+
+# --------------------------------------------------------------------------
+# Responses
+
+
+def test_list_response_has_length_and_one_write(worker):
+    r = worker.app("hello")
+    assert (r.status, r.headers, r.body, r.body_length) == (
+        "200 OK", [("Content-Type", "text/plain")], b"hello", 5)
+    assert r.frames[0] == RESPONSE_HEAD and r.frames[-1] == RESPONSE_END
+
+
+def test_tuple_response_has_length(worker):
+    r = worker.app("tuple")
+    assert (r.body, r.body_length) == (b"abc", 3)
+
+
+def test_write_callable(worker):
+    r = worker.app("write")
+    assert r.body == b"abbccc"
+    assert r.body_length == BODY_LENGTH_UNKNOWN
+    assert r.body_frames == [1, 2, 3]
+
+
+def test_generator_streams_and_is_closed(worker):
+    r = worker.app("gen")
+    assert (r.body, r.body_length, r.body_frames) == (b"onetwo", BODY_LENGTH_UNKNOWN, [3, 3])
+    assert worker.app("closed").json() == ["closed"]
+
+
+def test_empty_generator_sends_head_at_end(worker):
+    r = worker.app("gen_empty")
+    assert (r.status, r.body, r.body_length, r.frames) == (
+        "204 No Content", b"", 0, [RESPONSE_HEAD, RESPONSE_END])
+    assert worker.app("closed").json() == ["closed"]
+
+
+def test_yielded_block_is_sent_at_once(worker):
+    # Slot 0 streams "first" then waits for a gate that slot 1 opens: the
+    # head and the first block must arrive before the generator resumes.
+    worker.socks[0].sendall(request_head(path=b"/slow") + request_end())
+    r = read_response(worker.socks[0], until_head=True)
+    kind, payload = read_frame(worker.socks[0])
+    assert (kind, payload) == (RESPONSE_BODY, b"first")
+    assert worker.app("open_gate", slot=1).body == b"opened"
+    r = read_response(worker.socks[0], resp=r)
+    assert r.body == b"second" and r.frames[-1] == RESPONSE_END
+
+
+def test_head_request_drops_body(worker):
+    r = worker.app("hello", method=b"HEAD")
+    assert (r.status, r.body, r.body_length, r.frames) == ("200 OK", b"", 5, [RESPONSE_HEAD, RESPONSE_END])
+    r = worker.app("gen", method=b"HEAD")
+    assert (r.body, r.frames) == (b"", [RESPONSE_HEAD, RESPONSE_END])
+    assert worker.app("closed").json() == ["closed"]
+
+
+def test_exception_aborts_and_process_keeps_serving(worker):
+    r = worker.app("raise")
+    assert r.status is None and r.abort == "RuntimeError: boom from the app"
+    assert worker.app("hello").body == b"hello"
+    log = worker.stderr()
+    assert "Exception occurred processing WSGI application (mount '/app'" in log
+    assert "raise RuntimeError(\"boom from the app\")" in log
+
+
+def test_exception_after_head_aborts(worker):
+    r = worker.app("raise_after")
+    assert (r.status, r.body, r.abort) == ("200 OK", b"partial", "KeyError: 'late failure'")
+    assert worker.app("hello").body == b"hello"
+
+
+def test_generator_failure_still_closes(worker):
+    r = worker.app("gen_fail")
+    assert r.abort == "ValueError: generator failed"
+    assert worker.app("closed").json() == ["closed"]
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("str_body", "TypeError: the response iterable yielded str, expected bytes"),
+        ("no_start", "RuntimeError: start_response() was not called before the response was sent"),
+        ("bad_status", "ValueError: invalid status"),
+        ("crlf", 'ValueError: response header "X-Bad" has a control character'),
+        ("hop", 'ValueError: hop-by-hop header "Connection" is not allowed'),
+        ("tuple_headers", "TypeError: response headers must be a list, not tuple"),
+        ("twice", "RuntimeError: start_response() called a second time without exc_info"),
+        ("exc_info_late", "ValueError: too late"),
+    ],
+)
+def test_invalid_responses_abort(worker, name, message):
+    r = worker.app(name)
+    assert r.abort is not None and r.abort.startswith(message), r
+    assert worker.app("hello").body == b"hello"
+
+
+def test_exc_info_replaces_pending_head(worker):
+    r = worker.app("exc_info")
+    assert (r.status, r.headers, r.body) == ("503 Busy", [("X-Second", "2")], b"replaced")
+
+
+def test_wsgi_errors_lines(worker):
+    assert worker.app("errors").body == b"logged"
+    pid = worker.proc.pid
+    lines = [l for l in worker.stderr().splitlines() if f"[pid {pid}] [group {GROUP}]" in l]
+    messages = [l.split(f"[group {GROUP}] ", 1)[1] for l in lines if "] [error] " in l]
+    for expected in ["first line", "second part", "third", "unterminatedvia print"]:
+        assert expected in messages
+    line = next(l for l in lines if l.endswith("] second part"))
+    assert line.startswith("[") and "] [error] [pid " in line
+
+
+# --------------------------------------------------------------------------
+# wsgi.file_wrapper
+
+
+def test_file_wrapper_fast_path(worker):
+    data = worker.file.read_bytes()[10:]
+    r = worker.app("file")
+    assert r.status == "200 OK"
+    assert r.body_length == len(data)
+    assert r.body == data
+    assert max(r.body_frames) == 256 * 1024 and len(r.body_frames) == 3
+
+
+def test_file_wrapper_head(worker):
+    r = worker.app("file", method=b"HEAD")
+    assert (r.body_length, r.body, r.frames) == (
+        worker.file.stat().st_size - 10, b"", [RESPONSE_HEAD, RESPONSE_END])
+
+
+def test_file_wrapper_iterates_without_fileno(worker):
+    r = worker.app("file_bytesio")
+    assert r.body == b"x" * 10000 and r.body_frames == [3000, 3000, 3000, 1000]
+
+
+def test_file_wrapper_close_closes_file(worker):
+    assert worker.app("file_closed").body == b"abc"
+    assert worker.app("closed").json() == ["file closed"]
+
+
+# --------------------------------------------------------------------------
+# Ending
+
+
+def test_eof_exits_zero(worker):
+    assert worker.close() == 0
+
+
+def test_protocol_error_ends_only_that_slot(tmp_path):
+    w = Worker(tmp_path, slots=2, title=None)
+    w.socks[0].sendall(frame(REQUEST_BODY, b"not a head"))
+    assert w.socks[0].recv(1) == b""  # the daemon closed that slot
+    assert w.app("hello", slot=1).body == b"hello"
+    assert w.close() == 1
+    assert "slot 0: bad frame from the front" in w.stderr()
+
+
+def test_non_global_application_group_warns(tmp_path):
+    mounts = [{"path": "/x", "script": str(tmp_path / "apps.py"), "module": None,
+               "callable": "application", "application_group": "named"}]
+    w = Worker(tmp_path, slots=1, title=None, config={"mounts": mounts})
+    env = w.request(mount=0, path=b"/environ").json()
+    assert env["mod_wsgi.application_group"] == ["str", "named"]
+    assert env["wsgi.multithread"] == ["bool", False]
+    assert w.close() == 0
+    assert "application group 'named' is not supported yet" in w.stderr()
