@@ -17,6 +17,7 @@ pub fn init(error_log: Option<&Path>) -> std::io::Result<()> {
     let filter = EnvFilter::try_from_env("OXWSGI_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(false)
         .event_format(ErrorLogFormat);
     match error_log {
         Some(path) => {
@@ -48,7 +49,7 @@ where
         write!(
             writer,
             "[{}] [{}] [pid {}] ",
-            chrono::Local::now().format("%Y-%m-%d %H:%M:%S%.3f"),
+            chrono::Local::now().format("%a %b %d %H:%M:%S%.6f %Y"),
             event.metadata().level().as_str().to_ascii_lowercase(),
             std::process::id(),
         )?;
