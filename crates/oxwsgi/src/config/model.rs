@@ -21,6 +21,38 @@ pub struct Site {
     /// Mounts, in config order. Each names a group in `groups`.
     pub mounts: Vec<Mount>,
     pub statics: Vec<StaticAlias>,
+    /// `serve --reload`: restart a group's daemons when its application's
+    /// Python code changes (not only the WSGI script file). Not settable
+    /// from a config file.
+    pub reload: bool,
+}
+
+/// The listen address when none is configured.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+
+impl Default for Site {
+    /// An empty site on [`DEFAULT_LISTEN`], access log on stdout: a base for
+    /// `Site { mounts, groups, ..Site::default() }` in tests.
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 8000))],
+            admin: None,
+            access_log: AccessLog::Stdout,
+            error_log: None,
+            limits: Limits::default(),
+            groups: Vec::new(),
+            mounts: Vec::new(),
+            statics: Vec::new(),
+            reload: false,
+        }
+    }
+}
+
+impl Site {
+    /// The group called `name`.
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.name == name)
+    }
 }
 
 /// Where the access log goes.
@@ -77,6 +109,52 @@ pub struct Group {
     pub memory_limit: Option<u64>,
     /// `listen-backlog`: the most requests that may wait in the group's queue.
     pub listen_backlog: Option<usize>,
+    /// `maximum-requests-jitter`: a random 0..=N added to `maximum-requests`
+    /// per process, so processes do not all recycle at once.
+    pub maximum_requests_jitter: Option<u64>,
+    /// `user`: run the daemons as this user (name or numeric id).
+    pub user: Option<String>,
+    /// `group` (mod_wsgi's option): run the daemons with this Unix group
+    /// (name or numeric id). Named `unix_group` here to keep it apart from
+    /// the daemon group's `name`.
+    pub unix_group: Option<String>,
+    /// `umask` of the daemon processes.
+    pub umask: Option<u32>,
+    /// `lang`: the daemons' `LANG`.
+    pub lang: Option<String>,
+    /// `locale`: the daemons' `LC_ALL`.
+    pub locale: Option<String>,
+}
+
+/// `processes` when not configured.
+pub const DEFAULT_PROCESSES: usize = 1;
+/// `threads` when not configured.
+pub const DEFAULT_THREADS: usize = 15;
+
+impl Group {
+    /// A group with every setting at its default: 1 process × 15 threads,
+    /// no display name, the default interpreter, no timeouts.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            processes: DEFAULT_PROCESSES,
+            threads: DEFAULT_THREADS,
+            display_name: None,
+            python: PythonChoice::Default,
+            python_path: Vec::new(),
+            home: None,
+            timeouts: GroupTimeouts::default(),
+            maximum_requests: None,
+            memory_limit: None,
+            listen_backlog: None,
+            maximum_requests_jitter: None,
+            user: None,
+            unix_group: None,
+            umask: None,
+            lang: None,
+            locale: None,
+        }
+    }
 }
 
 /// Which Python interpreter a group's daemons run.
@@ -101,6 +179,11 @@ pub struct GroupTimeouts {
     pub inactivity: Option<Duration>,
     pub queue: Option<Duration>,
     pub restart_interval: Option<Duration>,
+    /// `deadlock-timeout`: recycle a process whose GIL has been held this long.
+    pub deadlock: Option<Duration>,
+    /// `interrupt-timeout`: how long a request may take after a graceful
+    /// restart was asked for before the process is restarted anyway.
+    pub interrupt: Option<Duration>,
 }
 
 /// A WSGI application mounted at a URL prefix (`WSGIScriptAlias`).
@@ -136,6 +219,9 @@ pub struct StaticAlias {
     pub path: String,
     pub dir: PathBuf,
 }
+
+/// The callable's name when none is configured (`WSGICallableObject`).
+pub const DEFAULT_CALLABLE: &str = "application";
 
 /// The main interpreter's application-group name.
 pub const GLOBAL_APPLICATION_GROUP: &str = "%{GLOBAL}";
