@@ -4,6 +4,8 @@ frame protocol (crates/oxwsgi-protocol) with `struct`. No network.
 
 Self-contained (no conftest). The extension is taken from OXWSGI_WORKER_LIB,
 else <repo>/target/debug/liboxwsgi_worker.so (built with cargo when missing).
+The daemon runs OXWSGI_TEST_PYTHON if set (any CPython >= 3.9: the extension
+is built for the stable ABI), else the interpreter running the tests.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = (ROOT / "python" / "oxwsgi" / "_bootstrap.py").read_text()
 TIMEOUT = 20.0
+PYTHON = os.environ.get("OXWSGI_TEST_PYTHON") or sys.executable
 
 # Frame kinds (crates/oxwsgi-protocol/src/frame.rs).
 REQUEST_HEAD, REQUEST_BODY, REQUEST_END = 0x01, 0x02, 0x03
@@ -243,6 +246,17 @@ def app_ignore(environ, start_response):
     return [b"ignored"]
 
 
+def app_big(environ, start_response):
+    write = start_response("200 OK", [])
+    write(b"w" * (17 * 1024 * 1024))
+    return [b"x" * (17 * 1024 * 1024)]
+
+
+def app_big_header(environ, start_response):
+    start_response("200 OK", [("X-Big", "v" * (17 * 1024 * 1024))])
+    return [b""]
+
+
 def app_write(environ, start_response):
     write = start_response("200 OK", [])
     write(b"a")
@@ -409,6 +423,34 @@ def app_file_closed(environ, start_response):
     return environ["wsgi.file_wrapper"](F(b"abc"))
 '''
 
+VALIDATED = r'''
+import warnings
+from wsgiref.validate import validator
+
+warnings.simplefilter("always")
+
+
+@validator
+def application(environ, start_response):
+    inp = environ["wsgi.input"]
+    head = inp.readline()
+    lines = inp.readlines()
+    rest = inp.read(100)
+    environ["wsgi.errors"].write("validated\n")
+    environ["wsgi.errors"].flush()
+    kind = environ["PATH_INFO"]
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    if kind == "/write":
+        write(b"w")
+        return [b"x"]
+    if kind == "/gen":
+        return (b for b in [head, b"".join(lines), rest])
+    if kind == "/file":
+        import io
+        return environ["wsgi.file_wrapper"](io.BytesIO(b"filedata"))
+    return [head, b"".join(lines), rest]
+'''
+
 BROKEN = """
 import this_module_does_not_exist_at_all
 def application(environ, start_response):
@@ -422,7 +464,7 @@ def app(environ, start_response):
 """
 
 # Mount indexes.
-M_APPS, M_BROKEN, M_MODULE, M_MISSING = 0, 1, 2, 3
+M_APPS, M_BROKEN, M_MODULE, M_MISSING, M_VALIDATED = 0, 1, 2, 3, 4
 
 
 class Worker:
@@ -432,6 +474,7 @@ class Worker:
         self.tmp = tmp
         (tmp / "apps.py").write_text(APPS)
         (tmp / "broken.py").write_text(BROKEN)
+        (tmp / "validated.py").write_text(VALIDATED)
         libdir = tmp / "lib"
         libdir.mkdir(exist_ok=True)
         (libdir / "modapp.py").write_text(MODAPP)
@@ -458,6 +501,8 @@ class Worker:
                  "callable": "app", "application_group": "%{GLOBAL}"},
                 {"path": "/missing", "script": str(tmp / "apps.py"), "module": None,
                  "callable": "no_such_callable", "application_group": "%{GLOBAL}"},
+                {"path": "/v", "script": str(tmp / "validated.py"), "module": None,
+                 "callable": "application", "application_group": "%{GLOBAL}"},
             ],
         }
         if config:
@@ -470,7 +515,7 @@ class Worker:
         self.stderr_path = tmp / "stderr.log"
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", BOOTSTRAP],
+                [PYTHON, "-c", BOOTSTRAP],
                 env=env,
                 cwd=str(tmp),
                 pass_fds=[s.fileno() for s in child],
@@ -696,6 +741,13 @@ def test_write_callable(worker):
     assert r.body_frames == [1, 2, 3]
 
 
+def test_bodies_over_the_frame_limit_are_split(worker):
+    r = worker.app("big")
+    mib = 1024 * 1024
+    assert r.body_frames == [16 * mib, mib, 16 * mib, mib]
+    assert r.body == b"w" * (17 * mib) + b"x" * (17 * mib)
+
+
 def test_generator_streams_and_is_closed(worker):
     r = worker.app("gen")
     assert (r.body, r.body_length, r.body_frames) == (b"onetwo", BODY_LENGTH_UNKNOWN, [3, 3])
@@ -761,6 +813,7 @@ def test_generator_failure_still_closes(worker):
         ("tuple_headers", "TypeError: response headers must be a list, not tuple"),
         ("twice", "RuntimeError: start_response() called a second time without exc_info"),
         ("exc_info_late", "ValueError: too late"),
+        ("big_header", "ValueError: response headers too large"),
     ],
 )
 def test_invalid_responses_abort(worker, name, message):
@@ -783,6 +836,20 @@ def test_wsgi_errors_lines(worker):
         assert expected in messages
     line = next(l for l in lines if l.endswith("] second part"))
     assert line.startswith("[") and "] [error] [pid " in line
+
+
+@pytest.mark.parametrize("path, body", [
+    (b"/list", b"l1\nl2\nl3"), (b"/gen", b"l1\nl2\nl3"), (b"/write", b"wx"), (b"/file", b"filedata"),
+])
+def test_wsgiref_validator_is_satisfied(worker, path, body):
+    before = worker.stderr()
+    r = worker.request(mount=M_VALIDATED, script_name=b"/v", path=path, method=b"POST",
+                       headers=[(b"HTTP_HOST", b"h"), (b"CONTENT_LENGTH", b"9")],
+                       body=[b"l1\nl", b"2\nl3"])
+    assert (r.abort, r.status, r.body) == (None, "200 OK", body)
+    log = worker.stderr()[len(before):]
+    assert "validated" in log
+    assert "Warning" not in log and "Traceback" not in log, log
 
 
 # --------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 //! the status and the header list, checked and converted to the latin-1
 //! bytes that go on the wire.
 
+use oxwsgi_protocol::MAX_FRAME_LEN;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
@@ -25,10 +26,24 @@ const HOP_BY_HOP: &[&str] = &[
 
 /// Checks and converts `status` and `headers`.
 pub fn validate(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<PendingHead> {
-    Ok(PendingHead {
+    let head = PendingHead {
         status: validate_status(status)?,
         headers: validate_headers(headers)?,
-    })
+    };
+    // The encoded head must fit in one frame (with room for its fields).
+    let size = head.status.len()
+        + 16
+        + head
+            .headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 8)
+            .sum::<usize>();
+    if size > MAX_FRAME_LEN {
+        return Err(PyValueError::new_err(format!(
+            "response headers too large ({size} bytes)"
+        )));
+    }
+    Ok(head)
 }
 
 /// A str `"NNN reason"`: three digits, a space, a reason phrase without

@@ -1,11 +1,11 @@
 //! `_oxwsgi_worker`: the CPython extension that runs inside each oxwsgi
 //! daemon process. The bootstrap (`python/oxwsgi/_bootstrap.py`) loads it
-//! and calls [`run::run`]; everything else happens here.
+//! and calls `run::run`; everything else happens here.
 //!
 //! One request's way through this crate:
-//! [`slot`] (reads the head) → [`request`] → [`environ`] (+ [`input`],
-//! [`errors_log`]) → the application → [`start_response`] / [`head`] →
-//! [`response`] (+ [`file_wrapper`]) → [`sender`] → [`conn`] → the front.
+//! `slot` (reads the head) → `request` → `environ` (+ `input`,
+//! `errors_log`) → the application → `start_response` / `head` →
+//! `response` (+ `file_wrapper`) → `sender` → `conn` → the front.
 
 mod app_loader;
 mod cache;
