@@ -1,8 +1,16 @@
 //! Tests of the native TOML reader: the mission config, defaults, every key,
 //! and every error message (file, line, key, suggestion).
 
-use super::*;
-use crate::config::model::{GroupTimeouts, Limits};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::parse;
+use crate::config::error::ConfigError;
+use crate::config::model::{
+    AccessLog, AppSource, Group, GroupTimeouts, Limits, Mount, PythonChoice, Site, StaticAlias,
+    GLOBAL_APPLICATION_GROUP,
+};
 
 const BASE: &str = "/srv/site";
 
@@ -895,7 +903,7 @@ fn wrong_types_name_what_was_given() {
 
 #[test]
 fn the_two_apps_example_file() {
-    let src = include_str!("../../../../examples/two-apps/oxwsgi.toml");
+    let src = include_str!("../../../../../examples/two-apps/oxwsgi.toml");
     let site = ok(src);
     let names: Vec<&str> = site.groups.iter().map(|g| g.name.as_str()).collect();
     assert_eq!(names, ["app_one", "app_two"]);

@@ -1,0 +1,147 @@
+//! `[groups.NAME]` tables → daemon [`Group`]s (mod_wsgi's
+//! `WSGIDaemonProcess` options, by their names).
+
+use ::toml::de::DeValue;
+
+use super::group_hint;
+use super::reader::{Field, Span, Table};
+use crate::config::error::ConfigError;
+use crate::config::group_keys::{self, GROUP_KEYS, TIMEOUT_KEYS};
+use crate::config::model::{expand_display_name, Group, PythonChoice};
+use crate::config::names;
+
+/// `[groups.NAME]`, quoting the name when TOML would need it.
+pub(super) fn group_table_name(name: &str) -> String {
+    let bare = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        format!("[groups.{name}]")
+    } else {
+        format!("[groups.{name:?}]")
+    }
+}
+
+/// A group from a `[groups.NAME]` table, with where it was defined.
+pub(super) struct DefinedGroup {
+    pub(super) group: Group,
+    pub(super) span: Span,
+}
+
+pub(super) fn read_groups(top: &Table<'_>) -> Result<Vec<DefinedGroup>, ConfigError> {
+    let Some(f) = top.get("groups") else {
+        return Ok(Vec::new());
+    };
+    let Some(groups) = f.table(String::new()) else {
+        return Err(f.expected("a table of groups ([groups.NAME])"));
+    };
+    let mut out = Vec::new();
+    for (key, value) in groups.entries() {
+        let name = key.get_ref().as_ref();
+        let span = value.span();
+        names::check_group_name(name).map_err(|e| top.doc.error(&key.span(), Some(name), e))?;
+        let field = Field {
+            doc: top.doc,
+            table: "",
+            key: format!("groups.{name}"),
+            value,
+        };
+        let Some(table) = field.table(group_table_name(name)) else {
+            return Err(field.expected("a table ([groups.NAME] with the group's settings)"));
+        };
+        out.push(DefinedGroup {
+            group: read_group(name, &table)?,
+            span,
+        });
+    }
+    Ok(out)
+}
+
+fn read_group(name: &str, t: &Table<'_>) -> Result<Group, ConfigError> {
+    t.check_keys(GROUP_KEYS, group_hint)?;
+    let mut g = Group::new(name);
+    if let Some(f) = t.get("processes") {
+        g.processes = f.count(1)?;
+    }
+    if let Some(f) = t.get("threads") {
+        g.threads = f.count(1)?;
+    }
+    if let Some(f) = t.get("display-name") {
+        let s = f.str()?;
+        g.display_name = (!s.is_empty()).then(|| expand_display_name(s, name));
+    }
+    match (t.get("python"), t.get("python-home")) {
+        (Some(_), Some(home)) => {
+            return Err(home.error(
+                "cannot be set together with `python`: set the interpreter (`python`) or the virtualenv (`python-home`), not both",
+            ))
+        }
+        (Some(f), None) => g.python = PythonChoice::Interpreter(f.program()?),
+        (None, Some(f)) => g.python = PythonChoice::Home(f.path()?),
+        (None, None) => {}
+    }
+    if let Some(f) = t.get("python-path") {
+        g.python_path = f.path_list()?;
+    }
+    if let Some(f) = t.get("home") {
+        g.home = Some(f.path()?);
+    }
+    if let Some(f) = t.get("user") {
+        g.user = Some(user_or_group(&f)?);
+    }
+    if let Some(f) = t.get("group") {
+        g.unix_group = Some(user_or_group(&f)?);
+    }
+    if let Some(f) = t.get("umask") {
+        g.umask = Some(umask(&f)?);
+    }
+    if let Some(f) = t.get("lang") {
+        g.lang = Some(f.non_empty_str()?.to_string());
+    }
+    if let Some(f) = t.get("locale") {
+        g.locale = Some(f.non_empty_str()?.to_string());
+    }
+    if let Some(f) = t.get("maximum-requests") {
+        g.maximum_requests = group_keys::off_if_zero(f.uint()?);
+    }
+    if let Some(f) = t.get("maximum-requests-jitter") {
+        g.maximum_requests_jitter = group_keys::off_if_zero(f.uint()?);
+    }
+    if let Some(f) = t.get("memory-limit") {
+        g.memory_limit = group_keys::off_if_zero(f.size()?);
+    }
+    if let Some(f) = t.get("listen-backlog") {
+        g.listen_backlog = Some(f.count(0)?);
+    }
+    for key in TIMEOUT_KEYS {
+        if let Some(f) = t.get(key) {
+            group_keys::set_timeout(&mut g.timeouts, key, f.seconds()?);
+        }
+    }
+    Ok(g)
+}
+
+/// A user or group: a name, or a numeric id.
+fn user_or_group(f: &Field<'_>) -> Result<String, ConfigError> {
+    match f.value.get_ref() {
+        DeValue::Integer(_) => Ok(f.uint()?.to_string()),
+        DeValue::String(s) if !s.is_empty() => Ok(s.to_string()),
+        _ => Err(f.expected("a name or a numeric id")),
+    }
+}
+
+/// `umask`: an octal string (`"0022"`) or an octal integer (`0o022`).
+fn umask(f: &Field<'_>) -> Result<u32, ConfigError> {
+    const WHAT: &str = "an octal string like \"0022\" or an octal integer like 0o022";
+    let value = match f.value.get_ref() {
+        DeValue::String(s) => u32::from_str_radix(s.trim_start_matches("0o"), 8).ok(),
+        DeValue::Integer(i) if i.radix() == 8 => u32::from_str_radix(i.as_str(), 8).ok(),
+        DeValue::Integer(i) if i.as_str() == "0" => Some(0),
+        _ => None,
+    };
+    match value {
+        Some(mask) if mask <= 0o777 => Ok(mask),
+        _ => Err(f.expected(WHAT)),
+    }
+}

@@ -1,0 +1,224 @@
+//! The native TOML config (DESIGN §3) → [`Site`].
+//!
+//! The document is parsed with `toml`'s spanned tables and walked by hand,
+//! so every error names the file, the line and the key, and every unknown
+//! key is reported with the nearest known one. Relative filesystem paths are
+//! resolved against the config file's directory, so a config works from any
+//! working directory.
+//!
+//! Here: the top level (listeners, logs, front limits) and which keys belong
+//! where; `reader` (spanned values → typed values or located errors),
+//! `groups` (`[groups.NAME]`), `mounts` (`[[mount]]`, `[[static]]`, group
+//! assignment).
+
+mod groups;
+mod mounts;
+mod reader;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use ::toml::de::{DeTable, DeValue};
+
+use super::error::ConfigError;
+use super::group_keys::GROUP_KEYS;
+use super::model::{AccessLog, Site};
+use groups::read_groups;
+use mounts::{assign_groups, check_prefixes, read_mounts, read_statics};
+use reader::{Doc, Field, Table};
+
+const TOP_KEYS: &[&str] = &[
+    "listen",
+    "admin",
+    "access-log",
+    "error-log",
+    "limit-request-line",
+    "limit-request-fields",
+    "limit-request-field-size",
+    "limit-request-body",
+    "groups",
+    "mount",
+    "static",
+];
+
+pub(super) const MOUNT_KEYS: &[&str] = &[
+    "path",
+    "script",
+    "module",
+    "callable",
+    "group",
+    "application-group",
+    "pass-authorization",
+    "limit-request-body",
+];
+
+pub(super) const STATIC_KEYS: &[&str] = &["path", "dir"];
+
+/// Parses a native config. `file` is the path as the user gave it (used in
+/// messages); `base_dir` is the absolute directory relative paths are
+/// resolved against.
+pub fn parse(src: &str, file: &Path, base_dir: &Path) -> Result<Site, ConfigError> {
+    let doc = Doc {
+        file,
+        src,
+        base: base_dir,
+    };
+    let root = DeTable::parse(src).map_err(|e| doc.syntax_error(&e))?;
+    let top = Table {
+        doc: &doc,
+        map: root.get_ref(),
+        name: String::new(),
+        span: root.span(),
+    };
+    read_site(&top)
+}
+
+const IN_GROUP: &str = "it belongs in a [groups.NAME] table";
+const IN_MOUNT: &str = "it belongs in a [[mount]] table";
+const IN_STATIC: &str = "it belongs in a [[static]] table";
+
+fn top_hint(key: &str) -> Option<&'static str> {
+    if GROUP_KEYS.contains(&key) {
+        Some(IN_GROUP)
+    } else if MOUNT_KEYS.contains(&key) {
+        Some(IN_MOUNT)
+    } else if STATIC_KEYS.contains(&key) {
+        Some(IN_STATIC)
+    } else {
+        None
+    }
+}
+
+pub(super) fn group_hint(key: &str) -> Option<&'static str> {
+    if MOUNT_KEYS.contains(&key) {
+        Some(IN_MOUNT)
+    } else if STATIC_KEYS.contains(&key) {
+        Some(IN_STATIC)
+    } else if TOP_KEYS.contains(&key) {
+        Some("it belongs at the top level, before any [table]")
+    } else {
+        None
+    }
+}
+
+pub(super) fn mount_hint(key: &str) -> Option<&'static str> {
+    if GROUP_KEYS.contains(&key) {
+        Some("it belongs in the mount's [groups.NAME] table (name the group here with `group = \"NAME\"`)")
+    } else if STATIC_KEYS.contains(&key) {
+        Some(IN_STATIC)
+    } else {
+        None
+    }
+}
+
+pub(super) fn static_hint(key: &str) -> Option<&'static str> {
+    if MOUNT_KEYS.contains(&key) {
+        Some(IN_MOUNT)
+    } else {
+        None
+    }
+}
+
+fn read_site(top: &Table<'_>) -> Result<Site, ConfigError> {
+    top.check_keys(TOP_KEYS, top_hint)?;
+    let mut site = Site::default();
+
+    if let Some(f) = top.get("listen") {
+        site.listen = read_listen(&f)?;
+    }
+    if let Some(f) = top.get("admin") {
+        let admin = f.addr()?;
+        if site.listen.contains(&admin) {
+            return Err(f.error(format_args!(
+                "{admin} is also in `listen`: the admin endpoints need an address of their own"
+            )));
+        }
+        site.admin = Some(admin);
+    }
+    if let Some(f) = top.get("access-log") {
+        site.access_log = match f.value.get_ref() {
+            DeValue::Boolean(false) => AccessLog::Off,
+            DeValue::String(s) if s.as_ref() == "-" => AccessLog::Stdout,
+            DeValue::String(s) if !s.is_empty() => AccessLog::File(f.doc.resolve(s)),
+            _ => return Err(f.expected("\"-\" (stdout), a file path, or false")),
+        };
+    }
+    if let Some(f) = top.get("error-log") {
+        site.error_log = match f.str() {
+            Ok("-") => None,
+            Ok(s) if !s.is_empty() => Some(f.doc.resolve(s)),
+            _ => return Err(f.expected("a file path, or \"-\" (stderr)")),
+        };
+    }
+    read_limits(top, &mut site)?;
+
+    let defined = read_groups(top)?;
+    let mounts = read_mounts(top)?;
+    let statics = read_statics(top)?;
+    check_prefixes(top.doc, &mounts, &statics)?;
+    assign_groups(top.doc, &defined, mounts, &mut site)?;
+    site.groups
+        .splice(0..0, defined.into_iter().map(|d| d.group));
+    site.statics = statics.into_iter().map(|s| s.alias).collect();
+    Ok(site)
+}
+
+fn read_listen(f: &Field<'_>) -> Result<Vec<SocketAddr>, ConfigError> {
+    let items = match f.elements() {
+        Some(items) => items,
+        None if matches!(f.value.get_ref(), DeValue::String(_)) => return Ok(vec![f.addr()?]),
+        None => return Err(f.expected("a \"HOST:PORT\" string or an array of them")),
+    };
+    if items.is_empty() {
+        return Err(f.error("must name at least one address"));
+    }
+    let mut out: Vec<SocketAddr> = Vec::with_capacity(items.len());
+    for item in &items {
+        let addr = item.addr()?;
+        if out.contains(&addr) {
+            return Err(item.error(format_args!("lists {addr} twice")));
+        }
+        out.push(addr);
+    }
+    Ok(out)
+}
+
+fn read_limits(top: &Table<'_>, site: &mut Site) -> Result<(), ConfigError> {
+    let positive = |f: &Field<'_>| -> Result<usize, ConfigError> {
+        let n = f.size()?;
+        match usize::try_from(n) {
+            Ok(0) => Err(f.error("must be at least 1")),
+            Ok(n) => Ok(n),
+            Err(_) => Err(f.error(format_args!("is too large: {n}"))),
+        }
+    };
+    if let Some(f) = top.get("limit-request-line") {
+        site.limits.request_line = positive(&f)?;
+    }
+    if let Some(f) = top.get("limit-request-field-size") {
+        site.limits.request_field_size = positive(&f)?;
+    }
+    if let Some(f) = top.get("limit-request-fields") {
+        // 0: no limit, as in Apache.
+        site.limits.request_fields = match f.count(0)? {
+            0 => usize::MAX,
+            n => n,
+        };
+    }
+    if let Some(f) = top.get("limit-request-body") {
+        site.limits.request_body = body_limit(f.size()?);
+    }
+    Ok(())
+}
+
+/// `limit-request-body`: 0 means no limit, as in Apache.
+pub(super) fn body_limit(n: u64) -> u64 {
+    if n == 0 {
+        u64::MAX
+    } else {
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests;
