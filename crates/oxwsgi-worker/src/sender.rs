@@ -105,11 +105,6 @@ impl Locked<'_> {
         self.head_only
     }
 
-    /// Whether the head is still waiting to be sent.
-    pub fn head_pending(&self) -> bool {
-        !self.state.head_sent
-    }
-
     /// Adds the head to `batch` unless it was already sent.
     pub fn head(&mut self, batch: &mut Batch<'_>, body_length: u64) -> Result<(), SendError> {
         if self.state.head_sent {
