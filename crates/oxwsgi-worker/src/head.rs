@@ -10,7 +10,7 @@ use pyo3::types::{PyList, PyString, PyTuple};
 use crate::pyutil::type_name;
 use crate::sender::PendingHead;
 
-/// Headers that only make sense for one connection. PEP 3333: "it is a
+/// Headers that only make sense for one connection (wsgiref's list). PEP 3333: "it is a
 /// fatal error for an application to use hop-by-hop headers".
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -18,7 +18,6 @@ const HOP_BY_HOP: &[&str] = &[
     "proxy-authenticate",
     "proxy-authorization",
     "te",
-    "trailer",
     "trailers",
     "transfer-encoding",
     "upgrade",
