@@ -5,12 +5,11 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use oxwsgi::cli::{Cli, Command};
 use oxwsgi::config::{self, model::Site};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_or_exit();
     let site = match &cli.command {
         Command::Serve(args) => config::from_serve_args(args),
         Command::Run(args) => config::load(&args.config),
