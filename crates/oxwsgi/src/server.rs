@@ -40,7 +40,11 @@ pub async fn serve(site: Site) -> Result<(), ServeError> {
     let mut interrupt = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
 
     let supervisor = Supervisor::start(&site)?;
-    let pools = supervisor.groups.iter().map(|g| Arc::clone(&g.pool)).collect();
+    let pools = supervisor
+        .groups
+        .iter()
+        .map(|g| Arc::clone(&g.pool))
+        .collect();
     let front = Arc::new(Front::new(
         &site,
         &supervisor.mount_targets,
@@ -81,7 +85,10 @@ pub async fn serve(site: Site) -> Result<(), ServeError> {
         .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
     match Arc::try_unwrap(graceful) {
         Ok(graceful) => {
-            if tokio::time::timeout(timeout, graceful.shutdown()).await.is_err() {
+            if tokio::time::timeout(timeout, graceful.shutdown())
+                .await
+                .is_err()
+            {
                 tracing::warn!("connections still open after {timeout:?}; closing them");
             }
         }

@@ -68,8 +68,7 @@ pub async fn exchange(
     }
     let head = ResponseHead::decode(&payload).map_err(SlotError::from)?;
     let mut response = build_head(&head)?;
-    if head.body_length != BODY_LENGTH_UNKNOWN && !response.headers().contains_key(CONTENT_LENGTH)
-    {
+    if head.body_length != BODY_LENGTH_UNKNOWN && !response.headers().contains_key(CONTENT_LENGTH) {
         response
             .headers_mut()
             .insert(CONTENT_LENGTH, HeaderValue::from(head.body_length));
@@ -117,13 +116,19 @@ mod tests {
     fn canonical_reason_needs_no_extension() {
         let response = build_head(&head(b"200 OK", vec![])).unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        assert!(response.extensions().get::<hyper::ext::ReasonPhrase>().is_none());
+        assert!(response
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .is_none());
     }
 
     #[test]
     fn custom_reason_is_kept() {
         let response = build_head(&head(b"200 Fine Thanks", vec![])).unwrap();
-        let reason = response.extensions().get::<hyper::ext::ReasonPhrase>().unwrap();
+        let reason = response
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .unwrap();
         assert_eq!(reason.as_bytes(), b"Fine Thanks");
     }
 

@@ -61,7 +61,9 @@ impl SlotPool {
     fn lock(&self) -> MutexGuard<'_, PoolState> {
         // A panic while holding this lock leaves plain bookkeeping behind,
         // which stays consistent enough to keep serving.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Leases a slot: a free one at once, else the oldest queued request
@@ -132,7 +134,11 @@ impl SlotPool {
 
     /// Requests waiting for a slot.
     pub fn queued(&self) -> usize {
-        self.lock().waiters.iter().filter(|w| !w.is_closed()).count()
+        self.lock()
+            .waiters
+            .iter()
+            .filter(|w| !w.is_closed())
+            .count()
     }
 
     /// Load per process, in the order they were added.
@@ -166,7 +172,10 @@ impl SlotPool {
             // The daemon lost a thread's connection: retire the whole
             // process. Closing its slots makes it exit once its other
             // requests are done, and the supervisor starts a replacement.
-            tracing::warn!(pid = entry.pid, "retiring daemon process after a broken slot");
+            tracing::warn!(
+                pid = entry.pid,
+                "retiring daemon process after a broken slot"
+            );
             entry.accepting = false;
             entry.idle.clear();
         }

@@ -135,7 +135,9 @@ mod tests {
             user_agent: Some(&agent),
             elapsed: Duration::from_micros(250),
         };
-        let now = chrono::Utc.with_ymd_and_hms(2026, 11, 28, 17, 39, 45).unwrap();
+        let now = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 28, 17, 39, 45)
+            .unwrap();
         assert_eq!(
             format_combined(&record, now),
             "127.0.0.1 - - [28/Nov/2026:17:39:45 +0000] \"GET /a?b=1 HTTP/1.1\" 200 13 \"-\" \"curl/8 \\\"x\\\"\" 250\n"

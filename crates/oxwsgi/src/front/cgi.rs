@@ -19,9 +19,16 @@ pub fn environ_headers(headers: &HeaderMap, pass_authorization: bool) -> Vec<Cgi
         let Some(key) = cgi_key(name, pass_authorization) else {
             continue;
         };
-        let separator: &[u8] = if name == hyper::header::COOKIE { b"; " } else { b", " };
+        let separator: &[u8] = if name == hyper::header::COOKIE {
+            b"; "
+        } else {
+            b", "
+        };
         let mut values = headers.get_all(name).iter();
-        let mut value = values.next().map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+        let mut value = values
+            .next()
+            .map(|v| v.as_bytes().to_vec())
+            .unwrap_or_default();
         for more in values {
             value.extend_from_slice(separator);
             value.extend_from_slice(more.as_bytes());

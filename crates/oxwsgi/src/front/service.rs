@@ -144,7 +144,10 @@ pub fn error_response(status: StatusCode, message: &str, close: bool) -> Respons
     let mut response = Response::new(ResponseBody::full(Bytes::from(body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     if close {
         headers.insert(CONNECTION, HeaderValue::from_static("close"));
     }

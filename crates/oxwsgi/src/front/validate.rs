@@ -44,13 +44,22 @@ pub fn validate(head: &Head<'_>, limits: &Limits) -> Result<Framing, Rejection> 
         return Err(reject(StatusCode::BAD_REQUEST, "repeated Host header"));
     }
     if hosts == 0 && head.version == Version::HTTP_11 {
-        return Err(reject(StatusCode::BAD_REQUEST, "HTTP/1.1 request without Host"));
+        return Err(reject(
+            StatusCode::BAD_REQUEST,
+            "HTTP/1.1 request without Host",
+        ));
     }
     if headers.get_all(CONTENT_TYPE).iter().count() > 1 {
-        return Err(reject(StatusCode::BAD_REQUEST, "repeated Content-Type header"));
+        return Err(reject(
+            StatusCode::BAD_REQUEST,
+            "repeated Content-Type header",
+        ));
     }
     if *head.method == Method::CONNECT {
-        return Err(reject(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported"));
+        return Err(reject(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT is not supported",
+        ));
     }
     let length = content_length(headers)?;
     let chunked = transfer_encoding(headers)?;
@@ -94,12 +103,16 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Rejection> {
     let mut length = None;
     for value in headers.get_all(CONTENT_LENGTH) {
         let bytes = value.as_bytes();
-        let parsed = (!bytes.is_empty() && bytes.len() <= 19 && bytes.iter().all(u8::is_ascii_digit))
-            .then(|| std::str::from_utf8(bytes).ok()?.parse::<u64>().ok())
-            .flatten()
-            .ok_or_else(|| reject(StatusCode::BAD_REQUEST, "invalid Content-Length"))?;
+        let parsed =
+            (!bytes.is_empty() && bytes.len() <= 19 && bytes.iter().all(u8::is_ascii_digit))
+                .then(|| std::str::from_utf8(bytes).ok()?.parse::<u64>().ok())
+                .flatten()
+                .ok_or_else(|| reject(StatusCode::BAD_REQUEST, "invalid Content-Length"))?;
         if length.is_some_and(|previous| previous != parsed) {
-            return Err(reject(StatusCode::BAD_REQUEST, "conflicting Content-Length"));
+            return Err(reject(
+                StatusCode::BAD_REQUEST,
+                "conflicting Content-Length",
+            ));
         }
         length = Some(parsed);
     }
@@ -140,7 +153,10 @@ mod tests {
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
-            map.append(HeaderName::from_static(name), HeaderValue::from_static(value));
+            map.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
         }
         map
     }
@@ -172,7 +188,11 @@ mod tests {
             Ok(Framing::Chunked)
         );
         assert_eq!(
-            check(&[("host", "h"), ("content-length", "5"), ("content-length", "5")]),
+            check(&[
+                ("host", "h"),
+                ("content-length", "5"),
+                ("content-length", "5")
+            ]),
             Ok(Framing::Length(5))
         );
     }
@@ -180,12 +200,24 @@ mod tests {
     #[test]
     fn host_is_required_once() {
         assert_eq!(status(&[]), StatusCode::BAD_REQUEST);
-        assert_eq!(status(&[("host", "a"), ("host", "b")]), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status(&[("host", "a"), ("host", "b")]),
+            StatusCode::BAD_REQUEST
+        );
     }
 
     #[test]
     fn smuggling_vectors_are_refused() {
-        for bad in ["-1", "+1", "0_1", "5, 5", "0 1", "", "bla", "99999999999999999999"] {
+        for bad in [
+            "-1",
+            "+1",
+            "0_1",
+            "5, 5",
+            "0 1",
+            "",
+            "bla",
+            "99999999999999999999",
+        ] {
             assert_eq!(
                 status(&[("host", "h"), ("content-length", bad)]),
                 StatusCode::BAD_REQUEST,
@@ -193,7 +225,11 @@ mod tests {
             );
         }
         assert_eq!(
-            status(&[("host", "h"), ("content-length", "3"), ("content-length", "2")]),
+            status(&[
+                ("host", "h"),
+                ("content-length", "3"),
+                ("content-length", "2")
+            ]),
             StatusCode::BAD_REQUEST
         );
         assert_eq!(

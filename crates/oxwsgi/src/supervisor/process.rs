@@ -132,7 +132,10 @@ pub async fn run_position(
 }
 
 /// Waits for every slot's `Hello`.
-async fn greet(streams: Vec<tokio::net::UnixStream>, id: ProcessId) -> Result<Vec<Slot>, SlotError> {
+async fn greet(
+    streams: Vec<tokio::net::UnixStream>,
+    id: ProcessId,
+) -> Result<Vec<Slot>, SlotError> {
     let mut slots = Vec::with_capacity(streams.len());
     for stream in streams {
         let mut slot = Slot::new(stream, id);

@@ -189,11 +189,18 @@ pub fn resolve_python(choice: &PythonChoice) -> Result<PathBuf, String> {
         return if candidate.is_file() {
             Ok(candidate)
         } else {
-            Err(format!("Python interpreter {} not found", candidate.display()))
+            Err(format!(
+                "Python interpreter {} not found",
+                candidate.display()
+            ))
         };
     }
-    find_in_path(&candidate)
-        .ok_or_else(|| format!("Python interpreter `{}` not found on PATH", candidate.display()))
+    find_in_path(&candidate).ok_or_else(|| {
+        format!(
+            "Python interpreter `{}` not found on PATH",
+            candidate.display()
+        )
+    })
 }
 
 fn find_in_path(name: &Path) -> Option<PathBuf> {
