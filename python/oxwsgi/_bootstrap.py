@@ -1,17 +1,77 @@
 # oxwsgi daemon bootstrap, run by the front as `<python> -c <this file>`.
 # Loads the worker extension named by OXWSGI_WORKER_LIB and hands it the
-# JSON config in OXWSGI_WORKER_CONFIG; everything else happens in Rust.
+# JSON config in OXWSGI_WORKER_CONFIG; the WSGI work happens in Rust.
+# Before that it sets up the process-level watchdogs that must work even
+# when the GIL is stuck or that are plain CPython facilities:
+#   - SIGUSR1 writes every thread's stack to stderr (faulthandler), which the
+#     front sends when a request exceeds request-timeout;
+#   - deadlock-timeout: faulthandler's C watchdog exits the process (after a
+#     stack dump) unless a Python thread re-arms it every second, i.e. unless
+#     the GIL is released now and then;
+#   - the control channel: one-line commands from the front, such as
+#     `interrupt SLOT` (raise RequestTimeout in that slot's thread).
 import sys
 if sys.path and sys.path[0] in ("", "."):
     del sys.path[0]
 import os
+import json
 import importlib.machinery
 import importlib.util
+
+_config = json.loads(os.environ["OXWSGI_WORKER_CONFIG"])
+if _config.get("umask") is not None:
+    os.umask(_config["umask"])
+
+
+def _oxwsgi_watchdogs(config):
+    import faulthandler
+    import signal
+    import threading
+    import time
+
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
+
+    deadlock = config.get("deadlock_timeout")
+    if deadlock:
+        def rearm():
+            while True:
+                faulthandler.dump_traceback_later(deadlock, exit=True, file=sys.stderr)
+                time.sleep(1)
+        threading.Thread(target=rearm, name="oxwsgi-deadlock", daemon=True).start()
+
+    control_fd = config.get("control_fd")
+    if control_fd is not None:
+        import ctypes
+        import socket
+
+        class RequestTimeout(Exception):
+            """Raised in a request's thread when it exceeded request-timeout."""
+
+        def interrupt(slot):
+            name = "oxwsgi-slot-%d" % slot
+            for thread in threading.enumerate():
+                if thread.name == name and thread.ident is not None:
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                        ctypes.c_ulong(thread.ident), ctypes.py_object(RequestTimeout))
+                    sys.stderr.write("[oxwsgi] interrupted %s: request-timeout\n" % name)
+
+        def serve_control():
+            os.set_inheritable(control_fd, False)
+            channel = socket.socket(fileno=control_fd)
+            for line in channel.makefile("r", encoding="ascii", errors="replace"):
+                command, _, argument = line.strip().partition(" ")
+                if command == "interrupt" and argument.isdigit():
+                    interrupt(int(argument))
+
+        threading.Thread(target=serve_control, name="oxwsgi-control", daemon=True).start()
+
+
+_oxwsgi_watchdogs(_config)
 _path = os.environ["OXWSGI_WORKER_LIB"]
 _loader = importlib.machinery.ExtensionFileLoader("_oxwsgi_worker", _path)
 _spec = importlib.util.spec_from_file_location("_oxwsgi_worker", _path, loader=_loader)
 _worker = importlib.util.module_from_spec(_spec)
 _loader.exec_module(_worker)
 sys.modules["_oxwsgi_worker"] = _worker
-del _path, _loader, _spec
+del _path, _loader, _spec, _config, _oxwsgi_watchdogs
 sys.exit(_worker.run(os.environ["OXWSGI_WORKER_CONFIG"]))

@@ -28,6 +28,18 @@ pub struct WorkerConfig {
     pub multiprocess: bool,
     /// The mounts this group serves; `RequestHead::mount` indexes this list.
     pub mounts: Vec<WorkerMount>,
+    /// Inherited descriptor of the control channel, read by the bootstrap
+    /// (one-line commands such as `interrupt SLOT`).
+    #[serde(default)]
+    pub control_fd: Option<i32>,
+    /// `deadlock-timeout` in whole seconds: the bootstrap exits the process
+    /// (after dumping every thread's stack) when the GIL was not released
+    /// for this long.
+    #[serde(default)]
+    pub deadlock_timeout: Option<u64>,
+    /// `umask` applied by the bootstrap before anything else runs.
+    #[serde(default)]
+    pub umask: Option<u32>,
 }
 
 /// One application a daemon serves.

@@ -7,8 +7,9 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::slot::{ProcessId, Slot};
 
@@ -17,6 +18,57 @@ use super::slot::{ProcessId, Slot};
 pub enum LeaseError {
     #[error("the group is stopping")]
     Closed,
+    #[error("the group's queue is full (listen-backlog)")]
+    QueueFull,
+}
+
+/// Why a daemon process is replaced. Sent to the process's supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecycleReason {
+    MaximumRequests,
+    RequestTimeout,
+    /// A slot connection broke mid-exchange.
+    BrokenSlot,
+    MemoryLimit,
+    RestartInterval,
+    Inactivity,
+    /// The WSGI script file (or, with `--reload`, a Python file) changed.
+    CodeChanged,
+}
+
+impl RecycleReason {
+    /// The label used in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecycleReason::MaximumRequests => "maximum-requests",
+            RecycleReason::RequestTimeout => "request-timeout",
+            RecycleReason::BrokenSlot => "broken-slot",
+            RecycleReason::MemoryLimit => "memory-limit",
+            RecycleReason::RestartInterval => "restart-interval",
+            RecycleReason::Inactivity => "inactivity-timeout",
+            RecycleReason::CodeChanged => "code-changed",
+        }
+    }
+}
+
+/// A request to replace a process, sent to its supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecycleRequest {
+    pub reason: RecycleReason,
+    /// For a request-timeout: the slot (daemon thread) that is stuck.
+    pub stuck_slot: Option<usize>,
+}
+
+/// How the pool tells a process's supervisor to replace it.
+pub type RecycleSender = mpsc::UnboundedSender<RecycleRequest>;
+
+/// Per-process settings the pool enforces.
+#[derive(Debug, Clone)]
+pub struct ProcessTerms {
+    /// Recycle after this many requests.
+    pub maximum_requests: Option<u64>,
+    /// Where to send recycle requests.
+    pub recycle: RecycleSender,
 }
 
 /// A process as the pool sees it.
@@ -29,6 +81,35 @@ struct ProcessEntry {
     busy: usize,
     /// Whether it still takes new requests (false while it drains).
     accepting: bool,
+    /// Requests completed.
+    served: u64,
+    /// When a request last started or ended.
+    last_active: Instant,
+    terms: ProcessTerms,
+}
+
+impl ProcessEntry {
+    /// Stops giving out this process and asks its supervisor to replace it.
+    fn recycle(&mut self, reason: RecycleReason) {
+        self.recycle_request(RecycleRequest {
+            reason,
+            stuck_slot: None,
+        });
+    }
+
+    fn recycle_request(&mut self, request: RecycleRequest) {
+        let reason = request.reason;
+        if self.accepting {
+            tracing::info!(
+                pid = self.pid,
+                "recycling daemon process: {}",
+                reason.as_str()
+            );
+            self.accepting = false;
+            self.idle.clear();
+            let _ = self.terms.recycle.send(request);
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -36,6 +117,8 @@ struct PoolState {
     processes: Vec<ProcessEntry>,
     waiters: VecDeque<oneshot::Sender<Slot>>,
     closed: bool,
+    /// `listen-backlog`: the most requests that may wait.
+    backlog: Option<usize>,
 }
 
 /// A snapshot of one process's load, for status reporting.
@@ -45,6 +128,9 @@ pub struct ProcessLoad {
     pub pid: u32,
     pub busy: usize,
     pub idle: usize,
+    pub served: u64,
+    /// When it last had no request in flight, if it has none now.
+    pub idle_since: Option<Instant>,
 }
 
 /// The slots of one daemon process group.
@@ -56,6 +142,13 @@ pub struct SlotPool {
 impl SlotPool {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// A pool whose queue holds at most `backlog` waiting requests.
+    pub fn with_backlog(backlog: Option<usize>) -> Arc<Self> {
+        let pool = Self::default();
+        pool.lock().backlog = backlog;
+        Arc::new(pool)
     }
 
     fn lock(&self) -> MutexGuard<'_, PoolState> {
@@ -77,6 +170,12 @@ impl SlotPool {
             if let Some(slot) = state.take_idle() {
                 return Ok(Lease::new(slot, self));
             }
+            if let Some(backlog) = state.backlog {
+                state.waiters.retain(|w| !w.is_closed());
+                if state.waiters.len() >= backlog {
+                    return Err(LeaseError::QueueFull);
+                }
+            }
             let (sender, receiver) = oneshot::channel();
             state.waiters.push_back(sender);
             receiver
@@ -88,7 +187,7 @@ impl SlotPool {
     }
 
     /// Adds a ready process and its slots; queued requests get them first.
-    pub fn add_process(&self, id: ProcessId, pid: u32, slots: Vec<Slot>) {
+    pub fn add_process(&self, id: ProcessId, pid: u32, slots: Vec<Slot>, terms: ProcessTerms) {
         let mut state = self.lock();
         state.processes.push(ProcessEntry {
             id,
@@ -96,6 +195,9 @@ impl SlotPool {
             idle: Vec::with_capacity(slots.len()),
             busy: 0,
             accepting: true,
+            served: 0,
+            last_active: Instant::now(),
+            terms,
         });
         for slot in slots {
             state.give_back(slot);
@@ -118,6 +220,35 @@ impl SlotPool {
             state.processes.swap_remove(index);
         }
         busy
+    }
+
+    /// Asks for process `id` to be replaced: it takes no new requests, its
+    /// idle slots close, and its supervisor is told why.
+    pub fn recycle(&self, id: ProcessId, reason: RecycleReason) {
+        let mut state = self.lock();
+        if let Some(entry) = state.processes.iter_mut().find(|p| p.id == id) {
+            entry.recycle(reason);
+        }
+    }
+
+    /// Recycles process `id` because the request on `slot` exceeded
+    /// request-timeout (its supervisor dumps stacks and may interrupt it).
+    pub fn request_timed_out(&self, id: ProcessId, slot: usize) {
+        let mut state = self.lock();
+        if let Some(entry) = state.processes.iter_mut().find(|p| p.id == id) {
+            entry.recycle_request(RecycleRequest {
+                reason: RecycleReason::RequestTimeout,
+                stuck_slot: Some(slot),
+            });
+        }
+    }
+
+    /// Recycles every process of the group (code changed, reload).
+    pub fn recycle_all(&self, reason: RecycleReason) {
+        let mut state = self.lock();
+        for entry in &mut state.processes {
+            entry.recycle(reason);
+        }
     }
 
     /// Closes the pool: no new leases, queued requests fail, idle slots close.
@@ -151,6 +282,8 @@ impl SlotPool {
                 pid: p.pid,
                 busy: p.busy,
                 idle: p.idle.len(),
+                served: p.served,
+                idle_since: (p.busy == 0).then_some(p.last_active),
             })
             .collect()
     }
@@ -164,20 +297,23 @@ impl SlotPool {
         };
         let entry = &mut state.processes[index];
         entry.busy = entry.busy.saturating_sub(1);
+        entry.served += 1;
+        entry.last_active = Instant::now();
+        if !reusable {
+            // The daemon lost a thread's connection: replace the whole
+            // process. Closing its slots makes it exit once its other
+            // requests are done.
+            entry.recycle(RecycleReason::BrokenSlot);
+        } else if entry
+            .terms
+            .maximum_requests
+            .is_some_and(|max| entry.served >= max)
+        {
+            entry.recycle(RecycleReason::MaximumRequests);
+        }
         if reusable && entry.accepting {
             state.give_back(slot);
             return;
-        }
-        if !reusable && entry.accepting {
-            // The daemon lost a thread's connection: retire the whole
-            // process. Closing its slots makes it exit once its other
-            // requests are done, and the supervisor starts a replacement.
-            tracing::warn!(
-                pid = entry.pid,
-                "retiring daemon process after a broken slot"
-            );
-            entry.accepting = false;
-            entry.idle.clear();
         }
         if entry.busy == 0 {
             state.processes.swap_remove(index);
@@ -194,6 +330,7 @@ impl PoolState {
             .filter(|p| p.accepting && !p.idle.is_empty())
             .min_by_key(|p| p.busy)?;
         entry.busy += 1;
+        entry.last_active = Instant::now();
         entry.idle.pop()
     }
 
@@ -230,6 +367,16 @@ impl Lease {
             slot: Some(slot),
             pool: Arc::clone(pool),
         }
+    }
+
+    /// The supervisor's id of the process the slot belongs to.
+    pub fn process(&self) -> ProcessId {
+        self.slot.as_ref().map_or(0, |slot| slot.process)
+    }
+
+    /// The slot's index within its process (its daemon thread).
+    pub fn slot_index(&self) -> usize {
+        self.slot.as_ref().map_or(0, |slot| slot.index)
     }
 
     /// The leased slot.

@@ -39,6 +39,8 @@ pub struct Slot {
     pub process: ProcessId,
     /// The daemon's pid, from its `Hello`.
     pub pid: u32,
+    /// Which of its process's slots (daemon threads) this is.
+    pub index: usize,
 }
 
 impl Slot {
@@ -50,6 +52,7 @@ impl Slot {
             buf: BytesMut::with_capacity(16 * 1024),
             process,
             pid: 0,
+            index: 0,
         }
     }
 

@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -19,7 +19,9 @@ use super::cgi::{decode_path, environ_headers};
 use super::router::{Router, Target};
 use super::validate::{validate, Framing, Head};
 use crate::config::model::{Limits, Site};
-use crate::dispatch::{self, BodyError, ExchangeError, RequestBody, ResponseBody, SlotPool};
+use crate::dispatch::{
+    self, BodyError, ExchangeError, LeaseError, RequestBody, ResponseBody, SlotPool,
+};
 use crate::supervisor::MountTarget;
 
 /// What the front needs per mount at request time.
@@ -28,6 +30,11 @@ pub struct MountRoute {
     pub target: MountTarget,
     pub pass_authorization: bool,
     pub body_limit: u64,
+    /// The group's `queue-timeout`: 503 after waiting this long for a slot.
+    pub queue_timeout: Option<Duration>,
+    /// The group's `request-timeout`: 504 when the daemon has not answered
+    /// within this long; the process is then recycled.
+    pub request_timeout: Option<Duration>,
 }
 
 /// Shared, read-only state of the request path.
@@ -56,6 +63,8 @@ impl Front {
                 target: *target,
                 pass_authorization: mount.pass_authorization,
                 body_limit: mount.limit_request_body.unwrap_or(site.limits.request_body),
+                queue_timeout: site.group(&mount.group).and_then(|g| g.timeouts.queue),
+                request_timeout: site.group(&mount.group).and_then(|g| g.timeouts.request),
             })
             .collect();
         Self {
@@ -246,25 +255,69 @@ async fn route_and_run(
     .encode(&mut encoded);
 
     let pool = &front.pools[mount.target.group];
-    let lease = pool
-        .lease()
-        .await
-        .map_err(|_| Failure::closing(StatusCode::SERVICE_UNAVAILABLE, "server is stopping"))?;
-    dispatch::exchange(lease, encoded, body, mount.body_limit)
-        .await
-        .map_err(|error| {
-            tracing::error!(path = %target, "{error}");
-            match error {
-                ExchangeError::App(_) | ExchangeError::InvalidResponse(_) => Failure::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the application failed; see the error log",
-                ),
-                ExchangeError::Slot(_) => Failure::new(
-                    StatusCode::BAD_GATEWAY,
-                    "the daemon process died while handling the request",
-                ),
+    let lease = lease_slot(pool, mount.queue_timeout).await?;
+    let process = lease.process();
+    let slot_index = lease.slot_index();
+    // Pinned here so a timed-out exchange (and its lease) outlives the
+    // recycle request below: the process must be marked timed out before
+    // the lease's drop reports the slot as broken.
+    let mut exchange = std::pin::pin!(dispatch::exchange(lease, encoded, body, mount.body_limit));
+    let result = match mount.request_timeout {
+        None => exchange.await,
+        Some(limit) => match tokio::time::timeout(limit, exchange.as_mut()).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::error!(path = %target, "request-timeout ({limit:?}) exceeded");
+                pool.request_timed_out(process, slot_index);
+                return Err(Failure::closing(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "the application did not answer within request-timeout",
+                ));
             }
-        })
+        },
+    };
+    result.map_err(|error| {
+        tracing::error!(path = %target, "{error}");
+        match error {
+            ExchangeError::App(_) | ExchangeError::InvalidResponse(_) => Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the application failed; see the error log",
+            ),
+            ExchangeError::Slot(_) => Failure::new(
+                StatusCode::BAD_GATEWAY,
+                "the daemon process died while handling the request",
+            ),
+        }
+    })
+}
+
+/// Leases a slot of `pool`, answering 503 when the group is stopping, its
+/// queue is full, or the wait exceeds `queue_timeout`.
+async fn lease_slot(
+    pool: &Arc<SlotPool>,
+    queue_timeout: Option<Duration>,
+) -> Result<dispatch::Lease, Failure> {
+    let leased = match queue_timeout {
+        None => pool.lease().await,
+        Some(limit) => match tokio::time::timeout(limit, pool.lease()).await {
+            Ok(leased) => leased,
+            Err(_) => {
+                return Err(Failure::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no thread became free within queue-timeout",
+                ))
+            }
+        },
+    };
+    leased.map_err(|error| match error {
+        LeaseError::Closed => {
+            Failure::closing(StatusCode::SERVICE_UNAVAILABLE, "server is stopping")
+        }
+        LeaseError::QueueFull => Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the group's queue is full (listen-backlog)",
+        ),
+    })
 }
 
 /// The request target as the client sent it.

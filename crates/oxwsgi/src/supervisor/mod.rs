@@ -1,6 +1,9 @@
 //! The supervisor: starts every group's daemon processes, keeps each process
-//! position filled (restarting what dies), and stops them all on shutdown.
+//! position filled (restarting what dies, recycling what its limits say),
+//! watches the apps' code for changes, and stops them all on shutdown.
 
+pub mod code_watch;
+pub mod control;
 pub mod process;
 pub mod spawn;
 
@@ -11,15 +14,18 @@ use tokio::task::JoinHandle;
 
 use crate::config::model::Site;
 use crate::dispatch::SlotPool;
-use process::{run_position, PositionState};
-use spawn::{resolve_python, resolve_worker_lib, DaemonSpec};
+use process::{run_position, PositionState, Reporting, RestartCounts};
+use spawn::{resolve_identity, resolve_python, resolve_worker_lib, DaemonSpec};
 
 /// A group as the rest of the front sees it while running.
 #[derive(Debug)]
 pub struct GroupRuntime {
     pub name: String,
+    pub processes: usize,
+    pub threads: usize,
     pub pool: Arc<SlotPool>,
     pub positions: Vec<watch::Receiver<PositionState>>,
+    pub restarts: Arc<RestartCounts>,
 }
 
 /// Where a mount's requests go: a group and the mount's id in that group.
@@ -29,7 +35,7 @@ pub struct MountTarget {
     pub mount_id: u32,
 }
 
-/// The running daemon groups.
+/// The running daemon groups of one site.
 #[derive(Debug)]
 pub struct Supervisor {
     pub groups: Vec<GroupRuntime>,
@@ -55,9 +61,6 @@ impl Supervisor {
             group: "*".into(),
             message,
         })?;
-        let (stop, stop_rx) = watch::channel(false);
-        let mut groups = Vec::with_capacity(site.groups.len());
-        let mut tasks = Vec::new();
         let mut mount_targets = vec![
             MountTarget {
                 group: 0,
@@ -67,10 +70,12 @@ impl Supervisor {
         ];
         let mut specs = Vec::with_capacity(site.groups.len());
         for (group_index, group) in site.groups.iter().enumerate() {
-            let python = resolve_python(&group.python).map_err(|message| StartError {
+            let error = |message| StartError {
                 group: group.name.clone(),
                 message,
-            })?;
+            };
+            let python = resolve_python(&group.python).map_err(error)?;
+            let (uid, gid) = resolve_identity(group).map_err(error)?;
             let mut mounts = Vec::new();
             for (mount_index, mount) in site.mounts.iter().enumerate() {
                 if mount.group == group.name {
@@ -81,31 +86,50 @@ impl Supervisor {
                     mounts.push(mount);
                 }
             }
-            specs.push(Arc::new(DaemonSpec::new(
-                group,
-                &mounts,
-                python,
-                worker_lib.clone(),
-            )));
+            let mut spec = DaemonSpec::new(group, &mounts, python, worker_lib.clone());
+            spec.uid = uid;
+            spec.gid = gid;
+            specs.push(Arc::new(spec));
         }
+
+        let (stop, stop_rx) = watch::channel(false);
+        let mut groups = Vec::with_capacity(specs.len());
+        let mut tasks = Vec::new();
         for spec in specs {
-            let pool = SlotPool::new();
+            let pool = SlotPool::with_backlog(spec.group.listen_backlog);
+            let restarts = Arc::new(RestartCounts::default());
             let mut positions = Vec::with_capacity(spec.group.processes);
             for index in 0..spec.group.processes {
                 let (state, state_rx) = watch::channel(PositionState::Starting);
                 positions.push(state_rx);
+                let report = Reporting {
+                    state,
+                    restarts: Arc::clone(&restarts),
+                };
                 tasks.push(tokio::spawn(run_position(
                     Arc::clone(&spec),
                     Arc::clone(&pool),
                     index,
                     stop_rx.clone(),
-                    state,
+                    report,
+                )));
+            }
+            let watched = code_watch::watched_files(&spec, site.reload);
+            if !watched.is_empty() {
+                tasks.push(tokio::spawn(code_watch::watch(
+                    watched,
+                    Arc::clone(&pool),
+                    spec.group.name.clone(),
+                    stop_rx.clone(),
                 )));
             }
             groups.push(GroupRuntime {
                 name: spec.group.name.clone(),
+                processes: spec.group.processes,
+                threads: spec.group.threads,
                 pool,
                 positions,
+                restarts,
             });
         }
         Ok(Self {
@@ -126,6 +150,18 @@ impl Supervisor {
         })
     }
 
+    /// Waits until every process of every group is ready, or `stop` fires.
+    pub async fn wait_ready(&self) {
+        for group in &self.groups {
+            for position in &group.positions {
+                let mut position = position.clone();
+                let _ = position
+                    .wait_for(|state| matches!(state, PositionState::Ready { .. }))
+                    .await;
+            }
+        }
+    }
+
     /// Stops every daemon: no new requests, in-flight ones finish (bounded
     /// by each group's shutdown-timeout), then the processes exit.
     pub async fn stop(self) {
@@ -136,5 +172,18 @@ impl Supervisor {
         for task in self.tasks {
             let _ = task.await;
         }
+    }
+
+    /// Stops the daemons after the requests already waiting in their queues
+    /// have been served (a reload hands new requests to a new supervisor
+    /// first), bounded by `limit`.
+    pub async fn drain_and_stop(self, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.groups.iter().any(|g| g.pool.queued() > 0)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        self.stop().await;
     }
 }

@@ -1,6 +1,8 @@
 //! The life of one process position in a group: start a daemon, wait for its
-//! slots to say hello, give them to the pool, watch it, and start a
-//! replacement when it exits (with backoff when it keeps dying at start-up).
+//! slots to say hello, give them to the pool, watch it (exit, recycle
+//! requests, restart-interval, inactivity-timeout, memory-limit), and start
+//! a replacement when it exits or is recycled — with backoff when it keeps
+//! dying at start-up.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -8,18 +10,25 @@ use std::time::{Duration, Instant};
 
 use oxwsgi_protocol::{Hello, Kind};
 use tokio::process::Child;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
+use super::control::Control;
 use super::spawn::{spawn, DaemonSpec};
+use crate::dispatch::pool::{ProcessTerms, RecycleReason, RecycleRequest};
 use crate::dispatch::{ProcessId, Slot, SlotError, SlotPool};
 
 /// How long a daemon may take to import its applications by default.
 const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a stopping daemon may take to finish by default.
-const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a recycled daemon may take to finish its requests by default
+/// (mod_wsgi's `graceful-timeout`).
+const DEFAULT_GRACEFUL_TIMEOUT: Duration = Duration::from_secs(15);
 /// A daemon that dies sooner than this after starting counts as failing.
 const STABLE_AFTER: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How often restart-interval, inactivity-timeout and memory-limit are checked.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 static NEXT_PROCESS_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -31,25 +40,77 @@ pub enum PositionState {
     Stopped,
 }
 
+/// Why a position started a new process, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartCause {
+    /// The daemon exited or was killed unexpectedly.
+    Crash,
+    Recycled(RecycleReason),
+}
+
+impl RestartCause {
+    /// The label used in logs, `/status` and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartCause::Crash => "crash",
+            RestartCause::Recycled(reason) => reason.as_str(),
+        }
+    }
+}
+
+/// Restarts of a group's processes, counted by cause.
+#[derive(Debug, Default)]
+pub struct RestartCounts {
+    counts: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+}
+
+impl RestartCounts {
+    pub fn add(&self, cause: RestartCause) {
+        if let Ok(mut counts) = self.counts.lock() {
+            *counts.entry(cause.as_str()).or_default() += 1;
+        }
+    }
+
+    /// Every cause seen so far with its count.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        self.counts
+            .lock()
+            .map(|counts| counts.iter().map(|(k, v)| (*k, *v)).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.snapshot().iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// Shared sinks a position reports into.
+#[derive(Debug, Clone)]
+pub struct Reporting {
+    pub state: watch::Sender<PositionState>,
+    pub restarts: Arc<RestartCounts>,
+}
+
+/// How a running daemon's watch ended.
+enum Outcome {
+    Exited(std::io::Result<std::process::ExitStatus>),
+    Recycle(RecycleRequest),
+    Stop,
+}
+
 /// Runs position `index` of a group until `stop` turns true.
 pub async fn run_position(
     spec: Arc<DaemonSpec>,
     pool: Arc<SlotPool>,
     index: usize,
     mut stop: watch::Receiver<bool>,
-    state: watch::Sender<PositionState>,
+    report: Reporting,
 ) {
     let group = spec.group.name.as_str();
-    let startup_timeout = spec
-        .group
-        .timeouts
-        .startup
-        .unwrap_or(DEFAULT_STARTUP_TIMEOUT);
-    let shutdown_timeout = spec
-        .group
-        .timeouts
-        .shutdown
-        .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
+    let timeouts = &spec.group.timeouts;
+    let startup_timeout = timeouts.startup.unwrap_or(DEFAULT_STARTUP_TIMEOUT);
+    let shutdown_timeout = timeouts.shutdown.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
+    let graceful_timeout = timeouts.graceful.unwrap_or(DEFAULT_GRACEFUL_TIMEOUT);
     let mut failures: u32 = 0;
     while !*stop.borrow() {
         if failures > 0 {
@@ -60,7 +121,7 @@ pub async fn run_position(
                 _ = stop.changed() => break,
             }
         }
-        let _ = state.send(PositionState::Starting);
+        let _ = report.state.send(PositionState::Starting);
         let id = NEXT_PROCESS_ID.fetch_add(1, Ordering::Relaxed);
         let spawned = match spawn(&spec) {
             Ok(spawned) => spawned,
@@ -71,6 +132,7 @@ pub async fn run_position(
             }
         };
         let mut child = spawned.child;
+        let control = spawned.control;
         let pid = child.id().unwrap_or(0);
         tracing::info!(group, pid, "daemon process started");
 
@@ -82,8 +144,7 @@ pub async fn run_position(
                 continue;
             }
             _ = stop.changed() => {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
+                kill(&mut child).await;
                 break;
             }
         };
@@ -106,29 +167,144 @@ pub async fn run_position(
                 continue;
             }
         };
-        pool.add_process(id, pid, slots);
-        let _ = state.send(PositionState::Ready { pid });
+        let (recycle, mut recycle_requests) = mpsc::unbounded_channel();
+        let terms = ProcessTerms {
+            maximum_requests: spec.group.maximum_requests.map(|max| {
+                max + spec
+                    .group
+                    .maximum_requests_jitter
+                    .map_or(0, |jitter| fastrand::u64(0..=jitter))
+            }),
+            recycle,
+        };
+        pool.add_process(id, pid, slots, terms);
+        let _ = report.state.send(PositionState::Ready { pid });
         let ready_at = Instant::now();
 
-        tokio::select! {
-            status = child.wait() => {
-                pool.retire_process(id);
-                tracing::warn!(group, pid, "daemon process exited ({}); starting a replacement", describe(status));
-                failures = if ready_at.elapsed() < STABLE_AFTER { failures + 1 } else { 0 };
+        let mut checks = tokio::time::interval(CHECK_EVERY);
+        checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let outcome = loop {
+            tokio::select! {
+                status = child.wait() => break Outcome::Exited(status),
+                Some(request) = recycle_requests.recv() => break Outcome::Recycle(request),
+                _ = stop.changed() => break Outcome::Stop,
+                _ = checks.tick() => {
+                    if let Some(reason) = due_for_recycling(&spec, &pool, id, pid, ready_at) {
+                        pool.recycle(id, reason);
+                    }
+                }
             }
-            _ = stop.changed() => {
+        };
+        match outcome {
+            Outcome::Exited(status) => {
+                pool.retire_process(id);
+                tracing::warn!(
+                    group,
+                    pid,
+                    "daemon process exited ({}); starting a replacement",
+                    describe(status)
+                );
+                report.restarts.add(RestartCause::Crash);
+                failures = if ready_at.elapsed() < STABLE_AFTER {
+                    failures + 1
+                } else {
+                    0
+                };
+            }
+            Outcome::Recycle(RecycleRequest { reason, stuck_slot }) => {
+                // The pool already stopped giving this process out. Its
+                // in-flight requests finish; then closing the last slot
+                // makes it exit. Its replacement starts right away.
+                let mut grace = graceful_timeout;
+                if reason == RecycleReason::RequestTimeout {
+                    control.dump_stacks(pid, group);
+                    if let (Some(interrupt), Some(slot)) = (timeouts.interrupt, stuck_slot) {
+                        control.interrupt(slot);
+                        grace = interrupt;
+                    }
+                }
+                report.restarts.add(RestartCause::Recycled(reason));
+                tokio::spawn(reap(child, control, grace, group.to_owned()));
+                failures = 0;
+            }
+            Outcome::Stop => {
                 // Retiring closes the idle slots; the daemon exits when its
                 // in-flight requests are done and every slot is closed.
                 pool.retire_process(id);
-                if tokio::time::timeout(shutdown_timeout, child.wait()).await.is_err() {
-                    tracing::warn!(group, pid, "daemon still busy after shutdown-timeout; killed");
+                if tokio::time::timeout(shutdown_timeout, child.wait())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        group,
+                        pid,
+                        "daemon still busy after shutdown-timeout; killed"
+                    );
                     kill(&mut child).await;
                 }
                 break;
             }
         }
     }
-    let _ = state.send(PositionState::Stopped);
+    let _ = report.state.send(PositionState::Stopped);
+}
+
+/// The recycling rule (restart-interval, inactivity-timeout, memory-limit)
+/// a running process has met, if any.
+fn due_for_recycling(
+    spec: &DaemonSpec,
+    pool: &SlotPool,
+    id: ProcessId,
+    pid: u32,
+    ready_at: Instant,
+) -> Option<RecycleReason> {
+    let group = &spec.group;
+    if group
+        .timeouts
+        .restart_interval
+        .is_some_and(|interval| ready_at.elapsed() >= interval)
+    {
+        return Some(RecycleReason::RestartInterval);
+    }
+    if let Some(inactivity) = group.timeouts.inactivity {
+        let idle_since = pool
+            .load()
+            .into_iter()
+            .find(|load| load.id == id)
+            .and_then(|load| load.idle_since);
+        if idle_since.is_some_and(|since| since.elapsed() >= inactivity) {
+            return Some(RecycleReason::Inactivity);
+        }
+    }
+    if let Some(limit) = group.memory_limit {
+        if resident_bytes(pid).is_some_and(|rss| rss > limit) {
+            return Some(RecycleReason::MemoryLimit);
+        }
+    }
+    None
+}
+
+/// A process's resident set size, from `/proc/PID/status`.
+pub fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Waits for a recycled daemon to finish its requests and exit, killing it
+/// after `grace`.
+async fn reap(mut child: Child, control: Control, grace: Duration, group: String) {
+    let pid = child.id().unwrap_or(0);
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        tracing::warn!(
+            group,
+            pid,
+            "recycled daemon still busy after {grace:?}; killed"
+        );
+        kill(&mut child).await;
+    }
+    drop(control);
 }
 
 /// Waits for every slot's `Hello`.
@@ -137,8 +313,9 @@ async fn greet(
     id: ProcessId,
 ) -> Result<Vec<Slot>, SlotError> {
     let mut slots = Vec::with_capacity(streams.len());
-    for stream in streams {
+    for (index, stream) in streams.into_iter().enumerate() {
         let mut slot = Slot::new(stream, id);
+        slot.index = index;
         let (kind, payload) = slot.read_frame().await?;
         if kind != Kind::Hello {
             return Err(SlotError::Unexpected(kind));
@@ -177,5 +354,11 @@ mod tests {
         assert_eq!(backoff(2), Duration::from_millis(200));
         assert_eq!(backoff(4), Duration::from_millis(800));
         assert_eq!(backoff(30), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn own_resident_size_is_readable() {
+        let rss = resident_bytes(std::process::id()).unwrap();
+        assert!(rss > 0);
     }
 }

@@ -13,6 +13,7 @@ use oxwsgi_protocol::worker_config::{WorkerConfig, WorkerMount, CONFIG_ENV, LIB_
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 
+use super::control::Control;
 use crate::config::model::{AppSource, Group, Mount, PythonChoice};
 
 /// The daemon bootstrap, run as `python -c BOOTSTRAP`.
@@ -45,6 +46,9 @@ pub struct DaemonSpec {
     pub worker_lib: PathBuf,
     /// The group's mounts; the index in this list is the protocol's mount id.
     pub mounts: Vec<WorkerMount>,
+    /// Run the daemons as this user / Unix group (from `user` / `group`).
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
 }
 
 impl DaemonSpec {
@@ -70,6 +74,8 @@ impl DaemonSpec {
             python,
             worker_lib,
             mounts,
+            uid: None,
+            gid: None,
         }
     }
 }
@@ -78,6 +84,7 @@ impl DaemonSpec {
 pub struct Spawned {
     pub child: Child,
     pub slots: Vec<UnixStream>,
+    pub control: Control,
 }
 
 /// Starts one daemon process of `spec`'s group.
@@ -93,6 +100,12 @@ pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
             child_fd: FIRST_SLOT_FD + index as i32,
         });
     }
+    let (control, daemon_control) = StdUnixStream::pair().map_err(SpawnError::Sockets)?;
+    let control_fd = FIRST_SLOT_FD + threads as i32;
+    mappings.push(FdMapping {
+        parent_fd: OwnedFd::from(daemon_control),
+        child_fd: control_fd,
+    });
     let config = WorkerConfig {
         group: spec.group.name.clone(),
         title: spec.group.display_name.clone(),
@@ -106,6 +119,9 @@ pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
         home: spec.group.home.as_ref().map(|p| p.display().to_string()),
         multiprocess: spec.group.processes > 1,
         mounts: spec.mounts.clone(),
+        control_fd: Some(control_fd),
+        deadlock_timeout: spec.group.timeouts.deadlock.map(|d| d.as_secs().max(1)),
+        umask: spec.group.umask,
     };
     let config = serde_json::to_string(&config).map_err(|e| SpawnError::Sockets(e.into()))?;
 
@@ -126,6 +142,18 @@ pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
     if let Some(home) = &spec.group.home {
         command.current_dir(home);
     }
+    if let Some(lang) = &spec.group.lang {
+        command.env("LANG", lang);
+    }
+    if let Some(locale) = &spec.group.locale {
+        command.env("LC_ALL", locale);
+    }
+    if let Some(uid) = spec.uid {
+        command.uid(uid);
+    }
+    if let Some(gid) = spec.gid {
+        command.gid(gid);
+    }
     command
         .fd_mappings(mappings)
         .map_err(|e| SpawnError::Sockets(std::io::Error::other(e)))?;
@@ -145,7 +173,11 @@ pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
         })
         .collect::<Result<_, _>>()
         .map_err(SpawnError::Sockets)?;
-    Ok(Spawned { child, slots })
+    Ok(Spawned {
+        child,
+        slots,
+        control: Control::new(control),
+    })
 }
 
 /// A connected socket pair with large buffers.
@@ -229,4 +261,35 @@ pub fn resolve_worker_lib() -> Result<PathBuf, String> {
             path.display()
         ))
     }
+}
+
+/// Resolves a group's `user` and `group` options to numeric ids. A user
+/// without an explicit group runs with that user's primary group.
+pub fn resolve_identity(group: &Group) -> Result<(Option<u32>, Option<u32>), String> {
+    use nix::unistd::{Group as UnixGroup, User};
+    let mut uid = None;
+    let mut gid = None;
+    if let Some(user) = &group.user {
+        let found = match user.parse::<u32>() {
+            Ok(id) => User::from_uid(id.into()),
+            Err(_) => User::from_name(user),
+        }
+        .map_err(|e| format!("cannot look up user `{user}`: {e}"))?
+        .ok_or_else(|| format!("user `{user}` does not exist"))?;
+        uid = Some(found.uid.as_raw());
+        gid = Some(found.gid.as_raw());
+    }
+    if let Some(name) = &group.unix_group {
+        let found = match name.parse::<u32>() {
+            Ok(id) => UnixGroup::from_gid(id.into()),
+            Err(_) => UnixGroup::from_name(name),
+        }
+        .map_err(|e| format!("cannot look up group `{name}`: {e}"))?
+        .ok_or_else(|| format!("Unix group `{name}` does not exist"))?;
+        gid = Some(found.gid.as_raw());
+    }
+    if (uid.is_some() || gid.is_some()) && !nix::unistd::geteuid().is_root() {
+        return Err("`user`/`group` need oxwsgi to be started as root".to_owned());
+    }
+    Ok((uid, gid))
 }
