@@ -7,12 +7,20 @@ use std::process::ExitCode;
 
 use oxwsgi::cli::{Cli, Command};
 use oxwsgi::config::{self, model::Site};
+use oxwsgi::server::SiteLoader;
 
 fn main() -> ExitCode {
     let cli = Cli::parse_or_exit();
+    let mut reload: Option<SiteLoader> = None;
     let site = match &cli.command {
         Command::Serve(args) => config::from_serve_args(args),
-        Command::Run(args) => config::load(&args.config),
+        Command::Run(args) => {
+            let path = args.config.clone();
+            reload = Some(Box::new(move || {
+                config::load(&path).map_err(|error| error.to_string())
+            }));
+            config::load(&args.config)
+        }
         other => {
             eprintln!("oxwsgi: `{}` is not implemented yet", other.name());
             return ExitCode::from(1);
@@ -25,10 +33,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    run(site)
+    run(site, reload)
 }
 
-fn run(site: Site) -> ExitCode {
+fn run(site: Site, reload: Option<SiteLoader>) -> ExitCode {
     if let Err(error) = oxwsgi::logging::init(site.error_log.as_deref()) {
         eprintln!("oxwsgi: cannot open the error log: {error}");
         return ExitCode::from(2);
@@ -43,7 +51,7 @@ fn run(site: Site) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(oxwsgi::server::serve(site)) {
+    match runtime.block_on(oxwsgi::server::serve(site, reload)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error}");

@@ -1,23 +1,33 @@
-//! Runs a `Site`: binds the listeners, starts the daemon groups, serves until
-//! SIGTERM/SIGINT, then stops gracefully (stop accepting, let in-flight
-//! requests finish within the shutdown timeout, stop the daemons).
+//! Runs a `Site`: binds the listeners, starts the daemon groups, and serves
+//! until SIGTERM/SIGINT, then stops gracefully (stop accepting, let
+//! in-flight requests finish within the shutdown timeout, stop the daemons).
+//! SIGHUP reloads: the config is read again, a new set of daemon groups is
+//! started, and once it is ready new requests go to it while the old groups
+//! finish what they have and stop. A config that fails to load keeps the
+//! running site.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::config::model::Site;
 use crate::front::access_log::AccessLog;
 use crate::front::listener::{accept_loop, bind_all};
-use crate::front::service::Front;
+use crate::front::service::{Front, SharedFront};
+use crate::supervisor::process::DEFAULT_SHUTDOWN_TIMEOUT;
 use crate::supervisor::Supervisor;
 
-/// How long a stop waits for in-flight requests when no group sets
-/// `shutdown-timeout`.
-const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a reload waits for the new daemons to become ready, beyond
+/// their groups' startup-timeout.
+const RELOAD_READY_SLACK: Duration = Duration::from_secs(5);
+const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Reads the site again for a reload.
+pub type SiteLoader = Box<dyn Fn() -> Result<Site, String> + Send + Sync>;
 
 /// A failure to start serving (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -32,25 +42,84 @@ pub enum ServeError {
     Signals(std::io::Error),
 }
 
-/// Serves `site` until a stop signal; returns once everything has stopped.
-pub async fn serve(site: Site) -> Result<(), ServeError> {
-    let listeners = bind_all(&site.listen).await.map_err(ServeError::Bind)?;
-    let access_log = AccessLog::open(&site.access_log).map_err(ServeError::AccessLog)?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
+/// The signals the front acts on.
+struct Signals {
+    terminate: Signal,
+    interrupt: Signal,
+    hangup: Signal,
+}
 
-    let supervisor = Supervisor::start(&site)?;
-    let pools = supervisor
-        .groups
-        .iter()
-        .map(|g| Arc::clone(&g.pool))
-        .collect();
-    let front = Arc::new(Front::new(
-        &site,
-        &supervisor.mount_targets,
-        pools,
-        access_log,
-    ));
+enum Event {
+    Stop(&'static str),
+    Reload,
+}
+
+impl Signals {
+    fn install() -> Result<Self, ServeError> {
+        let install = |kind| signal(kind).map_err(ServeError::Signals);
+        Ok(Self {
+            terminate: install(SignalKind::terminate())?,
+            interrupt: install(SignalKind::interrupt())?,
+            hangup: install(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> Event {
+        tokio::select! {
+            _ = self.terminate.recv() => Event::Stop("SIGTERM"),
+            _ = self.interrupt.recv() => Event::Stop("SIGINT"),
+            _ = self.hangup.recv() => Event::Reload,
+        }
+    }
+}
+
+/// A running site: its daemons and the front that routes to them.
+struct Running {
+    site: Site,
+    supervisor: Supervisor,
+}
+
+impl Running {
+    fn start(site: Site) -> Result<(Self, Front), ServeError> {
+        let access_log = AccessLog::open(&site.access_log).map_err(ServeError::AccessLog)?;
+        let supervisor = Supervisor::start(&site)?;
+        let pools = supervisor
+            .groups
+            .iter()
+            .map(|g| Arc::clone(&g.pool))
+            .collect();
+        let front = Front::new(&site, &supervisor.mount_targets, pools, access_log);
+        Ok((Self { site, supervisor }, front))
+    }
+
+    /// The longest shutdown-timeout of the site's groups.
+    fn shutdown_timeout(&self) -> Duration {
+        self.site
+            .groups
+            .iter()
+            .filter_map(|g| g.timeouts.shutdown)
+            .max()
+            .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT)
+    }
+
+    fn startup_timeout(&self) -> Duration {
+        self.site
+            .groups
+            .iter()
+            .filter_map(|g| g.timeouts.startup)
+            .max()
+            .unwrap_or(DEFAULT_STARTUP_TIMEOUT)
+    }
+}
+
+/// Serves `site` until a stop signal; returns once everything has stopped.
+/// `reload` re-reads the site on SIGHUP (`None`: SIGHUP restarts the
+/// daemons with the same site).
+pub async fn serve(site: Site, reload: Option<SiteLoader>) -> Result<(), ServeError> {
+    let listeners = bind_all(&site.listen).await.map_err(ServeError::Bind)?;
+    let mut signals = Signals::install()?;
+    let (mut running, front) = Running::start(site)?;
+    let front: SharedFront = Arc::new(ArcSwap::from_pointee(front));
 
     let graceful = Arc::new(GracefulShutdown::new());
     let (stop, stop_rx) = watch::channel(false);
@@ -67,9 +136,13 @@ pub async fn serve(site: Site) -> Result<(), ServeError> {
         )));
     }
 
-    let signal_name = tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
+    let signal_name = loop {
+        match signals.next().await {
+            Event::Stop(name) => break name,
+            Event::Reload => {
+                running = reload_site(running, reload.as_ref(), &front).await;
+            }
+        }
     };
     tracing::info!("{signal_name} received: stopping gracefully");
 
@@ -77,12 +150,7 @@ pub async fn serve(site: Site) -> Result<(), ServeError> {
     for task in accepting {
         let _ = task.await;
     }
-    let timeout = site
-        .groups
-        .iter()
-        .filter_map(|g| g.timeouts.shutdown)
-        .max()
-        .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
+    let timeout = running.shutdown_timeout();
     match Arc::try_unwrap(graceful) {
         Ok(graceful) => {
             if tokio::time::timeout(timeout, graceful.shutdown())
@@ -94,7 +162,54 @@ pub async fn serve(site: Site) -> Result<(), ServeError> {
         }
         Err(_) => tracing::warn!("connection tracker still shared; not waiting for connections"),
     }
-    supervisor.stop().await;
+    running.supervisor.stop().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Performs a graceful reload; on any failure keeps `current` running.
+async fn reload_site(
+    current: Running,
+    reload: Option<&SiteLoader>,
+    front: &SharedFront,
+) -> Running {
+    tracing::info!("SIGHUP received: reloading");
+    let site = match reload {
+        Some(load) => match load() {
+            Ok(site) => site,
+            Err(error) => {
+                tracing::error!("reload failed, keeping the running site: {error}");
+                return current;
+            }
+        },
+        None => current.site.clone(),
+    };
+    if site.listen != current.site.listen {
+        tracing::warn!("listen addresses changed: they take effect only after a restart");
+    }
+    let (next, next_front) = match Running::start(site) {
+        Ok(started) => started,
+        Err(error) => {
+            tracing::error!("reload failed, keeping the running site: {error}");
+            return current;
+        }
+    };
+    let ready_within = next.startup_timeout() + RELOAD_READY_SLACK;
+    if tokio::time::timeout(ready_within, next.supervisor.wait_ready())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            "reload failed: the new daemons were not ready within {ready_within:?}; keeping the running site"
+        );
+        next.supervisor.stop().await;
+        return current;
+    }
+    // New requests now go to the new groups; the old ones serve what is
+    // already queued for them, then stop.
+    front.store(Arc::new(next_front));
+    let drain = current.shutdown_timeout();
+    tokio::spawn(current.supervisor.drain_and_stop(drain));
+    tracing::info!("reload complete");
+    next
 }

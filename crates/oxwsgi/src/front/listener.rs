@@ -13,7 +13,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::service::{handle, Connection, Front};
+use super::service::{handle, Connection, SharedFront};
 
 /// How long a client may take to send a whole request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,7 +33,7 @@ pub async fn bind_all(addrs: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>>
 /// Accepts connections on `listener` until `stop` turns true.
 pub async fn accept_loop(
     listener: TcpListener,
-    front: Arc<Front>,
+    front: SharedFront,
     graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -50,7 +50,7 @@ pub async fn accept_loop(
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .keep_alive(true)
         .pipeline_flush(true)
-        .max_headers(front.limits.request_fields);
+        .max_headers(front.load().limits.request_fields);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -72,7 +72,9 @@ pub async fn accept_loop(
             https: false,
         };
         let front = Arc::clone(&front);
-        let service = service_fn(move |request| handle(Arc::clone(&front), conn, request));
+        // Each request uses the front current when it arrives, so a reload
+        // switches new requests over while older ones finish on the old one.
+        let service = service_fn(move |request| handle(front.load_full(), conn, request));
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(error) = connection.await {

@@ -37,6 +37,9 @@ pub struct MountRoute {
     pub request_timeout: Option<Duration>,
 }
 
+/// The current front, replaced as a whole by a graceful reload.
+pub type SharedFront = Arc<arc_swap::ArcSwap<Front>>;
+
 /// Shared, read-only state of the request path.
 #[derive(Debug)]
 pub struct Front {

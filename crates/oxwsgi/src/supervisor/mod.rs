@@ -178,8 +178,12 @@ impl Supervisor {
     /// have been served (a reload hands new requests to a new supervisor
     /// first), bounded by `limit`.
     pub async fn drain_and_stop(self, limit: std::time::Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        while self.groups.iter().any(|g| g.pool.queued() > 0)
+        // Requests that picked the old front just before the switch may
+        // still be on their way to its queues: give them a moment.
+        const LATECOMERS: std::time::Duration = std::time::Duration::from_secs(1);
+        let start = tokio::time::Instant::now();
+        let deadline = start + limit.max(LATECOMERS);
+        while (start.elapsed() < LATECOMERS || self.groups.iter().any(|g| g.pool.queued() > 0))
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
