@@ -119,6 +119,8 @@ struct PoolState {
     closed: bool,
     /// `listen-backlog`: the most requests that may wait.
     backlog: Option<usize>,
+    /// Where the next tie-break among equally loaded processes starts.
+    rotation: usize,
 }
 
 /// A snapshot of one process's load, for status reporting.
@@ -324,11 +326,17 @@ impl SlotPool {
 impl PoolState {
     /// Pops an idle slot of the least-busy accepting process.
     fn take_idle(&mut self) -> Option<Slot> {
-        let entry = self
-            .processes
-            .iter_mut()
-            .filter(|p| p.accepting && !p.idle.is_empty())
-            .min_by_key(|p| p.busy)?;
+        // Ties go round-robin, so equally idle processes share the work
+        // (and warm up) instead of the first one taking every request.
+        let count = self.processes.len();
+        self.rotation = self.rotation.wrapping_add(1);
+        let start = self.rotation % count.max(1);
+        let (rotated, _) = (0..count)
+            .map(|offset| (start + offset) % count)
+            .filter(|&i| self.processes[i].accepting && !self.processes[i].idle.is_empty())
+            .map(|i| (i, self.processes[i].busy))
+            .min_by_key(|&(_, busy)| busy)?;
+        let entry = &mut self.processes[rotated];
         entry.busy += 1;
         entry.last_active = Instant::now();
         entry.idle.pop()
@@ -399,5 +407,142 @@ impl Drop for Lease {
         if let Some(slot) = self.slot.take() {
             self.pool.release(slot, false);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::net::UnixStream;
+
+    /// Slots for process `id`; the daemon ends are kept alive in `peers`.
+    fn slots(id: ProcessId, n: usize, peers: &mut Vec<UnixStream>) -> Vec<Slot> {
+        (0..n)
+            .map(|index| {
+                let (front, daemon) = UnixStream::pair().unwrap();
+                peers.push(daemon);
+                let mut slot = Slot::new(front, id);
+                slot.index = index;
+                slot
+            })
+            .collect()
+    }
+
+    fn terms(max: Option<u64>) -> (ProcessTerms, mpsc::UnboundedReceiver<RecycleRequest>) {
+        let (recycle, requests) = mpsc::unbounded_channel();
+        (
+            ProcessTerms {
+                maximum_requests: max,
+                recycle,
+            },
+            requests,
+        )
+    }
+
+    #[tokio::test]
+    async fn least_loaded_process_first_and_ties_rotate() {
+        let pool = SlotPool::new();
+        let mut peers = Vec::new();
+        let (t1, _r1) = terms(None);
+        let (t2, _r2) = terms(None);
+        pool.add_process(1, 101, slots(1, 2, &mut peers), t1);
+        pool.add_process(2, 102, slots(2, 2, &mut peers), t2);
+        let a = pool.lease().await.unwrap();
+        let b = pool.lease().await.unwrap();
+        // Two leases on two idle processes: one each.
+        assert_ne!(a.process(), b.process());
+        a.finish();
+        b.finish();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..4 {
+            let lease = pool.lease().await.unwrap();
+            seen.insert(lease.process());
+            lease.finish();
+        }
+        assert_eq!(seen.len(), 2, "sequential requests reach both processes");
+    }
+
+    #[tokio::test]
+    async fn waiters_are_served_in_order() {
+        let pool = SlotPool::new();
+        let mut peers = Vec::new();
+        let (t, _r) = terms(None);
+        pool.add_process(1, 101, slots(1, 1, &mut peers), t);
+        let held = pool.lease().await.unwrap();
+        let (first_pool, second_pool) = (Arc::clone(&pool), Arc::clone(&pool));
+        let first = tokio::spawn(async move { first_pool.lease().await.map(|l| l.finish()) });
+        tokio::task::yield_now().await;
+        let second = tokio::spawn(async move { second_pool.lease().await.map(|l| l.finish()) });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(pool.queued(), 2);
+        held.finish();
+        first.await.unwrap().unwrap();
+        second.await.unwrap().unwrap();
+        assert_eq!(pool.queued(), 0);
+        assert_eq!(pool.load()[0].served, 3);
+    }
+
+    #[tokio::test]
+    async fn a_broken_slot_recycles_its_process() {
+        let pool = SlotPool::new();
+        let mut peers = Vec::new();
+        let (t, mut requests) = terms(None);
+        pool.add_process(1, 101, slots(1, 2, &mut peers), t);
+        drop(pool.lease().await.unwrap()); // dropped without finish: broken
+        assert_eq!(
+            requests.try_recv().unwrap().reason,
+            RecycleReason::BrokenSlot
+        );
+        // No longer handed out: a lease now waits.
+        let waited = tokio::time::timeout(Duration::from_millis(50), pool.lease()).await;
+        assert!(waited.is_err());
+    }
+
+    #[tokio::test]
+    async fn maximum_requests_recycles_once() {
+        let pool = SlotPool::new();
+        let mut peers = Vec::new();
+        let (t, mut requests) = terms(Some(2));
+        pool.add_process(1, 101, slots(1, 1, &mut peers), t);
+        pool.lease().await.unwrap().finish();
+        assert!(requests.try_recv().is_err());
+        pool.lease().await.unwrap().finish();
+        assert_eq!(
+            requests.try_recv().unwrap().reason,
+            RecycleReason::MaximumRequests
+        );
+        assert!(requests.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn request_timeout_names_the_stuck_slot() {
+        let pool = SlotPool::new();
+        let mut peers = Vec::new();
+        let (t, mut requests) = terms(None);
+        pool.add_process(7, 107, slots(7, 3, &mut peers), t);
+        let lease = pool.lease().await.unwrap();
+        pool.request_timed_out(lease.process(), lease.slot_index());
+        drop(lease);
+        let request = requests.try_recv().unwrap();
+        assert_eq!(request.reason, RecycleReason::RequestTimeout);
+        assert!(request.stuck_slot.is_some());
+        assert!(requests.try_recv().is_err(), "the broken slot adds nothing");
+    }
+
+    #[tokio::test]
+    async fn backlog_and_close() {
+        let pool = SlotPool::with_backlog(Some(1));
+        let mut peers = Vec::new();
+        let (t, _r) = terms(None);
+        pool.add_process(1, 101, slots(1, 1, &mut peers), t);
+        let _held = pool.lease().await.unwrap();
+        let waiter_pool = Arc::clone(&pool);
+        let waiter = tokio::spawn(async move { waiter_pool.lease().await.map(|_| ()) });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(pool.lease().await.err(), Some(LeaseError::QueueFull));
+        pool.close();
+        assert_eq!(waiter.await.unwrap(), Err(LeaseError::Closed));
+        assert_eq!(pool.lease().await.err(), Some(LeaseError::Closed));
     }
 }
