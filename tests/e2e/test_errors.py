@@ -10,6 +10,9 @@ import pytest
 import oxhttp
 from oxserver import APPS
 
+INVALID = ["/bad-status-crlf", "/bad-status-type", "/bad-header-crlf", "/bad-header-name", "/bad-header-type",
+           "/no-start-response", "/str-body"]
+LEAK_PATHS = INVALID + ["/raise", "/raise-in-first"]
 BROKEN_MODULE_ERR = "ModuleNotFoundError: No module named 'e2e_module_that_does_not_exist'"
 
 
@@ -18,20 +21,33 @@ def errsrv(servers):
     cfg = {
         "groups": {
             "err": {"processes": 1, "threads": 4},
-            "broken": {"processes": 2, "threads": 2},
+            "broken": {"processes": 2, "threads": 8},
+            "leakb": {"processes": 1, "threads": 2},
+            # Many threads: each invalid-response test is independent of the
+            # others even if a failed request were to leak a thread.
+            "invalid": {"processes": 1, "threads": 32},
+            # Few threads, one group per kind of error: a thread lost per
+            # error shows up quickly and only in that kind's test.
+            **{f"leak{i}": {"processes": 1, "threads": 2} for i in range(len(LEAK_PATHS))},
         },
         "mount": [
             {"path": "/err", "script": str(APPS / "errors_app.py"), "group": "err"},
+            {"path": "/inv", "script": str(APPS / "errors_app.py"), "group": "invalid"},
+            *[{"path": f"/leak{i}", "script": str(APPS / "errors_app.py"), "group": f"leak{i}"}
+              for i in range(len(LEAK_PATHS))],
             {"path": "/broken", "script": str(APPS / "broken_import.py"), "group": "broken"},
             # Same group (same processes) as the broken app: must still work.
             {"path": "/sibling", "script": str(APPS / "info.py"), "group": "broken"},
+            {"path": "/leakb/broken", "script": str(APPS / "broken_import_b.py"), "group": "leakb"},
+            {"path": "/leakb/ok", "script": str(APPS / "info.py"), "group": "leakb"},
         ],
     }
-    return servers("errors").start_run(cfg, ready=["/err/ok", "/sibling", "/broken"])
+    ready = ["/err/ok", "/inv/ok", "/sibling", "/broken", "/leakb/ok"] + [f"/leak{i}/ok" for i in range(len(LEAK_PATHS))]
+    return servers("errors").start_run(cfg, ready=ready)
 
 
-def ok_pid(srv) -> int:
-    r = oxhttp.get(srv.port, "/err/ok")
+def ok_pid(srv, mount="/err") -> int:
+    r = oxhttp.get(srv.port, mount + "/ok", timeout=15)
     assert r.status == 200, r
     return int(r.body.split()[1])
 
@@ -69,25 +85,43 @@ def test_raise_after_head_sent_closes_connection(errsrv, path):
     ok_pid(errsrv)
 
 
-@pytest.mark.parametrize(
-    "path",
-    ["/bad-status-crlf", "/bad-status-type", "/bad-header-crlf", "/bad-header-name", "/bad-header-type",
-     "/no-start-response", "/str-body"],
-)
+
+
+@pytest.mark.parametrize("path", INVALID)
 def test_invalid_response_is_500(errsrv, path):
-    pid = ok_pid(errsrv)
+    pid = ok_pid(errsrv, "/inv")
     mark = errsrv.stderr_mark()
-    r = oxhttp.get(errsrv.port, "/err" + path)
+    r = oxhttp.get(errsrv.port, "/inv" + path, timeout=15)
     assert r.status == 500, r
     names = {k.lower() for k, _ in r.headers}
     assert "x-injected" not in names and "x-evil" not in names and "x-test" not in names, r
     # Something about it is in the error log, and the process is still there.
-    assert ok_pid(errsrv) == pid
+    assert ok_pid(errsrv, "/inv") == pid
     assert errsrv.stderr_since(mark).strip(), f"nothing logged for {path}"
 
 
+@pytest.mark.parametrize("path", LEAK_PATHS)
+def test_errors_do_not_leak_threads(errsrv, path):
+    """The same error 3 x threads times on a 2-thread group: every one is a
+    500 and the group still serves afterwards (no thread lost per error)."""
+    mount = f"/leak{LEAK_PATHS.index(path)}"
+    for i in range(6):
+        r = oxhttp.get(errsrv.port, mount + path, timeout=10)
+        assert r.status == 500, f"attempt {i + 1}: {r!r}"
+    ok_pid(errsrv, mount)
+
+
+def test_import_failure_does_not_leak_threads(errsrv):
+    """A 2-thread group whose other mount failed to import: 6 requests to the
+    broken mount (500 each), then the working mount still answers."""
+    for i in range(6):
+        r = oxhttp.get(errsrv.port, "/leakb/broken", timeout=10)
+        assert r.status == 500, f"attempt {i + 1}: {r!r}"
+    assert oxhttp.get(errsrv.port, "/leakb/ok", timeout=10).status == 200
+
+
 def test_import_failure_500_on_that_mount_only(errsrv):
-    for _ in range(10):
+    for _ in range(5):
         r = oxhttp.get(errsrv.port, "/broken/x")
         assert r.status == 500, r
         assert oxhttp.get(errsrv.port, "/sibling/y").status == 200
@@ -95,7 +129,7 @@ def test_import_failure_500_on_that_mount_only(errsrv):
     log = errsrv.stderr_text()
     assert "Traceback (most recent call last)" in log
     # Logged once per daemon process of the group (2), not once per request.
-    n = sum(1 for line in log.splitlines() if line.strip().startswith(BROKEN_MODULE_ERR))
+    n = sum(1 for line in log.splitlines() if line.rstrip().endswith(BROKEN_MODULE_ERR))
     assert n == 2, f"expected the import traceback once per process (2), found {n}:\n{log[-4000:]}"
 
 
