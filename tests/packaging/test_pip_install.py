@@ -8,6 +8,7 @@ so the release cache is shared with `cargo build --release` and earlier runs.
 Skipped when OXWSGI_SKIP_PACKAGING=1.
 """
 
+import importlib.util
 import os
 import signal
 import socket
@@ -33,6 +34,10 @@ pytestmark = [
         reason="OXWSGI_SKIP_PACKAGING=1",
     ),
 ]
+if importlib.util.find_spec("pytest_timeout") is not None:
+    # Room for a cold build in the first test's setup, whatever default
+    # timeout the suite sets; every step below has its own bound too.
+    pytestmark.append(pytest.mark.timeout(BUILD_TIMEOUT + 10 * 60))
 
 
 def _clean_env(**extra):
