@@ -287,7 +287,28 @@ INVALID_EXPECT = {
 
 # Cases oxwsgi does not pass yet: "kind/name" (every variant and mode),
 # "kind/name/variant", or a full test id "kind/name/variant/mode".
-KNOWN_FAILURES: dict[str, str] = {}
+# Each is a server bug or a deviation from DESIGN.md, seen with the build of
+# this commit; remove the entry when it is fixed (strict xfail: an
+# unexpected pass fails the run, so the table cannot go stale).
+_TRAILING = ("server bug: a non-persistent request (HTTP/1.0 without keep-alive, or Connection: close) "
+             "followed by more bytes in the same write: the app is called but no response is written "
+             "before the connection is closed")
+KNOWN_FAILURES: dict[str, str] = {
+    "valid/019/raw": _TRAILING,
+    "valid/021/host": _TRAILING,
+    "valid/040/raw": _TRAILING,
+    "valid/040_compat/raw": _TRAILING,
+    "invalid/040/raw": _TRAILING,
+    "invalid/chunked_09/host": "server bug: chunk size line '0 ' (trailing space, no extension) is accepted "
+                               "(RFC 9112 §7.1: BWS only before ';'); should be 400",
+    "invalid/rfc9112_smuggle_cl_te_chunked_01/raw": "DESIGN §7 deviation: Content-Length together with "
+                                                    "Transfer-Encoding: chunked is served (framed by TE) "
+                                                    "instead of 400",
+    "invalid/rfc9112_target_asterisk_non_options_01/raw": "server bug: 'GET *' (asterisk-form with GET) reaches "
+                                                          "the app with PATH_INFO '*'; should be 400",
+    "invalid/rfc9112_target_authority_non_connect_01/raw": "server bug: 'GET example.com:443' (authority-form "
+                                                           "without CONNECT) reaches the app; should be 400",
+}
 
 
 # ================================================================ loading
@@ -514,6 +535,14 @@ class Observed:
                 f"{' extra=' + repr(self.extra_bytes[:60]) if self.extra_bytes else ''}")
 
 
+def _label(o) -> str:
+    if isinstance(o, Reject):
+        codes = "4xx" if o.codes == FOUR_XX else ("4xx+" + ",".join(map(str, sorted(o.codes - FOUR_XX)))
+                                                   if o.codes > FOUR_XX else ",".join(map(str, sorted(o.codes))))
+        return f"Reject({codes})" + (f" after {len(o.prefix)} served" if o.prefix else "")
+    return type(o).__name__
+
+
 def calls(port, since=0):
     r = oxhttp.get(port, f"/__calls__?since={since}", timeout=30)
     assert r.status == 200, f"recording app unreachable after the case: {r!r}"
@@ -723,8 +752,7 @@ def test_corpus_case(corpus_server, case: Case, variant: str, mode: str):
     health = oxhttp.get(port, "/__health__", timeout=30)
     assert health.status == 200, f"server unhealthy after the case: {health!r}"
 
-    problems = {type(o).__name__ + (f"({sorted(o.codes)})" if isinstance(o, Reject) else ""): evaluate(o, obs, case.tags)
-                for o in outs}
+    problems = {_label(o): evaluate(o, obs, case.tags) for o in outs}
     matched = [k for k, v in problems.items() if not v]
     RESULTS[f"{case.key}/{variant}/{mode}"] = {
         "kind": case.kind, "name": case.name, "variant": variant, "mode": mode, "tags": case.tags,

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import struct
+import time
 from urllib.parse import quote
 
 import pytest
@@ -113,6 +114,25 @@ def test_limit_request_body_413(iosrv):
     assert r.status == 413, r
     r = oxhttp.request(iosrv.port, "POST", "/small/upload", body=b"x" * 999)
     assert r.status == 200 and r.json()["len"] == 999, r
+    # A chunked body over the limit, sent slowly (the front finds out while
+    # reading it): 413, and the connection closed.
+    with oxhttp.Conn(iosrv.port) as c:
+        c.send(oxhttp.build_request("POST", "/small/upload", [("Transfer-Encoding", "chunked")]))
+        body = oxhttp.chunked(b"y" * 3000, 500)
+        for i in range(0, len(body), 300):
+            try:
+                c.send(body[i : i + 300])
+            except OSError:
+                break  # the front stopped reading: fine
+            time.sleep(0.05)
+        r = c.read_response("POST")
+    assert r.status == 413, r
+
+
+def test_limit_request_body_413_chunked_sent_at_once(iosrv):
+    """The same body in one write: the 413 must still reach the client (the
+    front must not reset the connection with unread request bytes pending;
+    Apache's lingering close)."""
     r = oxhttp.request(iosrv.port, "POST", "/small/upload", body=oxhttp.chunked(b"y" * 3000, 500),
                        headers=[("Transfer-Encoding", "chunked")])
     assert r.status == 413, r
@@ -240,20 +260,31 @@ def test_list_response_gets_content_length(iosrv, route, body):
     assert r.header("transfer-encoding") is None
 
 
-def test_generator_is_chunked_on_http11(iosrv):
+def test_streamed_generator_is_chunked_on_http11(iosrv):
     with oxhttp.Conn(iosrv.port) as c:
-        c.send(oxhttp.build_request("GET", "/io/frame/gen"))
+        c.send(oxhttp.build_request("GET", "/io/frame/slow-gen"))
         r = c.read_response()
         assert r.framing == "chunked" and r.body == b"one,two,three", r
         assert r.header("content-length") is None
-        c.send(oxhttp.build_request("GET", "/io/frame/empty-gen"))
-        r = c.read_response()
-        assert r.status == 200 and r.body == b"", r
 
 
-def test_generator_is_close_delimited_on_http10(iosrv):
+@pytest.mark.parametrize("route, body", [("/io/frame/gen", b"one,two,three"), ("/io/frame/empty-gen", b"")])
+def test_finished_generator_is_framed(iosrv, route, body):
+    """A generator that is already exhausted when the head goes out may get
+    a Content-Length (as Apache's content-length filter does) or be chunked;
+    never both, never close-delimited on a keep-alive connection."""
     with oxhttp.Conn(iosrv.port) as c:
-        c.send(oxhttp.build_request("GET", "/io/frame/gen", version="HTTP/1.0", host=None))
+        for _ in range(2):
+            c.send(oxhttp.build_request("GET", route))
+            r = c.read_response()
+            assert (r.status, r.body) == (200, body), r
+            assert r.framing in ("chunked", "length"), r
+            assert not (r.header("content-length") and r.header("transfer-encoding")), r
+
+
+def test_streamed_generator_is_close_delimited_on_http10(iosrv):
+    with oxhttp.Conn(iosrv.port) as c:
+        c.send(oxhttp.build_request("GET", "/io/frame/slow-gen", version="HTTP/1.0", host=None))
         r = c.read_response()
         assert r.version == "HTTP/1.1" or r.version == "HTTP/1.0"
         assert r.framing == "close", r

@@ -46,7 +46,7 @@ def homesrv(servers, venvs):
     plain, withflask = venvs
     cfg = {
         "groups": {
-            "plain": {"processes": 1, "threads": 2, "python": str(plain / "bin" / "python")},
+            "plain": {"processes": 1, "threads": 8, "python": str(plain / "bin" / "python")},
             "home": {"processes": 1, "threads": 2, "python-home": str(withflask)},
         },
         "mount": [

@@ -9,6 +9,7 @@ response framing. Routes by PATH_INFO:
   GET  /frame/list1            [b"hello"]            (no Content-Length from the app)
   GET  /frame/list2            [b"hel", b"lo"]       (no Content-Length from the app)
   GET  /frame/gen              generator of 3 chunks (no Content-Length)
+  GET  /frame/slow-gen         the same, 0.3 s between chunks
   GET  /frame/empty-gen        generator of nothing
   GET  /echo/<anything>        PATH_INFO and REMOTE_PORT as text
 """
@@ -17,6 +18,7 @@ import hashlib
 import json
 import os
 import struct
+import time
 from urllib.parse import parse_qs, unquote
 
 CHUNK = 65536
@@ -108,6 +110,18 @@ def application(environ, start_response):
     if path == "/frame/gen":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return (c for c in (b"one,", b"two,", b"three"))
+
+    if path == "/frame/slow-gen":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def slow():
+            yield b"one,"
+            time.sleep(0.3)  # the head must go out before the body is complete
+            yield b"two,"
+            time.sleep(0.3)
+            yield b"three"
+
+        return slow()
 
     if path == "/frame/empty-gen":
         start_response("200 OK", [("Content-Type", "text/plain")])
