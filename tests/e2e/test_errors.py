@@ -106,7 +106,7 @@ def test_errors_do_not_leak_threads(errsrv, path):
     500 and the group still serves afterwards (no thread lost per error)."""
     mount = f"/leak{LEAK_PATHS.index(path)}"
     for i in range(6):
-        r = oxhttp.get(errsrv.port, mount + path, timeout=10)
+        r = oxhttp.get(errsrv.port, mount + path, timeout=5)
         assert r.status == 500, f"attempt {i + 1}: {r!r}"
     ok_pid(errsrv, mount)
 
@@ -115,9 +115,9 @@ def test_import_failure_does_not_leak_threads(errsrv):
     """A 2-thread group whose other mount failed to import: 6 requests to the
     broken mount (500 each), then the working mount still answers."""
     for i in range(6):
-        r = oxhttp.get(errsrv.port, "/leakb/broken", timeout=10)
+        r = oxhttp.get(errsrv.port, "/leakb/broken", timeout=5)
         assert r.status == 500, f"attempt {i + 1}: {r!r}"
-    assert oxhttp.get(errsrv.port, "/leakb/ok", timeout=10).status == 200
+    assert oxhttp.get(errsrv.port, "/leakb/ok", timeout=5).status == 200
 
 
 def test_import_failure_500_on_that_mount_only(errsrv):
