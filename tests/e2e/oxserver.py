@@ -33,7 +33,7 @@ def binary() -> str:
     return b
 
 
-def test_python() -> str:
+def daemon_python() -> str:
     """The interpreter whose packages (Flask, Django, numpy) the test apps use."""
     return sys.executable
 
@@ -200,8 +200,8 @@ class Server:
         env = dict(os.environ)
         env[TAG_ENV] = self.tag
         # The daemons' default interpreter: the test venv's python.
-        env.setdefault("OXWSGI_PYTHON", test_python())
-        env["PATH"] = str(Path(test_python()).parent) + os.pathsep + env.get("PATH", "")
+        env.setdefault("OXWSGI_PYTHON", daemon_python())
+        env["PATH"] = str(Path(daemon_python()).parent) + os.pathsep + env.get("PATH", "")
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("RUST_BACKTRACE", "1")

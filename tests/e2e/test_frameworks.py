@@ -8,16 +8,16 @@ import pytest
 import requests
 
 import oxhttp
-from oxserver import APPS, test_python
+from oxserver import APPS, daemon_python
 
 
 @pytest.fixture(scope="module")
 def fw(servers):
     cfg = {
         "groups": {
-            "flask": {"processes": 1, "threads": 4, "python": test_python(),
+            "flask": {"processes": 1, "threads": 4, "python": daemon_python(),
                       "python-path": [str(APPS / "flask_app")]},
-            "django": {"processes": 1, "threads": 4, "python": test_python(),
+            "django": {"processes": 1, "threads": 4, "python": daemon_python(),
                        "python-path": [str(APPS / "djsite")]},
         },
         "mount": [

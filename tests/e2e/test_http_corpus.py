@@ -430,8 +430,18 @@ def variants(case: Case):
     return ["raw", "host"] if missing_host_index(case) is not None else ["raw"]
 
 
+# For a server without PROXY protocol support these files are incomplete
+# input: one malformed line and no blank line ending a request head, so a
+# server may legitimately keep waiting for the rest (hyper re-parses a
+# partial head only once a blank line arrives: sent in pieces, the line can
+# sit there until the header-read timeout). Half-close after sending, as the
+# README says for incomplete-needs-eof: the server must then close without
+# calling the app.
+HALF_CLOSE = {"invalid/pp_01", "invalid/pp_02", "invalid/pp_03"}
+
+
 def needs_half_close(case: Case) -> bool:
-    return "incomplete-needs-eof" in case.tags or case.name == "099"
+    return "incomplete-needs-eof" in case.tags or case.key in ("valid/099", *HALF_CLOSE)
 
 
 # ================================================================ record matching
@@ -735,6 +745,8 @@ def test_expectation_tables_name_real_cases():
         assert f"invalid/{n}" in names, n
     for k in KNOWN_FAILURES:
         assert "/".join(k.split("/")[:2]) in names, k
+    for k in HALF_CLOSE:
+        assert k in names, k
 
 
 @pytest.mark.timeout(60)

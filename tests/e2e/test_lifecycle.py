@@ -91,7 +91,7 @@ def assert_points_at(err: str, path, lines):
     assert any(int(x) in lines for x in m), f"expected line {lines} in {m}:\n{err}"
 
 
-CONFIG_OK_PART = f"""listen = ["127.0.0.1:1"]
+CONFIG_OK_PART = """listen = ["127.0.0.1:1"]
 
 [groups.g]
 processes = 1

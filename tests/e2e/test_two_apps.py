@@ -14,7 +14,7 @@ import pytest
 import requests
 
 import oxhttp
-from oxserver import APPS, REPO, proc_exists, test_python
+from oxserver import APPS, REPO, cmdline, daemon_python, proc_exists
 
 EXAMPLE = REPO / "examples" / "two-apps"
 MOUNTS = {"app_one": "/api/wsgi/one", "app_two": "/api/wsgi/two"}
@@ -38,7 +38,7 @@ def site(servers):
 [groups.numpy]
 processes = 1
 threads = 2
-python = "{test_python()}"
+python = "{daemon_python()}"
 
 [[mount]]
 path = "/numpy"
@@ -110,7 +110,7 @@ def test_process_titles(answers):
     for g, ans in answers.items():
         for pid in {a["pid"] for a in ans}:
             assert proc_exists(pid)
-            raw = open(f"/proc/{pid}/cmdline", "rb").read()
+            raw = cmdline(pid)
             title = raw.rstrip(b"\0").rstrip(b" ")
             assert title == f"(wsgi:{g})".encode(), f"/proc/{pid}/cmdline = {raw!r}"
             ps = subprocess.run(["ps", "-o", "args=", "-p", str(pid)], capture_output=True, text=True, check=True)
