@@ -96,6 +96,12 @@ def main(path: str):
         for k in fails:
             w(f"- `{k}`: {results[k]['observed']} (expected {', '.join(results[k]['expected'])})")
     w("")
+    w("## Half-closed after sending")
+    w("")
+    w("Besides the cases tagged `incomplete-needs-eof` and `valid/099`, these are sent and then")
+    w("half-closed, because for a server without PROXY protocol support they are incomplete input")
+    w("(one malformed line, no blank line ending a head): " + ", ".join(f"`{k}`" for k in sorted(t.HALF_CLOSE)) + ".")
+    w("")
     w("## Expectations that differ from the default")
     w("")
     w("Default: a `valid/` case must be served exactly as its JSON says (DESIGN §5 environ mapping:")
