@@ -415,6 +415,32 @@ class Running:
             time.sleep(0.1)
         raise RuntimeError("%s not ready after %ss; log: %s" % (self.server.key, timeout, self.log_tail()))
 
+    def oxwsgi_counts(self):
+        """(daemons started, daemons ready) so far, from oxwsgi's error log."""
+        try:
+            with open(self.log_path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return 0, 0
+        return text.count("daemon process started"), text.count("worker ready:")
+
+    def settle(self, timeout=30.0):
+        """Waits until the server is back to full strength after a run; returns
+        the seconds waited. oxwsgi replaces a daemon process whose slot broke
+        when a client went away mid-request, which every wrk run does as it
+        stops: the next run starts only once every replacement is ready, so
+        each run measures the steady state (the wait is reported)."""
+        t0 = time.monotonic()
+        time.sleep(0.2)
+        if self.server.key == "oxwsgi":
+            deadline = t0 + timeout
+            while time.monotonic() < deadline:
+                started, ready = self.oxwsgi_counts()
+                if started and ready >= started:
+                    break
+                time.sleep(0.05)
+        return time.monotonic() - t0
+
     def log_tail(self, n=15):
         try:
             with open(self.log_path, "rb") as f:
@@ -611,9 +637,8 @@ def main():
     ap.add_argument("--out", default=None, help="folder for results.md, results.json and the PNGs "
                     "(default: docs/ for a full default run, else bench/out/)")
     ap.add_argument("--docs", action="store_true", help="write into docs/benchmarks.md and docs/bench/ even for a partial run")
-    ap.add_argument("--oxwsgi-bin", default=os.path.join(ROOT, "target", "release", "oxwsgi"))
+    ap.add_argument("--oxwsgi-bin", default=os.environ.get("BENCH_OXWSGI_BIN") or os.path.join(ROOT, "target", "release", "oxwsgi"))
     ap.add_argument("--venv", default=os.path.join(BENCH, ".venv"))
-    ap.add_argument("--command", default="bench/run.sh", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     cfg = Config()
@@ -677,6 +702,7 @@ def main():
         out_dir = os.path.join(BENCH, "out")
     os.makedirs(out_dir, exist_ok=True)
 
+    commit = git_commit()
     results = {}  # workload -> server -> [round results]
     skipped = {}  # (workload, server) -> reason
     memory = {}  # server -> app -> [mem]
@@ -713,10 +739,10 @@ def main():
 
     meta = {
         "date": datetime.date.today().isoformat(),
-        "command": args.command + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""),
+        "command": " ".join([os.environ.get("BENCH_INVOKED_AS", "bench/bench.py")] + sys.argv[1:]),
         "rounds": rounds, "duration": duration, "processes": cfg.processes, "threads": cfg.threads,
         "elapsed_s": round(time.time() - started_at),
-        "commit": git_commit(),
+        "commit": commit,
         "machine": machine_info(),
         "versions": versions(cfg),
         "idle_conns": cfg.idle_conns,
@@ -751,11 +777,14 @@ def run_server(cfg, server, app, wls, rnd, duration, results, skipped, memory, r
         run.wait_ready(paths)
         time.sleep(0.5)
         mem_idle = measure_memory(run)
+        mem_after = None
         # warm-up: every thread and code path touched once
         warm = Workload("warm", "", app, paths[0], 64, lua="two_apps.lua" if app == "twoapps" else None)
         run_wrk(cfg, run.port, warm, 1, sample_ss=False)
+        run.settle()
         for wl in wls:
             try:
+                recycled0 = run.oxwsgi_counts()[0]
                 t = run.tree()
                 c0 = cpu_ticks(t)
                 if wl.kind == "idle":
@@ -764,6 +793,13 @@ def run_server(cfg, server, app, wls, rnd, duration, results, skipped, memory, r
                     res = run_wrk(cfg, run.port, wl, duration)
                 c1 = cpu_ticks(run.tree())
                 res["cpu_us_per_req"] = (c1 - c0) / CLK_TCK * 1e6 / res["requests"] if res["requests"] else None
+                if wl is wls[-1]:
+                    mem_after = measure_memory(run)  # before any daemon is replaced
+                if server.key == "oxwsgi":
+                    res["settle_s"] = round(run.settle(), 2)
+                    res["daemons_replaced"] = run.oxwsgi_counts()[0] - recycled0
+                else:
+                    run.settle()
                 results.setdefault(wl.name, {}).setdefault(server.key, []).append(res)
                 extra = ""
                 if wl.kind == "idle" and res.get("idle"):
@@ -776,7 +812,8 @@ def run_server(cfg, server, app, wls, rnd, duration, results, skipped, memory, r
                 skipped.setdefault((wl.name, server.key), "failed: %s" % str(e).splitlines()[0][:120])
                 if run.proc.poll() is not None:
                     break
-        mem_after = measure_memory(run)
+        if mem_after is None:
+            mem_after = measure_memory(run)
         memory.setdefault(server.key, {}).setdefault(app, []).append({"idle": mem_idle, "after": mem_after})
     except Exception as e:  # noqa: BLE001
         log("%s (%s) failed to start: %s" % (server.key, app, e))
@@ -838,20 +875,22 @@ def versions(cfg):
             return None
 
     v["python"] = first_line([cfg.python, "--version"])
-    v["oxwsgi"] = first_line([cfg.oxwsgi_bin, "--version"])
+    v["oxwsgi"] = (first_line([cfg.oxwsgi_bin, "--version"]) or "").replace("oxwsgi ", "") or None
     code = ("import importlib.metadata as m\nfor n in ('granian','gunicorn','waitress','uWSGI','Flask'):\n"
             "    try: print(n, m.version(n))\n    except Exception: pass")
     out = subprocess.run([cfg.python, "-c", code], capture_output=True, text=True).stdout
     for line in out.splitlines():
         n, ver = line.split()
         v[n] = ver
-    v["apache2"] = first_line(["apache2", "-v"])
+    v["apache2"] = (first_line(["apache2", "-v"]) or "").replace("Server version: ", "") or None
     try:
         out = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "libapache2-mod-wsgi-py3"], capture_output=True, text=True).stdout
         v["mod_wsgi"] = out.strip() or None
     except OSError:
         pass
-    v["wrk"] = first_line(["wrk", "-v"])
+    w = first_line(["wrk", "-v"]) or ""
+    m = re.search(r"(\d+\.\d+\.\d+)", w)
+    v["wrk"] = "wrk " + m.group(1) if m else None
     return v
 
 

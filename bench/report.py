@@ -170,6 +170,15 @@ def tables(v):
             "%s %s" % (v.short[s], fmt_ms(med([(r["idle"] or {}).get("p99_ms") and r["idle"]["p99_ms"] * 1000 for r in v.runs("idle2000", s)])))
             for s in srvs if v.runs("idle2000", s)) + ".")
 
+    settles = [(wl, r) for wl in v.workloads for r in v.runs(wl, "oxwsgi") if "settle_s" in r]
+    if settles and any(r.get("daemons_replaced") for _, r in settles):
+        replaced = sum(r.get("daemons_replaced", 0) for _, r in settles)
+        waits = sorted(r["settle_s"] for _, r in settles)
+        out.append("\noxwsgi replaced %d daemon processes over its %d runs: when wrk stops, the requests it leaves in "
+                   "flight break their slots, and a broken slot recycles its whole process. Each next run waited "
+                   "for the replacements to be ready (median %.2f s, max %.2f s), so the numbers above are oxwsgi's "
+                   "steady state; see \"Findings\"." % (replaced, len(settles), statistics.median(waits), waits[-1]))
+
     out.append("\n### Server CPU per request, µs (utime+stime of the whole process tree ÷ requests)\n")
     out += [head, sep]
     for wl in v.workloads:

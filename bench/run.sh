@@ -76,4 +76,5 @@ else
 fi
 [ -x "$BIN" ] || { echo "bench/run.sh: no oxwsgi binary at $BIN" >&2; exit 1; }
 
-exec "$VENV/bin/python" bench/bench.py --oxwsgi-bin "$BIN" --command "bench/run.sh" "$@"
+export BENCH_OXWSGI_BIN=$BIN BENCH_INVOKED_AS=bench/run.sh
+exec "$VENV/bin/python" bench/bench.py "$@"
