@@ -431,7 +431,7 @@ class Running:
         stops: the next run starts only once every replacement is ready, so
         each run measures the steady state (the wait is reported)."""
         t0 = time.monotonic()
-        time.sleep(0.2)
+        time.sleep(0.15)
         if self.server.key == "oxwsgi":
             deadline = t0 + timeout
             while time.monotonic() < deadline:
@@ -550,7 +550,7 @@ def run_wrk(cfg, port, wl, duration, sample_ss=True):
 def run_idle(cfg, port, wl, duration):
     argv = [cfg.python, os.path.join(BENCH, "idle_clients.py"), "--port", str(port), "--path", wl.path,
             "--conns", str(cfg.idle_conns), "--interval", "3", "--duration", str(duration + 1),
-            "--ready-timeout", "5"]
+            "--ready-timeout", "3"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ready = None
     deadline = time.monotonic() + 30
@@ -761,6 +761,7 @@ def main():
         md_path = os.path.join(ROOT, "docs", "benchmarks.md")
         png_dir = os.path.join(ROOT, "docs", "bench")
         report.write(raw, md_path, png_dir, png_rel="bench", docs=True)
+        shutil.copy(os.path.join(raw_dir, "results.json"), os.path.join(png_dir, "results.json"))
         log("wrote %s and %s/" % (os.path.relpath(md_path, ROOT), os.path.relpath(png_dir, ROOT)))
     else:
         md_path = os.path.join(out_dir, "results.md")

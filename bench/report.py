@@ -329,10 +329,16 @@ def charts(v, png_dir):
             ax.set_title(TITLES.get(wl, wl), fontsize=9)
             ax.tick_params(axis="x", labelsize=7)
             top = max(vals) if vals else 1
-            for yy, val in zip(y, vals):
+            for yy, val, srv in zip(y, vals, srvs):
                 label = fmt_rps(val) if what == "rps" else ("%.1f" % val if val < 100 else "%.0f" % val)
-                ax.text(val + top * 0.01, yy, label + (unit if what != "rps" else ""), va="center", fontsize=7)
-            ax.set_xlim(0, top * 1.22 if top else 1)
+                label += unit if what != "rps" else ""
+                if not val:
+                    label = "starved" if what == "p99" else "0 (starved)"
+                unserved = v.unserved(wl, srv)
+                if unserved:
+                    label += "  (%d conns unserved)" % unserved
+                ax.text(val + top * 0.01, yy, label, va="center", fontsize=7)
+            ax.set_xlim(0, top * 1.45 if top else 1)
         for j in range(len(wls), nrows * ncols):
             axes[j // ncols][j % ncols].axis("off")
         fig.suptitle("oxwsgi vs peers — %s — %d × %d, %s, %s" % (
