@@ -382,7 +382,9 @@ def render(raw, png_dir, png_rel):
 
 DOC_HEAD = """# Benchmarks
 
-oxwsgi against its peers, side by side on one machine (issue 8). Run:
+oxwsgi against its peers, side by side on one machine (issue 8). (Only used
+when docs/benchmarks.md does not exist yet; the method and the findings are
+written by hand around the generated part.) Run:
 
     bench/run.sh            # full run (~15 min on 2 cores), rewrites this file's results
     bench/run.sh --quick    # 1 round; results in bench/out/results.md
