@@ -19,8 +19,15 @@ fn main() -> ExitCode {
             reload = Some(Box::new(move || {
                 config::load(&path).map_err(|error| error.to_string())
             }));
-            config::load(&args.config)
+            config::load_with_warnings(&args.config).map(|(site, warnings)| {
+                for warning in &warnings {
+                    eprintln!("oxwsgi: warning: {warning}");
+                }
+                site
+            })
         }
+        Command::Check(args) => return check(&args.config),
+        Command::Convert(args) => return convert(&args.apache_conf),
         other => {
             eprintln!("oxwsgi: `{}` is not implemented yet", other.name());
             return ExitCode::from(1);
@@ -57,6 +64,47 @@ fn run(site: Site, reload: Option<SiteLoader>) -> ExitCode {
             tracing::error!("{error}");
             eprintln!("oxwsgi: {error}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `oxwsgi check CONFIG`: the layout and warnings on stdout; exit 0 when
+/// the config loads (warnings or not), 1 with the error on stderr.
+fn check(path: &std::path::Path) -> ExitCode {
+    let (site, mut warnings) = match config::load_with_warnings(path) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("oxwsgi: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    warnings.extend(config::check::site_warnings(&site));
+    let format = if config::is_toml(path) {
+        "native TOML"
+    } else {
+        "Apache site file"
+    };
+    print!("{}", config::check::report(path, format, &site, &warnings));
+    ExitCode::SUCCESS
+}
+
+/// `oxwsgi convert FILE`: the native TOML on stdout, the loader's warnings
+/// on stderr; exit 1 when the file does not load.
+fn convert(path: &std::path::Path) -> ExitCode {
+    let converted = config::load_with_warnings(path).and_then(|(site, warnings)| {
+        for warning in &warnings {
+            eprintln!("oxwsgi: warning: {warning}");
+        }
+        config::convert::to_toml(&site, path)
+    });
+    match converted {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("oxwsgi: {error}");
+            ExitCode::from(1)
         }
     }
 }

@@ -1,12 +1,17 @@
-//! The config layer: turns a config file (native TOML, later Apache) or the
-//! `serve` command line into the one [`Site`] model everything after it
-//! sees. Only this module knows about config syntax.
+//! The config layer: turns a config file (native TOML or an Apache site
+//! file) or the `serve` command line into the one [`Site`] model everything
+//! after it sees. Only this module knows about config syntax.
 //!
-//! * [`load`] — a config file → `Site` (`run`, `check`).
+//! * [`load`] — a config file → `Site` (`run`, reload).
+//! * [`load_with_warnings`] — the same, with the loader's [`Warning`]s
+//!   (`run` prints them at start-up, `check` after the layout).
 //! * [`from_serve_args`] — `oxwsgi serve TARGET [options]` → `Site`.
 //! * [`ConfigError`] — one line naming file, line and key; exit 1.
 
 pub mod addr;
+pub mod apache;
+pub mod check;
+pub mod convert;
 pub mod error;
 pub mod group_keys;
 pub mod model;
@@ -14,6 +19,7 @@ pub mod names;
 pub mod serve;
 pub mod toml;
 pub mod units;
+pub mod warning;
 
 use std::fs;
 use std::path::Path;
@@ -21,30 +27,36 @@ use std::path::Path;
 pub use error::ConfigError;
 pub use model::Site;
 pub use serve::from_serve_args;
+pub use warning::{Warning, WarningKind};
 
 /// Loads a site from a config file: native TOML when the name ends in
-/// `.toml`; anything else is an Apache site file, not supported yet (a clear
-/// error). Relative paths in the file are resolved against its folder.
+/// `.toml`; anything else is an Apache site file (DESIGN §4). Relative
+/// paths in the file are resolved against its folder (or an Apache file's
+/// `ServerRoot`).
 pub fn load(path: &Path) -> Result<Site, ConfigError> {
+    load_with_warnings(path).map(|(site, _)| site)
+}
+
+/// [`load`], with the warnings the loader found (ignored Apache
+/// directives, mod_wsgi defaults that differ, …; none for TOML).
+pub fn load_with_warnings(path: &Path) -> Result<(Site, Vec<Warning>), ConfigError> {
+    if !is_toml(path) {
+        return apache::load(path);
+    }
     let read_error = |source| ConfigError::Read {
         file: path.to_path_buf(),
         source,
     };
     let text = fs::read_to_string(path).map_err(read_error)?;
-    let is_toml = path
-        .extension()
-        .is_some_and(|ext| ext.eq_ignore_ascii_case("toml"));
-    if !is_toml {
-        return Err(ConfigError::File {
-            file: path.to_path_buf(),
-            message: "Apache configuration files are not supported yet; write the site in \
-                      oxwsgi's native format, in a file whose name ends in .toml"
-                .into(),
-        });
-    }
     let absolute = std::path::absolute(path).map_err(read_error)?;
     let base = absolute.parent().unwrap_or(Path::new("/"));
-    toml::parse(&text, path, base)
+    Ok((toml::parse(&text, path, base)?, Vec::new()))
+}
+
+/// Native TOML: the name ends in `.toml` (any case).
+pub fn is_toml(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("toml"))
 }
 
 #[cfg(test)]
@@ -77,19 +89,37 @@ mod tests {
     }
 
     #[test]
-    fn apache_files_are_not_supported_yet() {
+    fn other_files_are_read_as_apache_site_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("site.conf");
-        fs::write(&path, "WSGIScriptAlias / /srv/wsgi.py\n").unwrap();
-        let err = load(&path).unwrap_err();
+        fs::write(&path, "WSGIScriptAlias / wsgi.py\n").unwrap();
+        let (site, warnings) = load_with_warnings(&path).unwrap();
         assert_eq!(
-            err.to_string(),
-            format!(
-                "{}: Apache configuration files are not supported yet; write the site in \
-                 oxwsgi's native format, in a file whose name ends in .toml",
-                path.display()
-            )
+            site.mounts[0].app,
+            model::AppSource::Script(dir.path().join("wsgi.py"))
         );
+        assert!(!warnings.is_empty());
+        let err = load(&dir.path().join("missing.conf")).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_two_apps_apache_file_is_the_toml_site() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/two-apps");
+        let from_toml = load(&example.join("oxwsgi.toml")).unwrap();
+        let apache = fs::read_to_string(example.join("apache-site.conf"))
+            .unwrap()
+            .replace(
+                "/var/www/mysite",
+                &example.canonicalize().unwrap().display().to_string(),
+            );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("apache-site.conf");
+        fs::write(&path, apache).unwrap();
+        let from_apache = load(&path).unwrap();
+        let canonical = load(&example.canonicalize().unwrap().join("oxwsgi.toml")).unwrap();
+        assert_eq!(from_apache, canonical);
+        assert_eq!(from_toml.groups, canonical.groups);
     }
 
     #[test]

@@ -1,0 +1,283 @@
+//! The evaluated directives → a [`Site`]: sorts each directive to what
+//! reads it (daemon groups, listeners, aliases, per-directory settings,
+//! server-wide settings) and lists the rest as ignored. Directives in a
+//! context Apache refuses (`WSGIScriptAlias` inside `<Location>`, `Listen`
+//! inside `<VirtualHost>`) are errors, as in Apache; mapped directives
+//! inside a section oxwsgi does not evaluate (`<If>` …) are warned about.
+
+use std::path::Path;
+
+use super::aliases::{alias, on_off, script_alias, script_alias_match};
+use super::daemon::{daemon_group, path_list};
+use super::eval::{resolve, Evaluated, Item};
+use super::ignored::Ignored;
+use super::listen::listeners;
+use super::mounts::{body_limit, layout, Embedded, Settings};
+use crate::config::error::ConfigError;
+use crate::config::model::{PythonChoice, Site};
+use crate::config::warning::{Warning, WarningKind};
+
+/// Where a directive may appear.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Allowed {
+    /// The main server only.
+    Main,
+    /// The main server or a `<VirtualHost>`, outside sections.
+    Server,
+}
+
+fn check_context(item: &Item, allowed: Allowed) -> Result<(), ConfigError> {
+    let ctx = &item.ctx;
+    if let Some(section) = ctx.sections.last() {
+        return Err(item.loc.error(
+            Some(&item.name),
+            format!(
+                "{} is not allowed inside {} (Apache refuses it too)",
+                item.name, section.label
+            ),
+        ));
+    }
+    if allowed == Allowed::Main && ctx.vhost.is_some() {
+        return Err(item.loc.error(
+            Some(&item.name),
+            format!("{} is only allowed in the main server config, not inside <VirtualHost> (Apache refuses it too)", item.name),
+        ));
+    }
+    Ok(())
+}
+
+fn one_arg(item: &Item) -> Result<&str, ConfigError> {
+    match item.args.as_slice() {
+        [value] => Ok(value),
+        _ => Err(item.loc.error(
+            Some(&item.name),
+            format!("{} takes one argument", item.name),
+        )),
+    }
+}
+
+/// Does oxwsgi read this directive (so that ignoring it is worth a
+/// warning of its own)?
+fn mapped(key: &str) -> bool {
+    key.starts_with("wsgi") || matches!(key, "alias" | "listen" | "limitrequestbody")
+}
+
+/// Builds the site.
+pub(super) fn build(ev: Evaluated) -> Result<(Site, Vec<Warning>), ConfigError> {
+    let Evaluated {
+        items,
+        vhosts,
+        mut warnings,
+        base,
+    } = ev;
+    let mut site = Site::default();
+    let mut ignored = Ignored::default();
+    let mut settings = Settings::default();
+    let mut embedded = Embedded::default();
+    let (mut daemons, mut listens, mut mount_items, mut static_items, mut imports) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+
+    for item in &items {
+        if let Some((label, at)) = &item.ctx.opaque {
+            if mapped(&item.key) {
+                warnings.push(item.loc.warning(
+                    WarningKind::Behaviour,
+                    format!(
+                        "{} inside {label} ({at}), a section oxwsgi does not evaluate: not applied",
+                        item.name
+                    ),
+                ));
+            } else {
+                ignored.add(item);
+            }
+            continue;
+        }
+        match item.key.as_str() {
+            "wsgidaemonprocess" => {
+                check_context(item, Allowed::Server)?;
+                daemons.push(item);
+            }
+            "wsgiscriptalias" | "wsgiscriptaliasmatch" => {
+                check_context(item, Allowed::Server)?;
+                mount_items.push(item);
+            }
+            "alias" => {
+                check_context(item, Allowed::Server)?;
+                static_items.push(item);
+            }
+            "listen" => {
+                check_context(item, Allowed::Main)?;
+                listens.push(item);
+            }
+            "servername" | "serveralias" => check_context(item, Allowed::Server)?,
+            "wsgiprocessgroup" => {
+                one_arg(item)?;
+                settings.process_group.push(item);
+            }
+            "wsgiapplicationgroup" => {
+                one_arg(item)?;
+                settings.application_group.push(item);
+            }
+            "wsgicallableobject" => {
+                one_arg(item)?;
+                settings.callable_object.push(item);
+            }
+            "wsgipassauthorization" => {
+                let value = one_arg(item)?;
+                if on_off(value).is_none() {
+                    return Err(item.loc.error(
+                        Some(&item.name),
+                        format!("{} {value}: expected On or Off", item.name),
+                    ));
+                }
+                settings.pass_authorization.push(item);
+            }
+            "limitrequestbody" => {
+                let value = one_arg(item)?;
+                let limit = body_limit(item, value)?;
+                if item.ctx.vhost.is_none() && item.ctx.sections.is_empty() {
+                    site.limits.request_body = limit;
+                }
+                settings.limit_request_body.push(item);
+            }
+            "setenv" => {
+                settings.set_env.push(item);
+                ignored.add(item);
+            }
+            "limitrequestline" | "limitrequestfields" | "limitrequestfieldsize" => {
+                if item.ctx.vhost.is_some() || !item.ctx.sections.is_empty() {
+                    ignored.add(item);
+                    continue;
+                }
+                let value = one_arg(item)?;
+                let n: usize = value.parse().map_err(|_| {
+                    item.loc.error(
+                        Some(&item.name),
+                        format!("{} {value}: expected a whole number", item.name),
+                    )
+                })?;
+                match item.key.as_str() {
+                    "limitrequestline" => site.limits.request_line = n.max(1),
+                    "limitrequestfieldsize" => site.limits.request_field_size = n.max(1),
+                    _ => site.limits.request_fields = if n == 0 { usize::MAX } else { n },
+                }
+            }
+            "wsgipythonhome" => {
+                check_context(item, Allowed::Main)?;
+                // `prefix:exec_prefix`: the prefix is the installation.
+                let value = one_arg(item)?;
+                let prefix = value.split(':').next().unwrap_or(value);
+                embedded.python_home = Some(resolve(&base, prefix));
+            }
+            "wsgipythonpath" => {
+                check_context(item, Allowed::Main)?;
+                embedded.python_path = item.args.iter().flat_map(|a| path_list(&base, a)).collect();
+            }
+            "wsgiimportscript" => {
+                check_context(item, Allowed::Main)?;
+                imports.push(item);
+            }
+            "wsgirestrictembedded" => {
+                check_context(item, Allowed::Main)?;
+                embedded.restricted = on_off(one_arg(item)?).unwrap_or(false);
+            }
+            _ => ignored.add(item),
+        }
+    }
+
+    let mut groups = Vec::new();
+    for item in daemons {
+        let mut group = daemon_group(item, &base, &mut warnings)?;
+        if let Some(first) = groups
+            .iter()
+            .find(|(g, _): &&(crate::config::model::Group, &Item)| g.name == group.name)
+        {
+            return Err(item.loc.error(
+                Some("WSGIDaemonProcess"),
+                format!(
+                    "WSGIDaemonProcess {}: the name is already used at {} (group names are unique across the whole server, as in mod_wsgi)",
+                    group.name, first.1.loc
+                ),
+            ));
+        }
+        if let (PythonChoice::Default, Some(home)) = (&group.python, &embedded.python_home) {
+            group.python = PythonChoice::Home(home.clone());
+        }
+        groups.push((group, item));
+    }
+
+    site.listen = listeners(&listens, &vhosts, &mut warnings)?;
+
+    let mut decls = Vec::new();
+    for item in mount_items {
+        decls.push(if item.key == "wsgiscriptalias" {
+            script_alias(item, &base, &mut warnings)?
+        } else {
+            script_alias_match(item, &base, &mut warnings)?
+        });
+    }
+    let statics = static_items
+        .into_iter()
+        .map(|item| alias(item, &base))
+        .collect::<Result<Vec<_>, _>>()?;
+    let hosts_with_mounts = {
+        let mut hosts: Vec<Option<usize>> = decls.iter().map(|d| d.item.ctx.vhost).collect();
+        hosts.sort();
+        hosts.dedup();
+        hosts.len()
+    };
+    let defined = groups.into_iter().map(|(g, _)| g).collect();
+    let layout = layout(decls, statics, &settings, defined, &embedded, &mut warnings)?;
+    if hosts_with_mounts > 1 {
+        warnings.push(Warning::new(
+            WarningKind::Behaviour,
+            format!(
+                "mounts come from {hosts_with_mounts} server contexts (virtual hosts): oxwsgi serves every mount on every listener and host name"
+            ),
+        ));
+    }
+    import_warnings(&imports, &layout.mounts, &base, &mut warnings);
+    site.mounts = layout.mounts;
+    site.statics = layout.statics;
+    site.groups = layout.groups;
+    warnings.extend(ignored.into_warnings());
+    Ok((site, warnings))
+}
+
+/// `WSGIImportScript`: nothing to do when it names a mounted script in
+/// that script's group (oxwsgi imports mounted applications when a daemon
+/// starts); anything else is not implemented.
+fn import_warnings(
+    imports: &[&Item],
+    mounts: &[crate::config::model::Mount],
+    base: &Path,
+    warnings: &mut Vec<Warning>,
+) {
+    for item in imports {
+        let Some((script, options)) = item.args.split_first() else {
+            continue;
+        };
+        let script = resolve(base, script);
+        let option = |name: &str| {
+            options
+                .iter()
+                .find_map(|o| o.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
+        };
+        let group = option("process-group");
+        let app_group = option("application-group");
+        let preloaded = mounts.iter().any(|m| {
+            m.app == crate::config::model::AppSource::Script(script.clone())
+                && group.is_none_or(|g| g == m.group)
+                && app_group.is_none_or(|a| a == m.application_group)
+        });
+        if !preloaded {
+            warnings.push(item.loc.warning(
+                WarningKind::Behaviour,
+                format!(
+                    "WSGIImportScript {}: not imported; oxwsgi imports each mounted application when its daemons start, and no mount runs this script in that group",
+                    script.display()
+                ),
+            ));
+        }
+    }
+}

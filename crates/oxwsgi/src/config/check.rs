@@ -1,0 +1,286 @@
+//! `oxwsgi check CONFIG`: the effective layout of a site as tables — each
+//! mount → its script or module → its group (processes × threads) → its
+//! application group, then the static aliases and the groups — followed by
+//! the warnings: the loader's (ignored Apache directives, mod_wsgi defaults
+//! that differ, …) and the site's own ([`site_warnings`]: sub-interpreters,
+//! unused groups, two mounts at one path, missing script files).
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::model::{AppSource, PythonChoice, Site, DEFAULT_CALLABLE, GLOBAL_APPLICATION_GROUP};
+use super::warning::{Warning, WarningKind};
+
+/// Warnings about a site, whatever format it came from.
+pub fn site_warnings(site: &Site) -> Vec<Warning> {
+    let mut out = Vec::new();
+    let mut seen_paths = HashSet::new();
+    for mount in &site.mounts {
+        if !seen_paths.insert(mount.path.as_str()) {
+            out.push(Warning::new(
+                WarningKind::Conflict,
+                format!("two mounts at {}: only one of them can answer", mount.path),
+            ));
+        }
+        if mount.application_group != GLOBAL_APPLICATION_GROUP {
+            out.push(Warning::new(
+                WarningKind::SubInterpreter,
+                format!(
+                    "mount {} runs in application group `{}`, a sub-interpreter: numpy and other C extensions may misbehave there (%{{GLOBAL}}, the main interpreter, is safe for them)",
+                    mount.path, mount.application_group
+                ),
+            ));
+        }
+        if let AppSource::Script(script) = &mount.app {
+            if !script.is_file() {
+                out.push(Warning::new(
+                    WarningKind::MissingScript,
+                    format!(
+                        "mount {}: the script {} does not exist (the mount answers 500 until it does)",
+                        mount.path,
+                        script.display()
+                    ),
+                ));
+            }
+        }
+    }
+    for alias in &site.statics {
+        if !alias.dir.exists() {
+            out.push(Warning::new(
+                WarningKind::MissingScript,
+                format!(
+                    "static {}: {} does not exist",
+                    alias.path,
+                    alias.dir.display()
+                ),
+            ));
+        }
+    }
+    for group in &site.groups {
+        if !site.mounts.iter().any(|m| m.group == group.name) {
+            out.push(Warning::new(
+                WarningKind::UnusedGroup,
+                format!(
+                    "group `{}` ({}) is used by no mount: its daemons start and serve nothing",
+                    group.name,
+                    shape(group.processes, group.threads)
+                ),
+            ));
+        }
+    }
+    out
+}
+
+fn shape(processes: usize, threads: usize) -> String {
+    format!("{processes} × {threads}")
+}
+
+/// The report `check` prints: the layout, then the warnings by kind.
+pub fn report(config: &Path, format: &str, site: &Site, warnings: &[Warning]) -> String {
+    let mut out = String::new();
+    let listen: Vec<String> = site.listen.iter().map(ToString::to_string).collect();
+    let _ = writeln!(out, "{} ({format})", config.display());
+    let _ = writeln!(out, "listen: {}", listen.join(", "));
+    if let Some(admin) = site.admin {
+        let _ = writeln!(out, "admin: {admin}");
+    }
+    out.push('\n');
+
+    let mut rows = vec![[
+        "MOUNT".to_string(),
+        "APPLICATION".to_string(),
+        "GROUP (PROCESSES × THREADS)".to_string(),
+        "APPLICATION GROUP".to_string(),
+    ]];
+    for mount in &site.mounts {
+        let mut app = match &mount.app {
+            AppSource::Script(path) => path.display().to_string(),
+            AppSource::Module(module) => format!("module {module}"),
+        };
+        if mount.callable != DEFAULT_CALLABLE || matches!(mount.app, AppSource::Module(_)) {
+            let _ = write!(app, ":{}", mount.callable);
+        }
+        let group = match site.group(&mount.group) {
+            Some(g) => format!("{} ({})", g.name, shape(g.processes, g.threads)),
+            None => format!("{} (undefined)", mount.group),
+        };
+        rows.push([
+            mount.path.clone(),
+            app,
+            group,
+            mount.application_group.clone(),
+        ]);
+    }
+    if site.mounts.is_empty() {
+        out.push_str("no mounts\n");
+    } else {
+        table(&mut out, &rows);
+    }
+
+    if !site.statics.is_empty() {
+        out.push('\n');
+        let mut rows = vec![["STATIC".to_string(), "FOLDER".to_string()]];
+        rows.extend(
+            site.statics
+                .iter()
+                .map(|s| [s.path.clone(), s.dir.display().to_string()]),
+        );
+        table(&mut out, &rows);
+    }
+
+    if !site.groups.is_empty() {
+        out.push('\n');
+        let mut rows = vec![[
+            "GROUP".to_string(),
+            "PROCESSES × THREADS".to_string(),
+            "PYTHON".to_string(),
+            "MOUNTS".to_string(),
+        ]];
+        for g in &site.groups {
+            let python = match &g.python {
+                PythonChoice::Default => "default".to_string(),
+                PythonChoice::Interpreter(p) => p.display().to_string(),
+                PythonChoice::Home(home) => format!("{} (python-home)", home.display()),
+            };
+            let mounts = site.mounts.iter().filter(|m| m.group == g.name).count();
+            rows.push([
+                g.name.clone(),
+                shape(g.processes, g.threads),
+                python,
+                mounts.to_string(),
+            ]);
+        }
+        table(&mut out, &rows);
+    }
+
+    out.push('\n');
+    if warnings.is_empty() {
+        out.push_str("ok: no warnings\n");
+        return out;
+    }
+    let mut kinds: Vec<WarningKind> = warnings.iter().map(|w| w.kind).collect();
+    kinds.sort();
+    kinds.dedup();
+    let _ = writeln!(
+        out,
+        "{} warning{}:",
+        warnings.len(),
+        if warnings.len() == 1 { "" } else { "s" }
+    );
+    for kind in kinds {
+        let _ = writeln!(out, "  {}:", kind.heading());
+        for w in warnings.iter().filter(|w| w.kind == kind) {
+            let _ = writeln!(out, "    {w}");
+        }
+    }
+    out.push_str("\nok (with warnings)\n");
+    out
+}
+
+/// Left-aligned columns, two spaces apart, the first row a heading.
+fn table<const N: usize>(out: &mut String, rows: &[[String; N]]) {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let mut line = String::new();
+        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+            line.push_str(cell);
+            if i + 1 < N {
+                line.extend(std::iter::repeat_n(' ', width - cell.chars().count() + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::{Group, Mount};
+    use std::path::PathBuf;
+
+    fn mount(path: &str, group: &str, app_group: &str) -> Mount {
+        Mount {
+            path: path.into(),
+            app: AppSource::Script(PathBuf::from("/nonexistent/wsgi.py")),
+            callable: DEFAULT_CALLABLE.into(),
+            group: group.into(),
+            application_group: app_group.into(),
+            pass_authorization: true,
+            limit_request_body: None,
+        }
+    }
+
+    fn site() -> Site {
+        let mut two = Group::new("two");
+        two.processes = 2;
+        Site {
+            groups: vec![Group::new("one"), two, Group::new("idle")],
+            mounts: vec![
+                mount("/a", "one", GLOBAL_APPLICATION_GROUP),
+                mount("/b", "two", "django-b"),
+            ],
+            ..Site::default()
+        }
+    }
+
+    #[test]
+    fn site_warnings_cover_subinterpreters_unused_groups_and_missing_scripts() {
+        let warnings = site_warnings(&site());
+        let kinds: Vec<WarningKind> = warnings.iter().map(|w| w.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                WarningKind::MissingScript,
+                WarningKind::SubInterpreter,
+                WarningKind::MissingScript,
+                WarningKind::UnusedGroup,
+            ]
+        );
+        assert!(
+            warnings[1]
+                .message
+                .contains("`django-b`, a sub-interpreter: numpy"),
+            "{}",
+            warnings[1]
+        );
+        assert!(warnings[3]
+            .message
+            .starts_with("group `idle` (1 × 15) is used by no mount"));
+    }
+
+    #[test]
+    fn the_report_is_a_table_then_warnings() {
+        let site = site();
+        let warnings = site_warnings(&site);
+        let text = report(Path::new("site.conf"), "Apache site file", &site, &warnings);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "site.conf (Apache site file)");
+        assert_eq!(lines[1], "listen: 127.0.0.1:8000");
+        assert_eq!(
+            lines[3],
+            "MOUNT  APPLICATION           GROUP (PROCESSES × THREADS)  APPLICATION GROUP"
+        );
+        assert_eq!(
+            lines[4],
+            "/a     /nonexistent/wsgi.py  one (1 × 15)                 %{GLOBAL}"
+        );
+        assert_eq!(
+            lines[5],
+            "/b     /nonexistent/wsgi.py  two (2 × 15)                 django-b"
+        );
+        assert!(
+            text.contains("\n4 warnings:\n  sub-interpreters:\n    mount /b runs"),
+            "{text}"
+        );
+        assert!(text.ends_with("ok (with warnings)\n"));
+        let clean = report(Path::new("x.toml"), "native TOML", &Site::default(), &[]);
+        assert!(clean.ends_with("no mounts\n\nok: no warnings\n"), "{clean}");
+    }
+}

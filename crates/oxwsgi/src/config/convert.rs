@@ -1,0 +1,380 @@
+//! `oxwsgi convert FILE`: a [`Site`] → oxwsgi's native TOML (DESIGN §3).
+//!
+//! Everything is written out explicitly — every group as a
+//! `[groups.NAME]` table, every mount with its `group`, `callable` and
+//! `application-group` — and every path is absolute, so reading the result
+//! back (from any folder) gives the same `Site`: parse → convert → parse is
+//! the identity, which the tests check on every Apache fixture. Values at
+//! their defaults are left out.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use super::error::ConfigError;
+use super::model::{expand_display_name, AccessLog, AppSource, Group, Limits, PythonChoice, Site};
+
+/// The native TOML for `site`; `source` is named in the header comment and
+/// in errors (a path that is not UTF-8 cannot be written as TOML).
+pub fn to_toml(site: &Site, source: &Path) -> Result<String, ConfigError> {
+    let w = Writer { source };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# oxwsgi native config, converted from {} by `oxwsgi convert`.",
+        source.display()
+    );
+    out.push_str("# Paths are absolute; `oxwsgi check` on this file shows the same layout.\n\n");
+
+    let listen: Vec<String> = site.listen.iter().map(|a| quote(&a.to_string())).collect();
+    let _ = writeln!(out, "listen = [{}]", listen.join(", "));
+    if let Some(admin) = site.admin {
+        let _ = writeln!(out, "admin = {}", quote(&admin.to_string()));
+    }
+    match &site.access_log {
+        AccessLog::Stdout => {}
+        AccessLog::Off => out.push_str("access-log = false\n"),
+        AccessLog::File(path) => {
+            let _ = writeln!(out, "access-log = {}", w.path(path)?);
+        }
+    }
+    if let Some(path) = &site.error_log {
+        let _ = writeln!(out, "error-log = {}", w.path(path)?);
+    }
+    limits(&mut out, &site.limits);
+
+    for group in &site.groups {
+        w.group(&mut out, group)?;
+    }
+    for mount in &site.mounts {
+        out.push_str("\n[[mount]]\n");
+        let _ = writeln!(out, "path = {}", quote(&mount.path));
+        match &mount.app {
+            AppSource::Script(script) => {
+                let _ = writeln!(out, "script = {}", w.path(script)?);
+            }
+            AppSource::Module(module) => {
+                let _ = writeln!(out, "module = {}", quote(module));
+            }
+        }
+        let _ = writeln!(out, "callable = {}", quote(&mount.callable));
+        let _ = writeln!(out, "group = {}", quote(&mount.group));
+        let _ = writeln!(
+            out,
+            "application-group = {}",
+            quote(&mount.application_group)
+        );
+        if !mount.pass_authorization {
+            out.push_str("pass-authorization = false\n");
+        }
+        if let Some(limit) = mount.limit_request_body {
+            let _ = writeln!(
+                out,
+                "limit-request-body = {}",
+                w.size(limit, "limit-request-body")?
+            );
+        }
+    }
+    for alias in &site.statics {
+        out.push_str("\n[[static]]\n");
+        let _ = writeln!(out, "path = {}", quote(&alias.path));
+        let _ = writeln!(out, "dir = {}", w.path(&alias.dir)?);
+    }
+    Ok(out)
+}
+
+fn limits(out: &mut String, limits: &Limits) {
+    let default = Limits::default();
+    if limits.request_line != default.request_line {
+        let _ = writeln!(out, "limit-request-line = {}", limits.request_line);
+    }
+    if limits.request_fields != default.request_fields {
+        // usize::MAX is Apache's 0: no limit.
+        let n = if limits.request_fields == usize::MAX {
+            0
+        } else {
+            limits.request_fields
+        };
+        let _ = writeln!(out, "limit-request-fields = {n}");
+    }
+    if limits.request_field_size != default.request_field_size {
+        let _ = writeln!(
+            out,
+            "limit-request-field-size = {}",
+            limits.request_field_size
+        );
+    }
+    if limits.request_body != default.request_body {
+        let n = if limits.request_body == u64::MAX {
+            0
+        } else {
+            limits.request_body
+        };
+        let _ = writeln!(out, "limit-request-body = {n}");
+    }
+}
+
+struct Writer<'a> {
+    source: &'a Path,
+}
+
+impl Writer<'_> {
+    fn error(&self, message: String) -> ConfigError {
+        ConfigError::File {
+            file: self.source.to_path_buf(),
+            message,
+        }
+    }
+
+    fn path(&self, path: &Path) -> Result<String, ConfigError> {
+        match path.to_str() {
+            Some(text) => Ok(quote(text)),
+            None => Err(self.error(format!(
+                "{} is not valid UTF-8 and cannot be written in a TOML file",
+                path.display()
+            ))),
+        }
+    }
+
+    /// A byte count; `u64::MAX` (no limit) is written as 0, as read.
+    fn size(&self, n: u64, key: &str) -> Result<String, ConfigError> {
+        if n == u64::MAX {
+            return Ok("0".into());
+        }
+        i64::try_from(n)
+            .map(|n| n.to_string())
+            .map_err(|_| self.error(format!("{key} {n} is too large for a TOML integer")))
+    }
+
+    fn count(&self, n: u64, key: &str) -> Result<String, ConfigError> {
+        i64::try_from(n)
+            .map(|n| n.to_string())
+            .map_err(|_| self.error(format!("{key} {n} is too large for a TOML integer")))
+    }
+
+    fn group(&self, out: &mut String, g: &Group) -> Result<(), ConfigError> {
+        let _ = writeln!(out, "\n[groups.{}]", key(&g.name));
+        let _ = writeln!(out, "processes = {}", g.processes);
+        let _ = writeln!(out, "threads = {}", g.threads);
+        if let Some(title) = &g.display_name {
+            let written = if *title == expand_display_name("%{GROUP}", &g.name) {
+                "%{GROUP}"
+            } else {
+                title
+            };
+            let _ = writeln!(out, "display-name = {}", quote(written));
+        }
+        match &g.python {
+            PythonChoice::Default => {}
+            PythonChoice::Interpreter(p) => {
+                let _ = writeln!(out, "python = {}", self.path(p)?);
+            }
+            PythonChoice::Home(p) => {
+                let _ = writeln!(out, "python-home = {}", self.path(p)?);
+            }
+        }
+        if !g.python_path.is_empty() {
+            let paths = g
+                .python_path
+                .iter()
+                .map(|p| self.path(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let _ = writeln!(out, "python-path = [{}]", paths.join(", "));
+        }
+        if let Some(home) = &g.home {
+            let _ = writeln!(out, "home = {}", self.path(home)?);
+        }
+        for (k, value) in [
+            ("user", &g.user),
+            ("group", &g.unix_group),
+            ("lang", &g.lang),
+            ("locale", &g.locale),
+        ] {
+            if let Some(value) = value {
+                let _ = writeln!(out, "{k} = {}", quote(value));
+            }
+        }
+        if let Some(mask) = g.umask {
+            let _ = writeln!(out, "umask = \"{mask:04o}\"");
+        }
+        if let Some(n) = g.maximum_requests {
+            let _ = writeln!(
+                out,
+                "maximum-requests = {}",
+                self.count(n, "maximum-requests")?
+            );
+        }
+        if let Some(n) = g.maximum_requests_jitter {
+            let _ = writeln!(
+                out,
+                "maximum-requests-jitter = {}",
+                self.count(n, "maximum-requests-jitter")?
+            );
+        }
+        if let Some(n) = g.memory_limit {
+            let _ = writeln!(out, "memory-limit = {}", self.size(n, "memory-limit")?);
+        }
+        if let Some(n) = g.listen_backlog {
+            let _ = writeln!(out, "listen-backlog = {n}");
+        }
+        let t = &g.timeouts;
+        for (k, value) in [
+            ("request-timeout", t.request),
+            ("graceful-timeout", t.graceful),
+            ("shutdown-timeout", t.shutdown),
+            ("startup-timeout", t.startup),
+            ("inactivity-timeout", t.inactivity),
+            ("queue-timeout", t.queue),
+            ("restart-interval", t.restart_interval),
+            ("deadlock-timeout", t.deadlock),
+            ("interrupt-timeout", t.interrupt),
+        ] {
+            if let Some(d) = value {
+                let _ = writeln!(out, "{k} = {}", seconds(d));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A TOML basic string.
+fn quote(text: &str) -> String {
+    ::toml::Value::String(text.to_string()).to_string()
+}
+
+/// A table key: bare when TOML allows, quoted otherwise.
+fn key(name: &str) -> String {
+    let bare = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        name.to_string()
+    } else {
+        quote(name)
+    }
+}
+
+/// Seconds: an integer when whole, else the exact decimal.
+fn seconds(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        return d.as_secs().to_string();
+    }
+    let text = format!("{}.{:09}", d.as_secs(), d.subsec_nanos());
+    text.trim_end_matches('0').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::{GroupTimeouts, Mount, StaticAlias};
+    use std::path::PathBuf;
+
+    fn round_trip(site: &Site) -> Site {
+        let text = to_toml(site, Path::new("site.conf")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        crate::config::toml::parse(&text, Path::new("converted.toml"), dir.path())
+            .unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    #[test]
+    fn every_field_survives_a_round_trip() {
+        let mut g = Group::new("example.com:8000");
+        g.processes = 3;
+        g.threads = 4;
+        g.display_name = Some("(wsgi:example.com:8000)".into());
+        g.python = PythonChoice::Home(PathBuf::from("/srv/venv"));
+        g.python_path = vec![PathBuf::from("/srv/a"), PathBuf::from("/srv/b b")];
+        g.home = Some(PathBuf::from("/srv"));
+        g.user = Some("www-data".into());
+        g.unix_group = Some("1000".into());
+        g.umask = Some(0o027);
+        g.lang = Some("en_US.UTF-8".into());
+        g.locale = Some("C.UTF-8".into());
+        g.maximum_requests = Some(1000);
+        g.maximum_requests_jitter = Some(50);
+        g.memory_limit = Some(512 << 20);
+        g.listen_backlog = Some(0);
+        g.timeouts = GroupTimeouts {
+            request: Some(Duration::from_millis(2500)),
+            graceful: Some(Duration::ZERO),
+            shutdown: Some(Duration::from_secs(5)),
+            startup: Some(Duration::from_secs(15)),
+            inactivity: Some(Duration::from_secs(300)),
+            queue: Some(Duration::from_secs(45)),
+            restart_interval: Some(Duration::from_secs(3600)),
+            deadlock: Some(Duration::from_secs(60)),
+            interrupt: Some(Duration::from_millis(100)),
+        };
+        let mut other = Group::new("plain");
+        other.python = PythonChoice::Interpreter(PathBuf::from("python3.12"));
+        other.display_name = Some("web \"quoted\"".into());
+        let site = Site {
+            listen: vec!["0.0.0.0:80".parse().unwrap(), "[::1]:8080".parse().unwrap()],
+            admin: Some("127.0.0.1:9100".parse().unwrap()),
+            access_log: AccessLog::File(PathBuf::from("/var/log/access.log")),
+            error_log: Some(PathBuf::from("/var/log/error.log")),
+            limits: Limits {
+                request_line: 4096,
+                request_fields: usize::MAX,
+                request_field_size: 100,
+                request_body: u64::MAX,
+            },
+            groups: vec![g, other],
+            mounts: vec![
+                Mount {
+                    path: "/".into(),
+                    app: AppSource::Script(PathBuf::from("/srv/wsgi.py")),
+                    callable: "app".into(),
+                    group: "example.com:8000".into(),
+                    application_group: "%{RESOURCE}".into(),
+                    pass_authorization: false,
+                    limit_request_body: Some(u64::MAX),
+                },
+                Mount {
+                    path: "/api".into(),
+                    app: AppSource::Module("pkg.wsgi".into()),
+                    callable: "make".into(),
+                    group: "plain".into(),
+                    application_group: "%{GLOBAL}".into(),
+                    pass_authorization: true,
+                    limit_request_body: Some(1024),
+                },
+            ],
+            statics: vec![StaticAlias {
+                path: "/static".into(),
+                dir: PathBuf::from("/srv/static"),
+            }],
+            reload: false,
+        };
+        assert_eq!(round_trip(&site), site);
+        assert_eq!(round_trip(&Site::default()), Site::default());
+    }
+
+    #[test]
+    fn seconds_are_exact() {
+        assert_eq!(seconds(Duration::from_secs(30)), "30");
+        assert_eq!(seconds(Duration::from_millis(2500)), "2.5");
+        assert_eq!(seconds(Duration::from_nanos(1_000_000_001)), "1.000000001");
+    }
+
+    #[test]
+    fn a_display_name_of_the_group_is_written_as_the_placeholder() {
+        let mut g = Group::new("app_one");
+        g.display_name = Some("(wsgi:app_one)".into());
+        let text = to_toml(
+            &Site {
+                groups: vec![g],
+                ..Site::default()
+            },
+            Path::new("x.conf"),
+        )
+        .unwrap();
+        assert!(
+            text.contains(
+                "[groups.app_one]\nprocesses = 1\nthreads = 15\ndisplay-name = \"%{GROUP}\"\n"
+            ),
+            "{text}"
+        );
+    }
+}
