@@ -22,10 +22,20 @@ use super::parser::{parse, Node, Section};
 use crate::config::error::ConfigError;
 use crate::config::warning::{Warning, WarningKind};
 
-/// The modules `<IfModule>` finds loaded without a `LoadModule`: Apache's
-/// core, and the modules whose directives oxwsgi reads.
+/// The modules `<IfModule>` finds loaded without a `LoadModule`: those
+/// compiled into Debian's Apache, and those whose directives oxwsgi reads.
 pub(super) const PROVIDED: &[&str] = &[
-    "core", "so", "http", "unixd", "wsgi", "alias", "env", "version",
+    "core",
+    "so",
+    "watchdog",
+    "http_core",
+    "log_config",
+    "logio",
+    "version",
+    "unixd",
+    "wsgi",
+    "alias",
+    "env",
 ];
 
 /// The Apache version `<IfVersion>` compares with.
@@ -147,11 +157,13 @@ pub(super) fn evaluate(
         source,
     })?;
     let main_dir = absolute.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let shown_root = main.parent().unwrap_or(Path::new("")).to_path_buf();
     let mut ev = Evaluator {
         env,
         defines: HashMap::new(),
         modules: PROVIDED.iter().map(|m| m.to_string()).collect(),
         server_root: main_dir.clone(),
+        shown_root,
         main_dir,
         stack: Vec::new(),
         items: Vec::new(),
@@ -159,7 +171,12 @@ pub(super) fn evaluate(
         warnings: Vec::new(),
         undefined: HashSet::new(),
     };
-    ev.file(main.to_path_buf(), None, &Rc::new(Ctx::default()))?;
+    ev.file(
+        main.to_path_buf(),
+        main.to_path_buf(),
+        None,
+        &Rc::new(Ctx::default()),
+    )?;
     Ok(Evaluated {
         items: ev.items,
         vhosts: ev.vhosts,
@@ -173,6 +190,9 @@ struct Evaluator<'e> {
     defines: HashMap<String, String>,
     modules: HashSet<String>,
     server_root: PathBuf,
+    /// `server_root` as messages show it: the main file's folder as the
+    /// user wrote it, until a `ServerRoot` says otherwise.
+    shown_root: PathBuf,
     main_dir: PathBuf,
     /// The files being read, outermost first (include cycles).
     stack: Vec<PathBuf>,
@@ -183,14 +203,16 @@ struct Evaluator<'e> {
 }
 
 impl Evaluator<'_> {
+    /// Reads `path`, named `shown` in messages.
     fn file(
         &mut self,
         path: PathBuf,
+        shown: PathBuf,
         from: Option<&Loc>,
         ctx: &Rc<Ctx>,
     ) -> Result<(), ConfigError> {
         let read_error = |source| ConfigError::Read {
-            file: path.clone(),
+            file: shown.clone(),
             source,
         };
         let text = fs::read_to_string(&path).map_err(read_error)?;
@@ -201,7 +223,7 @@ impl Evaluator<'_> {
                     Some("Include"),
                     format!(
                         "includes {}, which is already being read (an include cycle)",
-                        path.display()
+                        shown.display()
                     ),
                 ));
             }
@@ -212,9 +234,9 @@ impl Evaluator<'_> {
                 ));
             }
         }
-        let nodes = parse(&text, &path)?;
+        let nodes = parse(&text, &shown)?;
         self.stack.push(identity);
-        let file = Rc::new(path);
+        let file = Rc::new(shown);
         let result = self.walk(&nodes, &file, ctx);
         self.stack.pop();
         result
@@ -298,6 +320,7 @@ impl Evaluator<'_> {
                     return Err(loc.error(Some(name), "ServerRoot takes one folder"));
                 };
                 self.server_root = resolve(&self.main_dir, root);
+                self.shown_root = self.server_root.clone();
             }
             "loadmodule" => match args.first() {
                 Some(module) => {
@@ -353,12 +376,20 @@ impl Evaluator<'_> {
             let message = if pattern.contains(['*', '?', '[']) {
                 format!("{name} {pattern}: no file matches (use IncludeOptional to allow that)")
             } else {
-                format!("{name} {pattern}: {} {what}", path.display())
+                let shown = match path.strip_prefix(&self.server_root) {
+                    Ok(relative) => self.shown_root.join(relative),
+                    Err(_) => path.clone(),
+                };
+                format!("{name} {pattern}: {} {what}", shown.display())
             };
             return Err(loc.error(Some(name), message));
         }
         for file in files {
-            self.file(file, Some(loc), ctx)?;
+            let shown = match file.strip_prefix(&self.server_root) {
+                Ok(relative) => self.shown_root.join(relative),
+                Err(_) => file.clone(),
+            };
+            self.file(file, shown, Some(loc), ctx)?;
         }
         Ok(())
     }
@@ -564,11 +595,9 @@ fn negation(arg: &str) -> (bool, &str) {
 /// short name: `mod_wsgi.c`, `wsgi_module` and `mod_wsgi` are all `wsgi`.
 pub(super) fn module_id(name: &str) -> String {
     let lower = name.trim().to_ascii_lowercase();
-    let short = if let Some(rest) = lower.strip_prefix("mod_") {
-        rest.strip_suffix(".c").unwrap_or(rest)
-    } else {
-        lower.strip_suffix("_module").unwrap_or(&lower)
-    };
+    let short = lower.strip_prefix("mod_").unwrap_or(&lower);
+    let short = short.strip_suffix(".c").unwrap_or(short);
+    let short = short.strip_suffix("_module").unwrap_or(short);
     short.to_string()
 }
 
@@ -657,6 +686,8 @@ mod tests {
         assert_eq!(module_id("mod_ssl.c"), "ssl");
         assert_eq!(module_id("Mod_Authz_Core.c"), "authz_core");
         assert_eq!(module_id("mod_wsgi"), "wsgi");
+        assert_eq!(module_id("http_core.c"), "http_core");
+        assert_eq!(module_id("core_module"), "core");
     }
 
     #[test]

@@ -19,7 +19,7 @@ fn consequence(item: &Item) -> Option<&'static str> {
     let key = item.key.as_str();
     let args: Vec<String> = item.args.iter().map(|a| a.to_ascii_lowercase()).collect();
     match key {
-        "documentroot" => Some("oxwsgi serves no DocumentRoot: URLs outside every mount and Alias answer 404 (serve the folder with an Alias, a [[static]] path)"),
+        "documentroot" => Some("oxwsgi serves no DocumentRoot: URLs outside every mount and Alias answer 404 (serve the folder with an Alias, or a [[static]] table)"),
         "redirect" | "redirectmatch" | "redirectpermanent" | "redirecttemp" | "rewriterule" | "proxypass"
         | "proxypassmatch" | "scriptalias" | "scriptaliasmatch" | "aliasmatch" | "sethandler" | "addhandler"
         | "action" | "use" | "wsgihandlerscript" | "wsgidispatchscript" => Some(ROUTING),
