@@ -68,15 +68,15 @@ impl Ignored {
     pub(super) fn into_warnings(self) -> Vec<Warning> {
         self.entries
             .into_iter()
-            .map(|(_, name, note, places)| {
-                let first = &places[0];
+            .filter_map(|(_, name, note, places)| {
+                let (first, others) = places.split_first()?;
                 let mut message = format!("`{name}` ignored");
                 if let Some(note) = note {
                     message.push_str(": ");
                     message.push_str(note);
                 }
-                if places.len() > 1 {
-                    let shown: Vec<String> = places[1..]
+                if !others.is_empty() {
+                    let shown: Vec<String> = others
                         .iter()
                         .take(4)
                         .map(|loc| {
@@ -87,7 +87,7 @@ impl Ignored {
                             }
                         })
                         .collect();
-                    let more = places.len() - 1 - shown.len();
+                    let more = others.len() - shown.len();
                     message.push_str(&format!(" (also {}", shown.join(", ")));
                     if more > 0 {
                         message.push_str(&format!(" and {more} more"));
@@ -99,7 +99,7 @@ impl Ignored {
                 } else {
                     WarningKind::Ignored
                 };
-                first.warning(kind, message)
+                Some(first.warning(kind, message))
             })
             .collect()
     }
