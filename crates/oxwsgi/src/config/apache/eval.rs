@@ -547,8 +547,9 @@ impl Evaluator<'_> {
                 .warning(
                     WarningKind::Behaviour,
                     format!(
-                        "{label} is false ({why}): {}{more} inside it are not read",
-                        listed.join(", ")
+                        "{label} is false ({why}): {}{more} inside it {} not read",
+                        listed.join(", "),
+                        if skipped.len() == 1 { "is" } else { "are" }
                     ),
                 ),
             );
