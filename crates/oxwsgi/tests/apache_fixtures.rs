@@ -308,7 +308,12 @@ fn virtual_hosts_on_two_ports() {
             ..Site::default()
         }
     );
-    assert!(has(&warnings, WarningKind::Behaviour, None, "mounts come from 2 server contexts (virtual hosts): oxwsgi serves every mount on every listener"));
+    assert!(has(
+        &warnings,
+        WarningKind::Behaviour,
+        None,
+        "mounts come from 2 virtual hosts: oxwsgi serves every mount on every listener"
+    ));
     assert!(has(
         &warnings,
         WarningKind::Behaviour,

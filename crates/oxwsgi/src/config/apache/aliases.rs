@@ -128,12 +128,17 @@ pub(super) fn script_alias_match<'a>(
     })
 }
 
-/// `Alias URL-path file-path|directory-path`.
+/// `Alias URL-path file-path|directory-path`, or inside `<Location
+/// URL-path>` just `Alias file-path|directory-path`.
 pub(super) fn alias<'a>(item: &'a Item, base: &Path) -> Result<StaticDecl<'a>, ConfigError> {
-    let [url, target] = item.args.as_slice() else {
-        return Err(item
-            .loc
-            .error(Some("Alias"), "Alias needs a URL path and a folder or file"));
+    let (url, target) = match (item.args.as_slice(), item.ctx.sections.as_slice()) {
+        ([url, target], _) => (url, target),
+        ([target], [location]) => (&location.pattern, target),
+        _ => {
+            return Err(item
+                .loc
+                .error(Some("Alias"), "Alias needs a URL path and a folder or file"))
+        }
     };
     Ok(StaticDecl {
         path: prefix(item, url)?,

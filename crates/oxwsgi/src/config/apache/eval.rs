@@ -215,7 +215,10 @@ impl Evaluator<'_> {
             file: shown.clone(),
             source,
         };
-        let text = fs::read_to_string(&path).map_err(read_error)?;
+        // Comments in latin-1 or a byte-order mark do not stop Apache.
+        let bytes = fs::read(&path).map_err(read_error)?;
+        let text = String::from_utf8_lossy(&bytes);
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let identity = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
         if let Some(from) = from {
             if self.stack.contains(&identity) {
@@ -234,7 +237,7 @@ impl Evaluator<'_> {
                 ));
             }
         }
-        let nodes = parse(&text, &shown)?;
+        let nodes = parse(text, &shown)?;
         self.stack.push(identity);
         let file = Rc::new(shown);
         let result = self.walk(&nodes, &file, ctx);

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::aliases::{alias, on_off, script_alias, script_alias_match};
 use super::daemon::{daemon_group, path_list};
-use super::eval::{resolve, Evaluated, Item};
+use super::eval::{resolve, Evaluated, Item, Scope};
 use super::ignored::Ignored;
 use super::listen::listeners;
 use super::mounts::{body_limit, layout, Embedded, Settings};
@@ -54,6 +54,12 @@ fn one_arg(item: &Item) -> Result<&str, ConfigError> {
             format!("{} takes one argument", item.name),
         )),
     }
+}
+
+/// A one-argument `Alias` directly inside a plain `<Location /url>`.
+fn in_plain_location(item: &Item) -> bool {
+    item.args.len() == 1
+        && matches!(item.ctx.sections.as_slice(), [cond] if cond.scope == Scope::Location && !cond.regex)
 }
 
 /// Does oxwsgi read this directive (so that ignoring it is worth a
@@ -102,7 +108,10 @@ pub(super) fn build(ev: Evaluated) -> Result<(Site, Vec<Warning>), ConfigError> 
                 mount_items.push(item);
             }
             "alias" => {
-                check_context(item, Allowed::Server)?;
+                // Apache 2.4's `<Location /url> Alias /folder </Location>`.
+                if !in_plain_location(item) {
+                    check_context(item, Allowed::Server)?;
+                }
                 static_items.push(item);
             }
             "listen" => {
@@ -221,7 +230,7 @@ pub(super) fn build(ev: Evaluated) -> Result<(Site, Vec<Warning>), ConfigError> 
         .map(|item| alias(item, &base))
         .collect::<Result<Vec<_>, _>>()?;
     let hosts_with_mounts = {
-        let mut hosts: Vec<Option<usize>> = decls.iter().map(|d| d.item.ctx.vhost).collect();
+        let mut hosts: Vec<usize> = decls.iter().filter_map(|d| d.item.ctx.vhost).collect();
         hosts.sort();
         hosts.dedup();
         hosts.len()
@@ -232,7 +241,7 @@ pub(super) fn build(ev: Evaluated) -> Result<(Site, Vec<Warning>), ConfigError> 
         warnings.push(Warning::new(
             WarningKind::Behaviour,
             format!(
-                "mounts come from {hosts_with_mounts} server contexts (virtual hosts): oxwsgi serves every mount on every listener and host name"
+                "mounts come from {hosts_with_mounts} virtual hosts: oxwsgi serves every mount on every listener and host name"
             ),
         ));
     }

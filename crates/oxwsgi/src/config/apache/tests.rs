@@ -158,7 +158,9 @@ fn virtual_host_settings_override_the_main_servers_and_set_env_feeds_env() {
     assert_eq!((r.group.as_str(), r.callable.as_str()), ("b", "app"));
     assert!(!r.pass_authorization);
     assert_eq!(site.mount("/main").group, "c");
-    assert!(has(&warnings, "mounts come from 2 server contexts"));
+    // One virtual host and the main server: Apache serves the main
+    // server's mounts in every host too.
+    assert!(!has(&warnings, "mounts come from"));
     assert_eq!(site.listen, vec!["127.0.0.1:8001".parse().unwrap()]);
 }
 
@@ -557,6 +559,32 @@ fn aliases_and_routing_order() {
     assert!(has(&warnings, "WSGIScriptAlias /c is hidden by Alias /c"));
     // /a/static after /a: Aliases come first in Apache too, no warning.
     assert!(!has(&warnings, "Apache answers /a/static"));
+}
+
+#[test]
+fn alias_inside_a_location_and_files_apache_reads_leniently() {
+    let f = Files::new();
+    let path = f.write(
+        "site.conf",
+        "\u{feff}# caf\u{e9}\n<Location /media>\n  Alias /srv/media\n</Location>\n",
+    );
+    // A latin-1 byte in a comment does not stop the reader either.
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.extend_from_slice(b"# \xe9t\xe9\nAlias /static /srv/static\n");
+    fs::write(&path, bytes).unwrap();
+    let (site, _) = load_with_env(&path, &env).unwrap();
+    let statics: Vec<(&str, &Path)> = site
+        .statics
+        .iter()
+        .map(|s| (s.path.as_str(), s.dir.as_path()))
+        .collect();
+    assert_eq!(
+        statics,
+        [
+            ("/media", Path::new("/srv/media")),
+            ("/static", Path::new("/srv/static"))
+        ]
+    );
 }
 
 #[test]
