@@ -399,6 +399,16 @@ fn dedupe_mounts<'a>(
     let mut out: Vec<Resolved<'a>> = Vec::new();
     for r in resolved {
         if let Some(s) = statics.iter().find(|s| s.path == r.decl.path) {
+            let (a, b) = (s.item.ctx.vhost, r.decl.item.ctx.vhost);
+            if a.is_some() && b.is_some() && a != b {
+                return Err(r.decl.item.loc.error(
+                    Some(&r.decl.item.name),
+                    format!(
+                        "{} {} and Alias {} at {} are in different virtual hosts: oxwsgi routes by path only (every listener and host name alike), so one path serves one of them",
+                        r.decl.item.name, r.decl.path, s.path, s.item.loc
+                    ),
+                ));
+            }
             warnings.push(r.decl.item.loc.warning(
                 WarningKind::Conflict,
                 format!(

@@ -559,6 +559,12 @@ fn aliases_and_routing_order() {
     assert!(has(&warnings, "WSGIScriptAlias /c is hidden by Alias /c"));
     // /a/static after /a: Aliases come first in Apache too, no warning.
     assert!(!has(&warnings, "Apache answers /a/static"));
+    // In two virtual hosts, an Alias and a mount at one path both answer
+    // in Apache: oxwsgi cannot.
+    let err = f.error(
+        "<VirtualHost *:8001>\nAlias /x /srv/x\n</VirtualHost>\n<VirtualHost *:8002>\nWSGIScriptAlias /x /srv/x.wsgi\n</VirtualHost>\n",
+    );
+    assert!(err.starts_with("DIR/site.conf:5: WSGIScriptAlias /x and Alias /x at DIR/site.conf:2 are in different virtual hosts"), "{err}");
 }
 
 #[test]
