@@ -21,14 +21,15 @@ use crate::start_response::StartResponse;
 use crate::worker::{Mount, Worker};
 
 /// Serves one request whose head was read; gives the slot's reader back,
-/// positioned after the request's `RequestEnd`.
+/// positioned after the request's `RequestEnd`, with the encoded end of the
+/// response when it is left for the slot loop to send.
 pub fn handle(
     py: Python<'_>,
     worker: &Worker,
     head: &RequestHead<'_>,
     reader: FrameReader,
     out: &Arc<UnixStream>,
-) -> Result<FrameReader, SlotError> {
+) -> Result<(FrameReader, Option<Vec<u8>>), SlotError> {
     let input = Bound::new(py, Input::new(reader))?;
     let errors = Bound::new(py, ErrorsLog::new())?;
     let sender = Arc::new(Sender::new(out.clone(), head.method == b"HEAD"));
@@ -60,7 +61,7 @@ pub fn handle(
     if sender.broken() {
         return Err(ConnError::Io(std::io::ErrorKind::BrokenPipe.into()).into());
     }
-    Ok(reader)
+    Ok((reader, sender.take_deferred()))
 }
 
 fn call_app(

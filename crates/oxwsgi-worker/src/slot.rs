@@ -63,12 +63,21 @@ fn serve(py: Python<'_>, worker: &Worker, stream: UnixStream) -> Result<(), Slot
         .map_err(ConnError::from)?;
 
     let mut head = Vec::new();
+    let mut unsent: Option<Vec<u8>> = None;
     loop {
-        if !py.detach(|| next_request(&mut reader, &mut head))? {
+        // The last response's end (if the request left it to us) goes out
+        // and the next request is awaited in one stretch without the GIL.
+        let more = py.detach(|| {
+            if let Some(frames) = unsent.take() {
+                (&*out).write_all(&frames)?;
+            }
+            next_request(&mut reader, &mut head)
+        })?;
+        if !more {
             return Ok(());
         }
         let request = RequestHead::decode(&head).map_err(ConnError::from)?;
-        reader = request::handle(py, worker, &request, reader, &out)?;
+        (reader, unsent) = request::handle(py, worker, &request, reader, &out)?;
     }
 }
 
