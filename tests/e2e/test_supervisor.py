@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -35,6 +36,13 @@ def application(environ, start_response):
             pass
     elif path == "/hog":
         _hog.append(bytearray(int(query) * 1024 * 1024))
+    elif path == "/drip":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        def drip():
+            yield b"start\\n"
+            time.sleep(float(query or 30))
+            yield b"late\\n"
+        return drip()
     elif path == "/gil":
         # Catastrophic backtracking: the regex engine holds the GIL.
         re.match(r"(a+)+$", "a" * 40 + "b")
@@ -96,6 +104,31 @@ def test_request_timeout_answers_504_dumps_stacks_and_recycles(server, app_file)
     assert "request-timeout" in log
     after = wait_for(lambda: pid_of(srv.port) != before and pid_of(srv.port))
     assert after and after != before
+
+
+def test_request_timeout_cuts_a_response_still_streaming(server, app_file):
+    # The head went out, so no 504 is possible: the connection is cut at the
+    # deadline and the process is recycled, as for any request past it.
+    srv = server().start_run(site(app_file, **{"request-timeout": 2}))
+    before = pid_of(srv.port)
+    mark = srv.stderr_mark()
+    t0 = time.monotonic()
+    received = b""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
+        sock.sendall(b"GET /drip?30 HTTP/1.1\r\nHost: t\r\n\r\n")
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except ConnectionResetError:
+            pass
+    assert time.monotonic() - t0 < 15, "the stream outlived request-timeout"
+    assert received.startswith(b"HTTP/1.1 200"), received[:200]
+    assert b"start" in received and b"late" not in received, received
+    assert not received.endswith(b"0\r\n\r\n"), "a cut stream must not look complete"
+    log = srv.wait_stderr("in drip", mark=mark, timeout=10)
+    assert "request-timeout" in log
+    assert wait_for(lambda: not proc_exists(before), timeout=15)
+    assert pid_of(srv.port) != before
 
 
 def test_interrupt_timeout_raises_in_the_stuck_thread(server, app_file):

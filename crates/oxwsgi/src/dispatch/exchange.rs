@@ -32,11 +32,16 @@ pub enum ExchangeError {
 /// dropped exchange (client gone, `request-timeout`) leaves an [`InFlight`]
 /// guard behind that drains the daemon's answer off the request's task and
 /// gives the slot back, so a client hanging up never costs a daemon thread.
+///
+/// `deadline` is the request's `request-timeout`, which the caller enforces
+/// until the response head; a streamed body that is still running at the
+/// deadline is cut off (see [`ResponseBody`]).
 pub async fn exchange(
     mut lease: Lease,
     mut head: Vec<u8>,
     body: RequestBody,
     body_limit: u64,
+    deadline: Option<tokio::time::Instant>,
 ) -> Result<Response<ResponseBody>, ExchangeError> {
     let pump = match body {
         RequestBody::Complete(pieces) => {
@@ -92,7 +97,7 @@ pub async fn exchange(
             .headers_mut()
             .insert(CONTENT_LENGTH, HeaderValue::from(head.body_length));
     }
-    let body = ResponseBody::from_slot(lease, pump)?;
+    let body = ResponseBody::from_slot(lease, pump, deadline)?;
     Ok(response.map(|()| body))
 }
 

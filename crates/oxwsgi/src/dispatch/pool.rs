@@ -387,6 +387,13 @@ impl Lease {
         self.slot.as_ref().map_or(0, |slot| slot.index)
     }
 
+    /// Reports that the request on this slot is past its `request-timeout`:
+    /// its process is recycled, its stacks dumped.
+    pub fn timed_out(&self) {
+        self.pool
+            .request_timed_out(self.process(), self.slot_index());
+    }
+
     /// The leased slot.
     pub fn slot(&mut self) -> &mut Slot {
         // Only `finish` and `drop` take the slot, and both consume the lease.

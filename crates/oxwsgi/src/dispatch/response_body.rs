@@ -1,7 +1,13 @@
 //! The response body hyper sends to the client: either bytes already in hand
 //! or a stream of the daemon's body frames, which returns its slot to the
 //! pool at the daemon's last frame (or drains it if the client goes away).
+//!
+//! A streamed body obeys the request's `request-timeout` too: at the
+//! deadline the client connection is cut (the head is gone, so no 504 can be
+//! sent), the process is recycled with its stacks dumped, and the slot is
+//! drained in the background until the daemon lets go of it.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -21,6 +27,8 @@ pub enum StreamError {
     App(String),
     #[error(transparent)]
     Slot(#[from] SlotError),
+    #[error("request-timeout exceeded while the response was being sent")]
+    Timeout,
 }
 
 /// A response body: whole, or streamed from a daemon slot.
@@ -39,6 +47,8 @@ enum Inner {
 struct SlotStream {
     lease: Option<Lease>,
     pump: Option<Pump>,
+    /// The request's `request-timeout` deadline, if it has one.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl ResponseBody {
@@ -58,7 +68,11 @@ impl ResponseBody {
 
     /// The body of a response whose head was just read from `lease`'s slot.
     /// When the whole body is already buffered, the slot is returned at once.
-    pub(super) fn from_slot(mut lease: Lease, pump: Option<Pump>) -> Result<Self, SlotError> {
+    pub(super) fn from_slot(
+        mut lease: Lease,
+        pump: Option<Pump>,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Self, SlotError> {
         if pump.is_none() {
             if let Some(whole) = lease.slot().take_buffered_response_body()? {
                 lease.finish();
@@ -69,6 +83,7 @@ impl ResponseBody {
             inner: Inner::Stream(SlotStream {
                 lease: Some(lease),
                 pump,
+                deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
             }),
         })
     }
@@ -147,6 +162,19 @@ impl Body for ResponseBody {
             Inner::Full(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Inner::Stream(stream) => stream,
         };
+        if stream.lease.is_none() {
+            return Poll::Ready(None);
+        }
+        if let Some(deadline) = stream.deadline.as_mut() {
+            if deadline.as_mut().poll(cx).is_ready() {
+                if let Some(lease) = stream.lease.take() {
+                    tracing::error!("request-timeout exceeded while the response was streaming");
+                    lease.timed_out();
+                    ResponseBody::finish_in_background(lease, stream.pump.take());
+                }
+                return Poll::Ready(Some(Err(StreamError::Timeout)));
+            }
+        }
         let Some(lease) = stream.lease.as_mut() else {
             return Poll::Ready(None);
         };

@@ -264,7 +264,16 @@ async fn route_and_run(
     // Pinned here so a timed-out exchange (and its lease) outlives the
     // recycle request below: the process must be marked timed out before
     // the lease's drop reports the slot as broken.
-    let mut exchange = std::pin::pin!(dispatch::exchange(lease, encoded, body, mount.body_limit));
+    let deadline = mount
+        .request_timeout
+        .map(|limit| tokio::time::Instant::now() + limit);
+    let mut exchange = std::pin::pin!(dispatch::exchange(
+        lease,
+        encoded,
+        body,
+        mount.body_limit,
+        deadline
+    ));
     let result = match mount.request_timeout {
         None => exchange.await,
         Some(limit) => match tokio::time::timeout(limit, exchange.as_mut()).await {
