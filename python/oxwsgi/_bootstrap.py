@@ -49,6 +49,12 @@ def _oxwsgi_watchdogs(config):
 
         def interrupt(slot):
             name = "oxwsgi-slot-%d" % slot
+            # A request running in a sub-interpreter (named application
+            # group) is interrupted by the worker, in that interpreter.
+            worker = sys.modules.get("_oxwsgi_worker")
+            if worker is not None and worker.interrupt(slot):
+                sys.stderr.write("[oxwsgi] interrupted %s: request-timeout\n" % name)
+                return
             for thread in threading.enumerate():
                 if thread.name == name and thread.ident is not None:
                     ctypes.pythonapi.PyThreadState_SetAsyncExc(
@@ -74,4 +80,17 @@ _worker = importlib.util.module_from_spec(_spec)
 _loader.exec_module(_worker)
 sys.modules["_oxwsgi_worker"] = _worker
 del _path, _loader, _spec, _config, _oxwsgi_watchdogs
-sys.exit(_worker.run(os.environ["OXWSGI_WORKER_CONFIG"]))
+_status = _worker.run(os.environ["OXWSGI_WORKER_CONFIG"])
+if _worker.subinterpreters():
+    # CPython's finalization aborts while sub-interpreters remain, and they
+    # cannot be ended while threads of theirs live: run the main
+    # interpreter's atexit functions (the worker ran theirs), flush, leave.
+    import atexit
+    atexit._run_exitfuncs()
+    for _stream in (sys.stdout, sys.stderr):
+        try:
+            _stream.flush()
+        except Exception:
+            pass
+    os._exit(_status)
+sys.exit(_status)

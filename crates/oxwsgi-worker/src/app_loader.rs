@@ -14,52 +14,38 @@ use pyo3::exceptions::{PyAttributeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyDict, PyString};
 
+use crate::app_group::AppGroup;
 use crate::cache::PyCache;
 use crate::log;
 use crate::pyutil;
-use crate::worker::Mount;
+use crate::worker::{LoadedApp, Mount};
 
-/// The application group that means "the main interpreter".
-pub const GLOBAL: &str = "%{GLOBAL}";
-
-/// Loads one mount; never fails (a failed import leaves `app` empty).
-pub fn load(py: Python<'_>, config: &WorkerMount, cache: &PyCache) -> Mount {
-    let source = match (&config.script, &config.module) {
-        (Some(script), _) => format!("script '{script}'"),
-        (None, Some(module)) => format!("module '{module}'"),
-        (None, None) => "no script or module".to_owned(),
-    };
-    let application_group = if config.application_group == GLOBAL {
-        ""
-    } else {
-        log::warning(&format!(
-            "mount '{}': application group '{}' is not supported yet; \
-             the application runs in the main interpreter (as %{{GLOBAL}})",
-            config.path, config.application_group
-        ));
-        config.application_group.as_str()
-    };
+/// Loads one mount's application in the current interpreter; never fails
+/// (a failed import is logged and leaves `app` empty).
+pub fn load(py: Python<'_>, mount: &Mount, cache: &PyCache) -> LoadedApp {
+    let config = &mount.config;
     let app = match import(py, config) {
         Ok(app) => Some(app.unbind()),
         Err(err) => {
             let text = pyutil::traceback(py, &cache.format_exception, &err);
+            let group = match &mount.app_group {
+                AppGroup::Global => String::new(),
+                _ => format!(" in application group '{}'", config.application_group),
+            };
             log::error(&format!(
-                "Failed to load the WSGI application for mount '{}' ({source}); \
+                "Failed to load the WSGI application for mount '{}' ({}){group}; \
                  its requests will fail:\n{text}",
-                config.path
+                config.path, mount.source
             ));
             None
         }
     };
-    Mount {
-        path: config.path.clone(),
-        source,
+    LoadedApp {
         app,
         script_filename: config
             .script
             .as_deref()
             .map(|s| PyString::new(py, s).unbind()),
-        application_group: PyString::new(py, application_group).unbind(),
     }
 }
 

@@ -214,6 +214,7 @@ mod tests {
             application_group: app_group.into(),
             pass_authorization: true,
             limit_request_body: None,
+            preload: false,
         }
     }
 

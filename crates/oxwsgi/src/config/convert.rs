@@ -330,6 +330,7 @@ mod tests {
                     application_group: "%{RESOURCE}".into(),
                     pass_authorization: false,
                     limit_request_body: Some(u64::MAX),
+                    preload: false,
                 },
                 Mount {
                     path: "/api".into(),
@@ -339,6 +340,7 @@ mod tests {
                     application_group: "%{GLOBAL}".into(),
                     pass_authorization: true,
                     limit_request_body: Some(1024),
+                    preload: false,
                 },
             ],
             statics: vec![StaticAlias {

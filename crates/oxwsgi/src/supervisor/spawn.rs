@@ -67,6 +67,7 @@ impl DaemonSpec {
                 },
                 callable: mount.callable.clone(),
                 application_group: mount.application_group.clone(),
+                preload: mount.preload,
             })
             .collect();
         Self {
@@ -122,6 +123,7 @@ pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
         control_fd: Some(control_fd),
         deadlock_timeout: spec.group.timeouts.deadlock.map(|d| d.as_secs().max(1)),
         umask: spec.group.umask,
+        interpreter_gil: spec.group.interpreter_gil.map(|g| g.as_str().to_owned()),
     };
     let config = serde_json::to_string(&config).map_err(|e| SpawnError::Sockets(e.into()))?;
 

@@ -89,6 +89,7 @@ fn the_mission_config() {
         application_group: "%{GLOBAL}".into(),
         pass_authorization: true,
         limit_request_body: None,
+        preload: false,
     };
     assert_eq!(
         site,
@@ -303,6 +304,7 @@ interrupt-timeout = 0
             umask: Some(0o027),
             lang: Some("en_US.UTF-8".into()),
             locale: Some("C.UTF-8".into()),
+            interpreter_gil: None,
         }
     );
 }
