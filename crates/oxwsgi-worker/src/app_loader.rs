@@ -3,7 +3,8 @@
 //! A `script` is loaded as mod_wsgi loads a WSGI script file: a fresh
 //! module named `_mod_wsgi_` + the md5 hex digest of the script path, with
 //! `__file__` set, the source compiled under the file's name and executed
-//! in the module's namespace, the module in `sys.modules`. A `module` is
+//! in the module's namespace, the module in `sys.modules` (a second mount
+//! of the same script in the same interpreter reuses it). A `module` is
 //! imported normally. Either way the `callable` attribute is the app.
 //!
 //! An import failure is logged once, with its traceback; the mount then
@@ -82,6 +83,17 @@ fn load_script<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyAny>> 
         )?
         .call_method0("hexdigest")?;
     let name = format!("_mod_wsgi_{}", digest.cast::<PyString>()?.to_cow()?);
+    let modules = py.import("sys")?.getattr("modules")?;
+    // Mounted twice in one interpreter, a script is one module (as in
+    // mod_wsgi): its module-level state is shared by both mounts.
+    if let Ok(existing) = modules.get_item(&name) {
+        if existing
+            .getattr_opt("__file__")?
+            .is_some_and(|f| f.extract::<String>().is_ok_and(|f| f == path))
+        {
+            return Ok(existing);
+        }
+    }
     let source = std::fs::read(path)?;
     let builtins = py.import("builtins")?;
     let code = builtins.getattr("compile")?.call(
@@ -90,7 +102,6 @@ fn load_script<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyAny>> 
     )?;
     let module = py.import("types")?.call_method1("ModuleType", (&name,))?;
     module.setattr("__file__", path)?;
-    let modules = py.import("sys")?.getattr("modules")?;
     modules.set_item(&name, &module)?;
     let namespace = module.getattr("__dict__")?;
     let namespace = namespace.cast::<PyDict>()?;
