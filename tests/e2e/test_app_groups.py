@@ -428,6 +428,7 @@ def test_memory_does_not_grow_over_10000_requests_across_sub_interpreters(server
     rss_2k = rss_kib(pid)
     run(8000)
     rss_10k = rss_kib(pid)
+    print(f"daemon RSS: {rss_2k} KiB after 2 000 requests, {rss_10k} KiB after 10 000")
     assert done[0] == 10000
     assert get_json(srv.port, "/a")["pid"] == pid, "the daemon was replaced"
     # Generous: allocator noise, not a leak of objects per request.

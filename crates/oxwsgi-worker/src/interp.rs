@@ -278,3 +278,33 @@ pub fn with_temporary<R>(
     unsafe { ffi::PyThreadState_Delete(tstate.ptr) };
     Ok(result)
 }
+
+/// The current interpreter (of the calling, attached thread).
+pub fn current(_py: Python<'_>) -> Interpreter {
+    // SAFETY: attached (`_py`), so there is a current thread state.
+    Interpreter(unsafe { ffi::PyInterpreterState_Get() })
+}
+
+/// Whether CPython lets a CPU-bound thread in one interpreter starve the
+/// threads waiting for the GIL in another. Before 3.12 a waiter's "drop
+/// the GIL" request is raised in the waiter's own interpreter, so a holder
+/// running pure Python in another interpreter never sees it (3.12 raises
+/// it in the holder's interpreter).
+pub fn needs_gil_pings(py: Python<'_>) -> bool {
+    py.version_info() < (3, 12)
+}
+
+/// The GIL pinger's step: takes the GIL as `tstate` (one made on this
+/// thread) and gives it back at once. While it waits, CPython raises the
+/// drop request in `tstate`'s interpreter, so a thread running Python
+/// there lets the others in; a thread of that interpreter blocked on I/O
+/// costs nothing (the GIL is free).
+pub fn ping(tstate: &ThreadState) {
+    // SAFETY: `tstate` belongs to this thread, which holds no other thread
+    // state (the pinger is a plain Rust thread); RestoreThread takes the
+    // GIL with it and SaveThread releases it again.
+    unsafe {
+        ffi::PyEval_RestoreThread(tstate.ptr);
+        ffi::PyEval_SaveThread();
+    }
+}

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -27,6 +28,21 @@ use crate::worker::Interp;
 /// a client could make a process create interpreters without end.
 pub const MAX_SUBINTERPRETERS: usize = 32;
 
+/// How often a GIL pinger asks for the GIL (CPython's default switch
+/// interval).
+const PING_EVERY: Duration = Duration::from_millis(5);
+
+/// Requests being served in the main interpreter, counted only once a
+/// sub-interpreter exists (for the main interpreter's GIL pinger).
+pub static MAIN_BUSY: AtomicUsize = AtomicUsize::new(0);
+/// Whether this process made any sub-interpreter.
+static ANY: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process made any sub-interpreter.
+pub fn any() -> bool {
+    ANY.load(Ordering::Relaxed)
+}
+
 /// One sub-interpreter and its Python objects.
 pub struct SubInterp {
     /// Index in the registry's list, and in each thread's [`ThreadStates`].
@@ -35,11 +51,43 @@ pub struct SubInterp {
     pub interp: Interpreter,
     /// Objects of this interpreter only; used only while it is current.
     pub state: Interp,
+    /// Requests being served in it.
+    pub busy: AtomicUsize,
+}
+
+/// Starts a GIL pinger for `interp` (CPython < 3.12, see
+/// [`interp::needs_gil_pings`]): while `busy` requests run there, it asks
+/// for the GIL as a thread of that interpreter every few milliseconds, so
+/// that a CPU-bound request there does not keep the threads waiting in
+/// other interpreters — including the control thread — out.
+fn start_pinger(interp: Interpreter, name: String, busy: &'static AtomicUsize) {
+    let spawned = std::thread::Builder::new()
+        .name("oxwsgi-gil-ping".to_owned())
+        .spawn(move || {
+            let tstate = match interp::thread_state(interp) {
+                Ok(tstate) => tstate,
+                Err(err) => {
+                    log::warning(&format!("no GIL pinger for '{name}': {err}"));
+                    return;
+                }
+            };
+            loop {
+                std::thread::sleep(PING_EVERY);
+                if busy.load(Ordering::Relaxed) > 0 {
+                    interp::ping(&tstate);
+                }
+            }
+        });
+    if let Err(err) = spawned {
+        log::warning(&format!("cannot start a GIL pinger: {err}"));
+    }
 }
 
 /// How to make and set up sub-interpreters, and the ones made so far.
 pub struct SubInterpreters {
     pub gil: GilMode,
+    /// The main interpreter, for its GIL pinger.
+    main: Interpreter,
     group: String,
     python_path: Vec<String>,
     /// The daemon's environment at start-up, as `os.environ._data` holds it.
@@ -53,6 +101,7 @@ pub struct SubInterpreters {
 impl SubInterpreters {
     pub fn new(
         gil: GilMode,
+        main: Interpreter,
         group: &str,
         python_path: &[String],
         environ: Vec<(Vec<u8>, Vec<u8>)>,
@@ -60,6 +109,7 @@ impl SubInterpreters {
     ) -> Self {
         Self {
             gil,
+            main,
             group: group.to_owned(),
             python_path: python_path.to_vec(),
             environ,
@@ -141,7 +191,15 @@ impl SubInterpreters {
             name: name.to_owned(),
             interp,
             state,
+            busy: AtomicUsize::new(0),
         }));
+        if interp::needs_gil_pings(py) && self.gil == GilMode::Shared {
+            if id == 0 {
+                start_pinger(self.main, "%{GLOBAL}".to_owned(), &MAIN_BUSY);
+            }
+            start_pinger(interp, name.to_owned(), &sub.busy);
+        }
+        ANY.store(true, Ordering::Relaxed);
         threads.insert(id, tstate);
         self.list
             .lock()

@@ -106,6 +106,7 @@ pub fn run(py: Python<'_>, config_json: &str) -> PyResult<i32> {
     let worker = Arc::new(Worker {
         subs: SubInterpreters::new(
             gil,
+            interp::current(py),
             &config.group,
             &config.python_path,
             environ,

@@ -21,7 +21,7 @@ use crate::app_group::AppGroup;
 use crate::conn::FrameReader;
 use crate::error::{ConnError, SlotError};
 use crate::interp;
-use crate::interpreters::{SubInterp, ThreadStates};
+use crate::interpreters::{self, SubInterp, ThreadStates};
 use crate::log;
 use crate::request;
 use crate::worker::Worker;
@@ -88,6 +88,13 @@ fn serve(
         }
         let request = RequestHead::decode(&head).map_err(ConnError::from)?;
         reader = match target(py, worker, &request, &mut threads) {
+            Ok(None) if interpreters::any() => {
+                // Counted for the main interpreter's GIL pinger.
+                interpreters::MAIN_BUSY.fetch_add(1, Ordering::Relaxed);
+                let result = request::handle(py, worker, &worker.main, &request, reader, &out);
+                interpreters::MAIN_BUSY.fetch_sub(1, Ordering::Relaxed);
+                result?
+            }
             Ok(None) => request::handle(py, worker, &worker.main, &request, reader, &out)?,
             Ok(Some(sub)) => in_sub(py, worker, index, sub, &mut threads, &request, reader, &out)?,
             Err(message) => request::refuse(py, &message, &request, reader, &out)?,
@@ -141,6 +148,8 @@ fn in_sub(
         }
     };
     let mark = worker.marks.get(index);
+    sub.busy.fetch_add(1, Ordering::Relaxed);
+    let _busy = Busy(&sub.busy);
     let _inside = interp::enter(py, tstate);
     if let Some(mark) = mark {
         mark.enter(sub);
@@ -152,6 +161,15 @@ fn in_sub(
         mark.leave(py);
     }
     result
+}
+
+/// Decrements a busy count when dropped.
+struct Busy<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Reads the next `RequestHead` payload into `buf`; `Ok(false)` when the
