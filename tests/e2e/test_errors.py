@@ -85,6 +85,29 @@ def test_raise_after_head_sent_closes_connection(errsrv, path):
     ok_pid(errsrv)
 
 
+def test_client_hanging_up_before_the_head_costs_no_thread_and_no_restart(errsrv):
+    """Clients that send a request and hang up while the app works (more of
+    them than the group has threads): the daemon finishes each request, its
+    thread serves again, and the process is not replaced."""
+    pid = ok_pid(errsrv)
+    for i in range(6):  # the group has 4 threads
+        mark = errsrv.stderr_mark()
+        with oxhttp.Conn(errsrv.port) as c:
+            c.send(oxhttp.build_request("GET", f"/err/slow?hangup{i}"))
+            errsrv.wait_stderr(f"e2e-marker /slow hangup{i}", mark)
+    # Every thread is free again once the slow requests are over.
+    conns = [oxhttp.Conn(errsrv.port) for _ in range(4)]
+    try:
+        for c in conns:
+            c.send(oxhttp.build_request("GET", "/err/slow?after"))
+        for c in conns:
+            r = c.read_response(timeout=30)
+            assert r.status == 200, r
+            assert int(r.body.split()[1]) == pid, "the process must not be replaced"
+    finally:
+        for c in conns:
+            c.close()
+    assert ok_pid(errsrv) == pid
 
 
 @pytest.mark.parametrize("path", INVALID)

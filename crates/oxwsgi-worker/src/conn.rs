@@ -35,6 +35,16 @@ impl FrameReader {
         }
     }
 
+    /// The kind of the next frame if all of it is already buffered, so
+    /// that reading it makes no system call (and needs no GIL release).
+    pub fn buffered_frame(&self) -> Option<Kind> {
+        let buffered = self.inner.buffer();
+        match parse_header(buffered) {
+            Ok(Some(FrameHeader { kind, len })) if buffered.len() >= HEADER_LEN + len => Some(kind),
+            _ => None,
+        }
+    }
+
     /// Reads the next frame header. `Ok(None)` means a clean EOF at a frame
     /// boundary: the front closed the slot.
     pub fn header(&mut self) -> Result<Option<FrameHeader>, ConnError> {

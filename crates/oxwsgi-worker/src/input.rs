@@ -155,6 +155,16 @@ impl BodyState {
         }
     }
 
+    /// Whether [`BodyState::drain`] would make no system call: the body has
+    /// ended, or its `RequestEnd` is the next frame and already buffered.
+    fn drains_without_io(&self) -> bool {
+        self.end != BodyEnd::Open
+            || self
+                .reader
+                .as_ref()
+                .is_none_or(|reader| reader.buffered_frame() == Some(Kind::RequestEnd))
+    }
+
     /// Discards the rest of the body up to `RequestEnd`.
     fn drain(&mut self) {
         while let Ok(true) = self.fill() {}
@@ -191,16 +201,26 @@ impl Body {
     /// Ends the request's body: reads and discards whatever the application
     /// did not read, up to `RequestEnd`, and gives the reader back to the
     /// slot loop; or the connection error that made the slot unusable.
+    ///
+    /// When the body's end is already in the reader's buffer (a request
+    /// without a body, or one the application read to the end) nothing
+    /// blocks, and the GIL is kept.
     pub fn reclaim(&self, py: Python<'_>) -> Result<FrameReader, ConnError> {
-        py.detach(|| {
-            let mut state = self.lock();
+        let reclaim = |state: &mut BodyState| {
             state.drain();
             if let Some(err) = state.lost.take() {
                 state.reader = None;
                 return Err(err);
             }
             state.reader.take().ok_or(ConnError::ClosedMidRequest)
-        })
+        };
+        {
+            let mut state = self.lock();
+            if state.drains_without_io() {
+                return reclaim(&mut state);
+            }
+        }
+        py.detach(|| reclaim(&mut self.lock()))
     }
 
     /// Up to `limit` bytes (all with `None`), up to a newline with `line`.

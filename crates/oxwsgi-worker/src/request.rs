@@ -89,7 +89,8 @@ impl<'py> Streams<'py> {
 
 /// Serves one request whose head was read, in `interp` (the current
 /// interpreter); gives the slot's reader back, positioned after the
-/// request's `RequestEnd`.
+/// request's `RequestEnd`, with the encoded end of the response when it is
+/// left for the slot loop to send.
 pub fn handle(
     py: Python<'_>,
     worker: &Worker,
@@ -97,7 +98,7 @@ pub fn handle(
     head: &RequestHead<'_>,
     reader: FrameReader,
     out: &Arc<UnixStream>,
-) -> Result<FrameReader, SlotError> {
+) -> Result<(FrameReader, Option<Vec<u8>>), SlotError> {
     let streams = Streams::new(py, interp, reader)?;
     let sender = Arc::new(Sender::new(out.clone(), head.method == b"HEAD"));
 
@@ -129,7 +130,7 @@ pub fn handle(
     if sender.broken() {
         return Err(ConnError::Io(std::io::ErrorKind::BrokenPipe.into()).into());
     }
-    Ok(reader)
+    Ok((reader, sender.take_deferred()))
 }
 
 /// Answers a request that cannot reach its application (its interpreter
@@ -140,7 +141,7 @@ pub fn refuse(
     head: &RequestHead<'_>,
     reader: FrameReader,
     out: &Arc<UnixStream>,
-) -> Result<FrameReader, SlotError> {
+) -> Result<(FrameReader, Option<Vec<u8>>), SlotError> {
     let sender = Sender::new(out.clone(), head.method == b"HEAD");
     py.detach(|| log::error(message));
     sender.abort(py, &pyutil::single_line(message));
@@ -149,7 +150,7 @@ pub fn refuse(
     if sender.broken() {
         return Err(ConnError::Io(std::io::ErrorKind::BrokenPipe.into()).into());
     }
-    Ok(reader)
+    Ok((reader, sender.take_deferred()))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -3,11 +3,18 @@
 //! `write()` callable and the response loop; all sends happen with the GIL
 //! released and under this object's lock, so frames never interleave and a
 //! `write()` after the response ended is refused.
+//!
+//! A small response (the usual case) is not sent by [`Sender::finish`]: it
+//! is encoded whole and left for the slot loop, which sends it and waits for
+//! the next request in one stretch without the GIL
+//! ([`Sender::take_deferred`]). That makes one GIL release and re-acquire
+//! per request instead of three, which is what threads of a busy daemon
+//! contend on.
 
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use oxwsgi_protocol::{Kind, ResponseHead, BODY_LENGTH_UNKNOWN};
+use oxwsgi_protocol::{encode_frame, Kind, ResponseHead, BODY_LENGTH_UNKNOWN};
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::prelude::*;
 
@@ -76,8 +83,14 @@ pub enum HeadPhase {
     Sent,
 }
 
+/// Responses whose remaining body is at most this long are encoded whole by
+/// [`Sender::finish`] and sent by the slot loop.
+const DEFER_UP_TO: usize = 64 * 1024;
+
 struct State {
     head: Option<PendingHead>,
+    /// The encoded end of a finished response, for the slot loop to send.
+    deferred: Option<Vec<u8>>,
     head_sent: bool,
     /// ResponseEnd or ResponseAbort went out, or the request is over.
     done: bool,
@@ -142,6 +155,7 @@ impl Sender {
             head_only,
             state: Mutex::new(State {
                 head: None,
+                deferred: None,
                 head_sent: false,
                 done: false,
                 broken: false,
@@ -217,11 +231,15 @@ impl Sender {
 
     /// Sends the rest of the response and `ResponseEnd` in one write. A
     /// head still pending gets `body_length` = the total of `tail`, which
-    /// is then the whole body.
+    /// is then the whole body. Up to [`DEFER_UP_TO`] bytes are only encoded
+    /// here, for the slot loop to send ([`Sender::take_deferred`]).
     pub fn finish(&self, py: Python<'_>, tail: &[&[u8]]) -> Result<(), SendError> {
+        let total: usize = tail.iter().map(|d| d.len()).sum();
+        if total <= DEFER_UP_TO {
+            return self.finish_deferred(tail, total);
+        }
         py.detach(|| {
             let mut locked = self.locked()?;
-            let total: usize = tail.iter().map(|d| d.len()).sum();
             let mut batch = Batch::new();
             locked.head(&mut batch, total as u64)?;
             for data in tail {
@@ -232,6 +250,33 @@ impl Sender {
             locked.state.done = true;
             Ok(())
         })
+    }
+
+    /// [`Sender::finish`] for a small rest: encodes it, sends nothing.
+    fn finish_deferred(&self, tail: &[&[u8]], total: usize) -> Result<(), SendError> {
+        let mut locked = self.locked()?;
+        let state = &mut *locked.state;
+        let mut frames = Vec::with_capacity(total + 256);
+        if !state.head_sent {
+            let head = state.head.as_ref().ok_or(SendError::NoHead)?;
+            head.encode(&mut frames, total as u64);
+            state.head_sent = true;
+        }
+        if !self.head_only {
+            for data in tail.iter().filter(|d| !d.is_empty()) {
+                encode_frame(&mut frames, Kind::ResponseBody, data);
+            }
+        }
+        encode_frame(&mut frames, Kind::ResponseEnd, &[]);
+        state.deferred = Some(frames);
+        state.done = true;
+        Ok(())
+    }
+
+    /// The encoded end of the response that [`Sender::finish`] left to the
+    /// slot loop, if any.
+    pub fn take_deferred(&self) -> Option<Vec<u8>> {
+        self.lock().deferred.take()
     }
 
     /// Sends `ResponseAbort` with a one-line message, unless the response

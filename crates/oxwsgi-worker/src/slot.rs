@@ -82,12 +82,21 @@ fn serve(
         .map_err(ConnError::from)?;
 
     let mut head = Vec::new();
+    let mut unsent: Option<Vec<u8>> = None;
     loop {
-        if !py.detach(|| next_request(&mut reader, &mut head))? {
+        // The last response's end (if the request left it to us) goes out
+        // and the next request is awaited in one stretch without the GIL.
+        let more = py.detach(|| {
+            if let Some(frames) = unsent.take() {
+                (&*out).write_all(&frames)?;
+            }
+            next_request(&mut reader, &mut head)
+        })?;
+        if !more {
             return Ok(());
         }
         let request = RequestHead::decode(&head).map_err(ConnError::from)?;
-        reader = match target(py, worker, &request, &mut threads) {
+        (reader, unsent) = match target(py, worker, &request, &mut threads) {
             Ok(None) if interpreters::any() => {
                 // Counted for the main interpreter's GIL pinger.
                 interpreters::MAIN_BUSY.fetch_add(1, Ordering::Relaxed);
@@ -139,7 +148,7 @@ fn in_sub(
     head: &RequestHead<'_>,
     reader: FrameReader,
     out: &Arc<UnixStream>,
-) -> Result<FrameReader, SlotError> {
+) -> Result<(FrameReader, Option<Vec<u8>>), SlotError> {
     let tstate = match threads.get(sub) {
         Ok(tstate) => tstate,
         Err(err) => {

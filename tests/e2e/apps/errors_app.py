@@ -14,6 +14,8 @@
   /no-start-response  returns a body without calling start_response  -> 500
   /str-body           yields str instead of bytes                    -> 500
   /exit               os._exit(1) in the middle of the request       -> 502
+  /slow               logs the marker to wsgi.errors, sleeps 0.5 s, then
+                      answers 200 "slow <pid>"
 Each error message carries the marker "e2e-marker" and the path.
 """
 
@@ -27,6 +29,14 @@ def application(environ, start_response):
 
     if path == "/ok":
         body = f"ok {os.getpid()}".encode()
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    if path == "/slow":
+        environ["wsgi.errors"].write(marker + "\n")
+        environ["wsgi.errors"].flush()
+        time.sleep(0.5)
+        body = f"slow {os.getpid()}".encode()
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
         return [body]
 

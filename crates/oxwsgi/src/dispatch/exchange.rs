@@ -27,6 +27,11 @@ pub enum ExchangeError {
 }
 
 /// Runs one exchange. `head` is the encoded `RequestHead` frame.
+///
+/// Cancel-safe where it matters: once the request is with the daemon, a
+/// dropped exchange (client gone, `request-timeout`) leaves an [`InFlight`]
+/// guard behind that drains the daemon's answer off the request's task and
+/// gives the slot back, so a client hanging up never costs a daemon thread.
 pub async fn exchange(
     mut lease: Lease,
     mut head: Vec<u8>,
@@ -56,18 +61,32 @@ pub async fn exchange(
         }
     };
 
-    let (kind, payload) = lease.slot().read_frame().await?;
+    let mut in_flight = InFlight {
+        lease: Some(lease),
+        pump,
+    };
+    let frame = in_flight.slot().read_frame().await;
+    let (lease, pump) = in_flight.disarm();
+    let (kind, payload) = frame?;
     match kind {
         Kind::ResponseHead => {}
         Kind::ResponseAbort => {
             let message = String::from_utf8_lossy(&payload).into_owned();
-            ResponseBody::finish_in_background(lease, pump);
+            ResponseBody::release_after_end(lease, pump);
             return Err(ExchangeError::App(message));
         }
         other => return Err(SlotError::Unexpected(other).into()),
     }
     let head = ResponseHead::decode(&payload).map_err(SlotError::from)?;
-    let mut response = build_head(&head)?;
+    let mut response = match build_head(&head) {
+        Ok(response) => response,
+        Err(error) => {
+            // The daemon goes on with the body: read it to its end so the
+            // slot can serve again.
+            ResponseBody::finish_in_background(lease, pump);
+            return Err(error);
+        }
+    };
     if head.body_length != BODY_LENGTH_UNKNOWN && !response.headers().contains_key(CONTENT_LENGTH) {
         response
             .headers_mut()
@@ -75,6 +94,40 @@ pub async fn exchange(
     }
     let body = ResponseBody::from_slot(lease, pump)?;
     Ok(response.map(|()| body))
+}
+
+/// A request the daemon has and whose response head has not arrived yet.
+/// Dropped armed (the exchange was cancelled), it drains the daemon's answer
+/// in the background instead of retiring the slot.
+struct InFlight {
+    lease: Option<Lease>,
+    pump: Option<Pump>,
+}
+
+impl InFlight {
+    fn slot(&mut self) -> &mut super::slot::Slot {
+        match self.lease.as_mut() {
+            Some(lease) => lease.slot(),
+            None => unreachable!("an armed InFlight holds its lease until disarmed"),
+        }
+    }
+
+    /// Takes the lease and pump back: the exchange goes on normally.
+    fn disarm(&mut self) -> (Lease, Option<Pump>) {
+        let lease = match self.lease.take() {
+            Some(lease) => lease,
+            None => unreachable!("InFlight is disarmed once"),
+        };
+        (lease, self.pump.take())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            ResponseBody::finish_in_background(lease, self.pump.take());
+        }
+    }
 }
 
 /// Turns the daemon's status and headers into a hyper response head.

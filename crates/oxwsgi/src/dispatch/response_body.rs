@@ -82,6 +82,19 @@ impl ResponseBody {
         };
         runtime.spawn(finish(lease, pump, false));
     }
+
+    /// Gives the slot back after the daemon's last frame was read: at once,
+    /// or once the request-body pump is done with the slot's write half.
+    pub(super) fn release_after_end(lease: Lease, pump: Option<Pump>) {
+        match pump {
+            None => lease.finish(),
+            Some(pump) => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(finish(lease, Some(pump), true));
+                }
+            }
+        }
+    }
 }
 
 /// Reads the rest of an exchange and returns the slot if it ended cleanly.
@@ -107,14 +120,7 @@ async fn finish(mut lease: Lease, pump: Option<Pump>, response_done: bool) {
 impl SlotStream {
     fn end(&mut self) {
         if let Some(lease) = self.lease.take() {
-            match self.pump.take() {
-                None => lease.finish(),
-                Some(pump) => {
-                    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                        runtime.spawn(finish(lease, Some(pump), true));
-                    }
-                }
-            }
+            ResponseBody::release_after_end(lease, self.pump.take());
         }
     }
 }
