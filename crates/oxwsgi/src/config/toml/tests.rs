@@ -923,3 +923,32 @@ fn the_two_apps_example_file() {
     );
     assert_eq!(site.mounts[1].application_group, GLOBAL_APPLICATION_GROUP);
 }
+
+#[test]
+fn preload_and_interpreter_gil() {
+    let site = ok(r#"
+[groups.g]
+interpreter-gil = "own"
+
+[[mount]]
+path = "/a"
+module = "a"
+group = "g"
+application-group = "isolated"
+preload = true
+
+[[mount]]
+path = "/b"
+module = "b"
+"#);
+    assert!(site.mounts[0].preload);
+    assert!(!site.mounts[1].preload);
+    let g = site.groups.iter().find(|g| g.name == "g").unwrap();
+    assert_eq!(
+        g.interpreter_gil,
+        Some(crate::config::model::InterpreterGil::Own)
+    );
+    let e = err("[groups.g]\ninterpreter-gil = \"mine\"");
+    assert!(e.contains("interpreter-gil"), "{e}");
+    assert!(e.contains("\"shared\" or \"own\""), "{e}");
+}
