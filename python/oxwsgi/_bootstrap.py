@@ -80,7 +80,14 @@ _worker = importlib.util.module_from_spec(_spec)
 _loader.exec_module(_worker)
 sys.modules["_oxwsgi_worker"] = _worker
 del _path, _loader, _spec, _config, _oxwsgi_watchdogs
-_status = _worker.run(os.environ["OXWSGI_WORKER_CONFIG"])
+try:
+    _status = _worker.run(os.environ["OXWSGI_WORKER_CONFIG"])
+except BaseException:
+    if not _worker.subinterpreters():
+        raise
+    import traceback
+    traceback.print_exc()
+    _status = 1
 if _worker.subinterpreters():
     # CPython's finalization aborts while sub-interpreters remain, and they
     # cannot be ended while threads of theirs live: run the main
