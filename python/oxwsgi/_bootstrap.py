@@ -3,8 +3,9 @@
 # JSON config in OXWSGI_WORKER_CONFIG; the WSGI work happens in Rust.
 # Before that it sets up the process-level watchdogs that must work even
 # when the GIL is stuck or that are plain CPython facilities:
-#   - SIGUSR1 writes every thread's stack to stderr (faulthandler), which the
-#     front sends when a request exceeds request-timeout;
+#   - SIGUSR1 writes every thread's stack to stderr (faulthandler, then the
+#     worker for threads inside sub-interpreters), which the front sends when
+#     a request exceeds request-timeout;
 #   - deadlock-timeout: faulthandler's C watchdog exits the process (after a
 #     stack dump) unless a Python thread re-arms it every second, i.e. unless
 #     the GIL is released now and then;
@@ -29,7 +30,15 @@ def _oxwsgi_watchdogs(config):
     import threading
     import time
 
-    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
+    def dump_subinterpreters(signum, frame):
+        # faulthandler only sees the main interpreter's threads: the worker
+        # adds the stacks of the sub-interpreters serving a request.
+        worker = sys.modules.get("_oxwsgi_worker")
+        if worker is not None:
+            worker.dump_stacks()
+
+    signal.signal(signal.SIGUSR1, dump_subinterpreters)
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True, chain=True)
 
     deadlock = config.get("deadlock_timeout")
     if deadlock:

@@ -357,6 +357,9 @@ def test_request_timeout_in_a_sub_interpreter_504_interrupt_and_recycle(counters
     assert time.monotonic() - t0 < 15
     log = counters.wait_stderr("RequestTimeout", mark=mark, timeout=15)
     assert "interrupted oxwsgi-slot" in log
+    # The stack dump reaches into the sub-interpreter.
+    assert "Python stacks in application group 'y'" in log
+    assert "in application" in log.split("Python stacks in application group 'y'")[1]
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and proc_exists(before):
         time.sleep(0.1)

@@ -331,6 +331,34 @@ pub fn interrupt(py: Python<'_>, subs: &SubInterpreters, mark: &SlotMark) -> boo
     }
 }
 
+/// Writes the stacks of every thread of each sub-interpreter serving a
+/// request to stderr, as faulthandler does for the main interpreter (for
+/// the `request-timeout` dump; faulthandler only sees the main one).
+pub fn dump_stacks(py: Python<'_>, subs: &SubInterpreters) {
+    for sub in subs.all() {
+        if sub.busy.load(Ordering::Relaxed) == 0 {
+            continue;
+        }
+        log::error(&format!(
+            "Python stacks in application group '{}' (sub-interpreter):",
+            sub.name
+        ));
+        let result = interp::with_temporary(py, sub.interp, |py| {
+            py.import("faulthandler")
+                .and_then(|f| {
+                    let kwargs = pyo3::types::PyDict::new(py);
+                    kwargs.set_item("all_threads", true)?;
+                    f.call_method("dump_traceback", (), Some(&kwargs))
+                })
+                .map(|_| ())
+                .map_err(|err| err.to_string())
+        });
+        if let Err(err) | Ok(Err(err)) = result {
+            log::warning(&format!("cannot dump the stacks of '{}': {err}", sub.name));
+        }
+    }
+}
+
 /// At the end of the process: runs each sub-interpreter's `atexit`
 /// functions and flushes its standard streams. The interpreters are not
 /// ended (`Py_EndInterpreter` refuses while any thread of theirs is still

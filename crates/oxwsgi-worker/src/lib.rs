@@ -39,6 +39,7 @@ fn _oxwsgi_worker(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run::run, m)?)?;
     m.add_function(wrap_pyfunction!(run::interrupt, m)?)?;
     m.add_function(wrap_pyfunction!(run::subinterpreters, m)?)?;
+    m.add_function(wrap_pyfunction!(run::dump_stacks, m)?)?;
     m.add_class::<file_wrapper::FileWrapper>()?;
     m.add_class::<input::Input>()?;
     m.add_class::<errors_log::ErrorsLog>()?;

@@ -4,8 +4,9 @@
 //! the sub-interpreters of mounts with `preload`), then runs one Python
 //! thread per slot and waits for them all.
 //!
-//! Also the two small functions the bootstrap calls besides `run`:
-//! `interrupt(slot)` for the control thread, and `subinterpreters()`.
+//! Also the small functions the bootstrap calls besides `run`:
+//! `interrupt(slot)` for the control thread, `dump_stacks()` for its
+//! SIGUSR1 handler, and `subinterpreters()`.
 
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -202,6 +203,15 @@ pub fn interrupt(py: Python<'_>, slot: usize) -> bool {
         return false;
     };
     interpreters::interrupt(py, &worker.subs, mark)
+}
+
+/// `dump_stacks()`: for the bootstrap's SIGUSR1 handler (request-timeout):
+/// the stacks of the threads inside sub-interpreters.
+#[pyfunction]
+pub fn dump_stacks(py: Python<'_>) {
+    if let Some(worker) = WORKER.get() {
+        interpreters::dump_stacks(py, &worker.subs);
+    }
 }
 
 /// `subinterpreters()`: how many sub-interpreters this process made. When
