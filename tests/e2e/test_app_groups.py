@@ -436,3 +436,25 @@ def test_memory_does_not_grow_over_10000_requests_across_sub_interpreters(server
     assert get_json(srv.port, "/a")["pid"] == pid, "the daemon was replaced"
     # Generous: allocator noise, not a leak of objects per request.
     assert rss_10k <= rss_2k * 1.25 + 8 * 1024, (rss_2k, rss_10k)
+
+
+# ------------------------------------------------------------------ interpreter-gil
+def test_interpreter_gil_own_needs_python_3_12(server, tmp_path):
+    import subprocess
+    import sys
+
+    from oxserver import binary, toml_dumps
+
+    one, _ = make_counter(tmp_path)
+    cfg = tmp_path / "own.toml"
+    cfg.write_text(toml_dumps({
+        "listen": ["127.0.0.1:1"],
+        "groups": {"g": {"interpreter-gil": "own"}},
+        "mount": [{"path": "/", "script": str(one), "group": "g", "application-group": "x"}],
+    }))
+    srv = server()
+    if sys.version_info >= (3, 12):
+        pytest.skip("this python has PEP 684: interpreter-gil = 'own' is allowed")
+    r = subprocess.run([binary(), "run", str(cfg)], env=srv.env(), capture_output=True, timeout=60)
+    assert r.returncode == 2, r
+    assert b'interpreter-gil = "own" needs Python 3.12 or later' in r.stderr, r.stderr

@@ -237,6 +237,29 @@ pub fn resolve_python(choice: &PythonChoice) -> Result<PathBuf, String> {
     })
 }
 
+/// `interpreter-gil = "own"` needs CPython 3.12 or later (PEP 684): asks
+/// the group's interpreter once, before any daemon starts, so an older one
+/// is a clear start-up error instead of daemons failing in a loop.
+pub fn check_own_gil(python: &Path) -> Result<(), String> {
+    let output = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import sys; print('%d.%d' % sys.version_info[:2]); sys.exit(sys.version_info < (3, 12))",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    Err(format!(
+        "interpreter-gil = \"own\" needs Python 3.12 or later (PEP 684); {} is Python {version}",
+        python.display()
+    ))
+}
+
 fn find_in_path(name: &Path) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
