@@ -55,7 +55,7 @@ pub struct SubInterp {
     pub busy: AtomicUsize,
 }
 
-/// Starts a GIL pinger for `interp` (CPython < 3.12, see
+/// Starts a GIL pinger for `interp` (CPython < 3.13, see
 /// [`interp::needs_gil_pings`]): while `busy` requests run there, it asks
 /// for the GIL as a thread of that interpreter every few milliseconds, so
 /// that a CPU-bound request there does not keep the threads waiting in
