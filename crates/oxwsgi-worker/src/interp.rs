@@ -1,7 +1,8 @@
 //! The CPython C API for sub-interpreters, and nothing else: creating one,
-//! making a thread state for it, switching a thread into it and back, and
-//! raising an exception in one of its threads. Every `unsafe` call of the
-//! worker that concerns interpreters lives here.
+//! making a thread state for it, switching a thread into it and back,
+//! raising an exception in one of its threads, and the GIL "ping" that
+//! works around pre-3.13 GIL starvation between interpreters. Every
+//! `unsafe` call of the worker that concerns interpreters lives here.
 //!
 //! How a slot thread uses an interpreter other than the main one: the
 //! thread is attached to the main interpreter (PyO3 counts it as attached

@@ -3,9 +3,11 @@
 //! and calls `run::run`; everything else happens here.
 //!
 //! One request's way through this crate:
-//! `slot` (reads the head) → `request` → `environ` (+ `input`,
-//! `errors_log`) → the application → `start_response` / `head` →
-//! `response` (+ `file_wrapper`) → `sender` → `conn` → the front.
+//! `slot` (reads the head, picks the interpreter: `app_group`,
+//! `interpreters`, `interp`) → `request` → `environ` (+ `input`,
+//! `errors_log`, or a sub-interpreter's `shells`) → the application →
+//! `start_response` / `head` → `response` (+ `file_wrapper`) → `sender` →
+//! `conn` → the front.
 
 mod app_group;
 mod app_loader;
