@@ -3,8 +3,9 @@
 # JSON config in OXWSGI_WORKER_CONFIG; the WSGI work happens in Rust.
 # Before that it sets up the process-level watchdogs that must work even
 # when the GIL is stuck or that are plain CPython facilities:
-#   - SIGUSR1 writes every thread's stack to stderr (faulthandler), which the
-#     front sends when a request exceeds request-timeout;
+#   - SIGUSR1 writes every thread's stack to stderr (faulthandler, then the
+#     worker for threads inside sub-interpreters), which the front sends when
+#     a request exceeds request-timeout;
 #   - deadlock-timeout: faulthandler's C watchdog exits the process (after a
 #     stack dump) unless a Python thread re-arms it every second, i.e. unless
 #     the GIL is released now and then;
@@ -29,7 +30,15 @@ def _oxwsgi_watchdogs(config):
     import threading
     import time
 
-    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
+    def dump_subinterpreters(signum, frame):
+        # faulthandler only sees the main interpreter's threads: the worker
+        # adds the stacks of the sub-interpreters serving a request.
+        worker = sys.modules.get("_oxwsgi_worker")
+        if worker is not None:
+            worker.dump_stacks()
+
+    signal.signal(signal.SIGUSR1, dump_subinterpreters)
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True, chain=True)
 
     deadlock = config.get("deadlock_timeout")
     if deadlock:
@@ -49,6 +58,12 @@ def _oxwsgi_watchdogs(config):
 
         def interrupt(slot):
             name = "oxwsgi-slot-%d" % slot
+            # A request running in a sub-interpreter (named application
+            # group) is interrupted by the worker, in that interpreter.
+            worker = sys.modules.get("_oxwsgi_worker")
+            if worker is not None and worker.interrupt(slot):
+                sys.stderr.write("[oxwsgi] interrupted %s: request-timeout\n" % name)
+                return
             for thread in threading.enumerate():
                 if thread.name == name and thread.ident is not None:
                     ctypes.pythonapi.PyThreadState_SetAsyncExc(
@@ -74,4 +89,24 @@ _worker = importlib.util.module_from_spec(_spec)
 _loader.exec_module(_worker)
 sys.modules["_oxwsgi_worker"] = _worker
 del _path, _loader, _spec, _config, _oxwsgi_watchdogs
-sys.exit(_worker.run(os.environ["OXWSGI_WORKER_CONFIG"]))
+try:
+    _status = _worker.run(os.environ["OXWSGI_WORKER_CONFIG"])
+except BaseException:
+    if not _worker.subinterpreters():
+        raise
+    import traceback
+    traceback.print_exc()
+    _status = 1
+if _worker.subinterpreters():
+    # CPython's finalization aborts while sub-interpreters remain, and they
+    # cannot be ended while threads of theirs live: run the main
+    # interpreter's atexit functions (the worker ran theirs), flush, leave.
+    import atexit
+    atexit._run_exitfuncs()
+    for _stream in (sys.stdout, sys.stderr):
+        try:
+            _stream.flush()
+        except Exception:
+            pass
+    os._exit(_status)
+sys.exit(_status)

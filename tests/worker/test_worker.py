@@ -897,12 +897,19 @@ def test_protocol_error_ends_only_that_slot(tmp_path):
     assert "slot 0: bad frame from the front" in w.stderr()
 
 
-def test_non_global_application_group_warns(tmp_path):
+def test_named_application_group_runs_in_a_sub_interpreter(tmp_path):
     mounts = [{"path": "/x", "script": str(tmp_path / "apps.py"), "module": None,
                "callable": "application", "application_group": "named"}]
     w = Worker(tmp_path, slots=1, title=None, config={"mounts": mounts})
     env = w.request(mount=0, path=b"/environ").json()
     assert env["mod_wsgi.application_group"] == ["str", "named"]
     assert env["wsgi.multithread"] == ["bool", False]
+    # The sub-interpreter's own request objects, not the PyO3 classes.
+    assert env["wsgi.input"] == ["Input", None]
+    assert env["wsgi.errors"] == ["ErrorsLog", None]
+    assert env["wsgi.file_wrapper"] == ["type", None]
+    body = b"abc\ndef\nghi\nrest"
+    got = w.request(mount=0, path=b"/input", body=[body[:5], body[5:]]).json()
+    assert got["read3"] == "abc" and got["rest"] == "" and got["iter"], got
     assert w.close() == 0
-    assert "application group 'named' is not supported yet" in w.stderr()
+    assert "created sub-interpreter for application group 'named'" in w.stderr()

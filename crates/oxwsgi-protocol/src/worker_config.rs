@@ -40,6 +40,10 @@ pub struct WorkerConfig {
     /// `umask` applied by the bootstrap before anything else runs.
     #[serde(default)]
     pub umask: Option<u32>,
+    /// `interpreter-gil`: `"shared"` (default) or `"own"` (PEP 684, Python
+    /// ≥ 3.12) for the group's sub-interpreters.
+    #[serde(default)]
+    pub interpreter_gil: Option<String>,
 }
 
 /// One application a daemon serves.
@@ -53,6 +57,12 @@ pub struct WorkerMount {
     pub module: Option<String>,
     /// The callable's attribute name.
     pub callable: String,
-    /// `%{GLOBAL}` or a sub-interpreter name.
+    /// `%{GLOBAL}`, a sub-interpreter name, or `%{SERVER}`,
+    /// `%{RESOURCE}`, `%{ENV:NAME}` (expanded per request by the worker).
     pub application_group: String,
+    /// Make the mount's sub-interpreter and import its application when
+    /// the process starts instead of on its first request
+    /// (`WSGIImportScript`). `%{GLOBAL}` mounts are always imported then.
+    #[serde(default)]
+    pub preload: bool,
 }

@@ -3,7 +3,8 @@
 //! A `script` is loaded as mod_wsgi loads a WSGI script file: a fresh
 //! module named `_mod_wsgi_` + the md5 hex digest of the script path, with
 //! `__file__` set, the source compiled under the file's name and executed
-//! in the module's namespace, the module in `sys.modules`. A `module` is
+//! in the module's namespace, the module in `sys.modules` (a second mount
+//! of the same script in the same interpreter reuses it). A `module` is
 //! imported normally. Either way the `callable` attribute is the app.
 //!
 //! An import failure is logged once, with its traceback; the mount then
@@ -14,52 +15,38 @@ use pyo3::exceptions::{PyAttributeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyDict, PyString};
 
+use crate::app_group::AppGroup;
 use crate::cache::PyCache;
 use crate::log;
 use crate::pyutil;
-use crate::worker::Mount;
+use crate::worker::{LoadedApp, Mount};
 
-/// The application group that means "the main interpreter".
-pub const GLOBAL: &str = "%{GLOBAL}";
-
-/// Loads one mount; never fails (a failed import leaves `app` empty).
-pub fn load(py: Python<'_>, config: &WorkerMount, cache: &PyCache) -> Mount {
-    let source = match (&config.script, &config.module) {
-        (Some(script), _) => format!("script '{script}'"),
-        (None, Some(module)) => format!("module '{module}'"),
-        (None, None) => "no script or module".to_owned(),
-    };
-    let application_group = if config.application_group == GLOBAL {
-        ""
-    } else {
-        log::warning(&format!(
-            "mount '{}': application group '{}' is not supported yet; \
-             the application runs in the main interpreter (as %{{GLOBAL}})",
-            config.path, config.application_group
-        ));
-        config.application_group.as_str()
-    };
+/// Loads one mount's application in the current interpreter; never fails
+/// (a failed import is logged and leaves `app` empty).
+pub fn load(py: Python<'_>, mount: &Mount, cache: &PyCache) -> LoadedApp {
+    let config = &mount.config;
     let app = match import(py, config) {
         Ok(app) => Some(app.unbind()),
         Err(err) => {
             let text = pyutil::traceback(py, &cache.format_exception, &err);
+            let group = match &mount.app_group {
+                AppGroup::Global => String::new(),
+                _ => format!(" in application group '{}'", config.application_group),
+            };
             log::error(&format!(
-                "Failed to load the WSGI application for mount '{}' ({source}); \
+                "Failed to load the WSGI application for mount '{}' ({}){group}; \
                  its requests will fail:\n{text}",
-                config.path
+                config.path, mount.source
             ));
             None
         }
     };
-    Mount {
-        path: config.path.clone(),
-        source,
+    LoadedApp {
         app,
         script_filename: config
             .script
             .as_deref()
             .map(|s| PyString::new(py, s).unbind()),
-        application_group: PyString::new(py, application_group).unbind(),
     }
 }
 
@@ -96,6 +83,17 @@ fn load_script<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyAny>> 
         )?
         .call_method0("hexdigest")?;
     let name = format!("_mod_wsgi_{}", digest.cast::<PyString>()?.to_cow()?);
+    let modules = py.import("sys")?.getattr("modules")?;
+    // Mounted twice in one interpreter, a script is one module (as in
+    // mod_wsgi): its module-level state is shared by both mounts.
+    if let Ok(existing) = modules.get_item(&name) {
+        if existing
+            .getattr_opt("__file__")?
+            .is_some_and(|f| f.extract::<String>().is_ok_and(|f| f == path))
+        {
+            return Ok(existing);
+        }
+    }
     let source = std::fs::read(path)?;
     let builtins = py.import("builtins")?;
     let code = builtins.getattr("compile")?.call(
@@ -104,7 +102,6 @@ fn load_script<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyAny>> 
     )?;
     let module = py.import("types")?.call_method1("ModuleType", (&name,))?;
     module.setattr("__file__", path)?;
-    let modules = py.import("sys")?.getattr("modules")?;
     modules.set_item(&name, &module)?;
     let namespace = module.getattr("__dict__")?;
     let namespace = namespace.cast::<PyDict>()?;

@@ -1,13 +1,16 @@
 //! Python objects the worker creates once and reuses for every request:
 //! interned environ keys, constant values, helper callables.
 //!
-//! Everything Python-side that is cached lives here, in one struct, so that
-//! one instance per interpreter is all a sub-interpreter needs.
+//! Everything Python-side that is cached lives here, in one struct, with one
+//! instance per interpreter: the main interpreter's, and one per
+//! sub-interpreter built inside it ([`PyCache::new_sub`]), so no cached
+//! object is ever used in another interpreter.
 
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
 use crate::file_wrapper::FileWrapper;
+use crate::shells::Shells;
 
 /// Generates the struct of interned environ keys and its constructor.
 macro_rules! keys {
@@ -67,6 +70,9 @@ pub struct PyCache {
     pub process_group: Py<PyString>,
     /// The `wsgi.file_wrapper` type.
     pub file_wrapper: Py<PyAny>,
+    /// A sub-interpreter's own request objects; `None` in the main
+    /// interpreter, which uses the PyO3 classes.
+    pub shells: Option<Shells>,
     /// Attribute names looked up on every response.
     pub close: Py<PyString>,
     /// `traceback.format_exception`.
@@ -74,7 +80,26 @@ pub struct PyCache {
 }
 
 impl PyCache {
+    /// The main interpreter's cache.
     pub fn new(py: Python<'_>, group: &str) -> PyResult<Self> {
+        let file_wrapper = py.get_type::<FileWrapper>().into_any().unbind();
+        Self::build(py, group, file_wrapper, None)
+    }
+
+    /// The cache of the current sub-interpreter: built from objects of that
+    /// interpreter only.
+    pub fn new_sub(py: Python<'_>, group: &str) -> PyResult<Self> {
+        let shells = Shells::new(py)?;
+        let file_wrapper = shells.file_wrapper.clone_ref(py);
+        Self::build(py, group, file_wrapper, Some(shells))
+    }
+
+    fn build(
+        py: Python<'_>,
+        group: &str,
+        file_wrapper: Py<PyAny>,
+        shells: Option<Shells>,
+    ) -> PyResult<Self> {
         Ok(Self {
             keys: Keys::new(py),
             wsgi_version: PyTuple::new(py, [1, 0])?.unbind(),
@@ -82,7 +107,8 @@ impl PyCache {
             https: PyString::intern(py, "https").unbind(),
             on: PyString::intern(py, "on").unbind(),
             process_group: PyString::new(py, group).unbind(),
-            file_wrapper: py.get_type::<FileWrapper>().into_any().unbind(),
+            file_wrapper,
+            shells,
             close: PyString::intern(py, "close").unbind(),
             format_exception: py
                 .import("traceback")?

@@ -6,9 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyString};
 
 use crate::cache::PyCache;
-use crate::errors_log::ErrorsLog;
-use crate::input::Input;
-use crate::worker::{Mount, Worker};
+use crate::worker::{Interp, LoadedApp, Worker};
 
 /// A native string from raw bytes, decoded as latin-1 (PEP 3333).
 fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
@@ -30,16 +28,17 @@ fn key<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
     }
 }
 
-/// The environ of one request.
+/// The environ of one request, built in `interp` (the current interpreter).
 pub fn build<'py>(
     py: Python<'py>,
     worker: &Worker,
-    mount: &Mount,
+    interp: &Interp,
+    loaded: &LoadedApp,
     head: &RequestHead<'_>,
-    input: &Bound<'py, Input>,
-    errors: &Bound<'py, ErrorsLog>,
+    input: &Bound<'py, PyAny>,
+    errors: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let cache: &PyCache = &worker.cache;
+    let cache: &PyCache = &interp.cache;
     let k = &cache.keys;
     let env = PyDict::new(py);
     for (name, value) in &head.headers {
@@ -60,7 +59,7 @@ pub fn build<'py>(
     for (name, value) in fields {
         env.set_item(name.bind(py), latin1(py, value))?;
     }
-    if let Some(filename) = &mount.script_filename {
+    if let Some(filename) = &loaded.script_filename {
         env.set_item(k.script_filename.bind(py), filename.bind(py))?;
     }
     let scheme = match head.url_scheme {
@@ -82,10 +81,7 @@ pub fn build<'py>(
     env.set_item(k.wsgi_input_terminated.bind(py), flag(true))?;
     env.set_item(k.wsgi_file_wrapper.bind(py), cache.file_wrapper.bind(py))?;
     env.set_item(k.process_group.bind(py), cache.process_group.bind(py))?;
-    env.set_item(
-        k.application_group.bind(py),
-        mount.application_group.bind(py),
-    )?;
+    env.set_item(k.application_group.bind(py), interp.name.bind(py))?;
     env.set_item(
         k.request_start.bind(py),
         PyFloat::new(py, head.request_start),

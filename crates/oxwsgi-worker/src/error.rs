@@ -44,4 +44,19 @@ pub enum SlotError {
     Conn(#[from] ConnError),
     #[error("internal Python error: {0}")]
     Python(#[from] PyErr),
+    /// A Python error of a sub-interpreter, already turned into text there
+    /// (its objects must not leave that interpreter).
+    #[error("internal Python error: {0}")]
+    Text(String),
+}
+
+impl SlotError {
+    /// The same error holding no Python object: call it inside the
+    /// interpreter the error comes from.
+    pub fn detached(self) -> Self {
+        match self {
+            SlotError::Python(err) => SlotError::Text(err.to_string()),
+            other => other,
+        }
+    }
 }

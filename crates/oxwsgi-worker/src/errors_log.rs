@@ -11,13 +11,14 @@ use pyo3::types::PyString;
 use crate::log;
 use crate::pyutil::type_name;
 
-/// One request's `wsgi.errors` object.
-#[pyclass(frozen, module = "_oxwsgi_worker")]
-pub struct ErrorsLog {
+/// One request's error text, written through its `wsgi.errors` object:
+/// the PyO3 class [`ErrorsLog`] in the main interpreter, the
+/// per-interpreter class of [`crate::shells`] in a sub-interpreter.
+pub struct ErrorsBuf {
     pending: Mutex<String>,
 }
 
-impl ErrorsLog {
+impl ErrorsBuf {
     pub fn new() -> Self {
         Self {
             pending: Mutex::new(String::new()),
@@ -49,16 +50,15 @@ impl ErrorsLog {
     }
 }
 
-impl Default for ErrorsLog {
+impl Default for ErrorsBuf {
     fn default() -> Self {
         Self::new()
     }
 }
 
-#[pymethods]
-impl ErrorsLog {
+impl ErrorsBuf {
     /// Buffers `text`, logging every complete line.
-    fn write(&self, py: Python<'_>, text: &Bound<'_, PyAny>) -> PyResult<usize> {
+    pub fn write(&self, py: Python<'_>, text: &Bound<'_, PyAny>) -> PyResult<usize> {
         let text = text.cast::<PyString>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "wsgi.errors.write() argument must be str, not {}",
@@ -77,6 +77,30 @@ impl ErrorsLog {
         }
         Ok(chars)
     }
+}
+
+/// One request's `wsgi.errors` object in the main interpreter.
+#[pyclass(frozen, module = "_oxwsgi_worker")]
+#[derive(Default)]
+pub struct ErrorsLog {
+    buf: ErrorsBuf,
+}
+
+impl ErrorsLog {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn buf(&self) -> &ErrorsBuf {
+        &self.buf
+    }
+}
+
+#[pymethods]
+impl ErrorsLog {
+    fn write(&self, py: Python<'_>, text: &Bound<'_, PyAny>) -> PyResult<usize> {
+        self.buf.write(py, text)
+    }
 
     fn writelines(&self, py: Python<'_>, lines: &Bound<'_, PyAny>) -> PyResult<()> {
         for line in lines.try_iter()? {
@@ -86,7 +110,7 @@ impl ErrorsLog {
     }
 
     fn flush(&self, py: Python<'_>) {
-        self.flush_all(py);
+        self.buf.flush_all(py);
     }
 
     fn writable(&self) -> bool {

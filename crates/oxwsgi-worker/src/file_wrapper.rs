@@ -74,58 +74,66 @@ struct Source {
 }
 
 impl FileWrapper {
-    /// The file behind the wrapper when it is a regular file with a real
-    /// descriptor; `None` sends the response by plain iteration instead.
-    fn source(&self, py: Python<'_>) -> PyResult<Option<Source>> {
-        let filelike = self.filelike.bind(py);
-        let Some(fileno) = filelike.getattr_opt("fileno")? else {
-            return Ok(None);
-        };
-        let Ok(fd) = fileno.call0().and_then(|fd| fd.extract::<RawFd>()) else {
-            return Ok(None);
-        };
-        if fd < 0 {
-            return Ok(None);
-        }
-        // SAFETY: `fd` is what the file object, alive for this whole call,
-        // reports as its open descriptor; we only use the borrow to make our
-        // own duplicate (F_DUPFD_CLOEXEC) right away and never close `fd`.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        let Ok(owned) = borrowed.try_clone_to_owned() else {
-            return Ok(None);
-        };
-        let mut file = File::from(owned);
-        let Ok(meta) = file.metadata() else {
-            return Ok(None);
-        };
-        if !meta.is_file() {
-            return Ok(None);
-        }
-        // The Python object's position accounts for its read-ahead buffer;
-        // the descriptor's offset is the fallback.
-        let offset = match filelike
-            .call_method0("tell")
-            .and_then(|t| t.extract::<u64>())
-        {
-            Ok(offset) => offset,
-            Err(_) => match file.stream_position() {
-                Ok(offset) => offset,
-                Err(_) => return Ok(None),
-            },
-        };
-        Ok(Some(Source {
-            file,
-            offset,
-            remaining: meta.len().saturating_sub(offset),
-        }))
+    /// The wrapped file object.
+    pub fn filelike_ref<'py>(&self, py: Python<'py>) -> &Bound<'py, PyAny> {
+        self.filelike.bind(py)
     }
+}
+
+/// The file behind a wrapper's file object when it is a regular file with
+/// a real descriptor; `None` sends the response by plain iteration instead.
+fn source(filelike: &Bound<'_, PyAny>) -> PyResult<Option<Source>> {
+    let Some(fileno) = filelike.getattr_opt("fileno")? else {
+        return Ok(None);
+    };
+    let Ok(fd) = fileno.call0().and_then(|fd| fd.extract::<RawFd>()) else {
+        return Ok(None);
+    };
+    if fd < 0 {
+        return Ok(None);
+    }
+    // SAFETY: `fd` is what the file object, alive for this whole call,
+    // reports as its open descriptor; we only use the borrow to make our
+    // own duplicate (F_DUPFD_CLOEXEC) right away and never close `fd`.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let Ok(owned) = borrowed.try_clone_to_owned() else {
+        return Ok(None);
+    };
+    let mut file = File::from(owned);
+    let Ok(meta) = file.metadata() else {
+        return Ok(None);
+    };
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    // The Python object's position accounts for its read-ahead buffer;
+    // the descriptor's offset is the fallback.
+    let offset = match filelike
+        .call_method0("tell")
+        .and_then(|t| t.extract::<u64>())
+    {
+        Ok(offset) => offset,
+        Err(_) => match file.stream_position() {
+            Ok(offset) => offset,
+            Err(_) => return Ok(None),
+        },
+    };
+    Ok(Some(Source {
+        file,
+        offset,
+        remaining: meta.len().saturating_sub(offset),
+    }))
 }
 
 /// Sends the wrapper's file as the response body when it can (`Ok(true)`);
 /// the head announces the remaining size. An empty file sends nothing here:
 /// the head then goes out with `ResponseEnd`.
-pub fn send_fast(py: Python<'_>, wrapper: &FileWrapper, sender: &Sender) -> Result<bool, Failure> {
-    let Some(source) = wrapper.source(py)? else {
+pub fn send_fast(
+    py: Python<'_>,
+    filelike: &Bound<'_, PyAny>,
+    sender: &Sender,
+) -> Result<bool, Failure> {
+    let Some(source) = source(filelike)? else {
         return Ok(false);
     };
     if source.remaining == 0 {

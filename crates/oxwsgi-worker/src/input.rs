@@ -173,13 +173,14 @@ impl BodyState {
     }
 }
 
-/// One request's `wsgi.input` object.
-#[pyclass(frozen, module = "_oxwsgi_worker")]
-pub struct Input {
+/// One request's body, read by its `wsgi.input` object: the PyO3 class
+/// [`Input`] in the main interpreter, the per-interpreter class of
+/// [`crate::shells`] in a sub-interpreter.
+pub struct Body {
     state: Mutex<BodyState>,
 }
 
-impl Input {
+impl Body {
     /// Wraps the slot's reader for one request; its head was already read.
     pub fn new(reader: FrameReader) -> Self {
         Self {
@@ -222,7 +223,8 @@ impl Input {
         py.detach(|| reclaim(&mut self.lock()))
     }
 
-    fn read_bytes<'py>(
+    /// Up to `limit` bytes (all with `None`), up to a newline with `line`.
+    pub fn read_bytes<'py>(
         &self,
         py: Python<'py>,
         limit: Option<usize>,
@@ -233,8 +235,35 @@ impl Input {
     }
 }
 
+/// One request's `wsgi.input` object in the main interpreter.
+#[pyclass(frozen, module = "_oxwsgi_worker")]
+pub struct Input {
+    body: Body,
+}
+
+impl Input {
+    pub fn new(reader: FrameReader) -> Self {
+        Self {
+            body: Body::new(reader),
+        }
+    }
+
+    pub fn body(&self) -> &Body {
+        &self.body
+    }
+
+    fn read_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        limit: Option<usize>,
+        line: bool,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        self.body.read_bytes(py, limit, line)
+    }
+}
+
 /// A Python size argument: `None` or negative means "no limit".
-fn limit(size: Option<isize>) -> Option<usize> {
+pub fn limit(size: Option<isize>) -> Option<usize> {
     size.and_then(|s| usize::try_from(s).ok())
 }
 

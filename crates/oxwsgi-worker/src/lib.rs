@@ -3,10 +3,13 @@
 //! and calls `run::run`; everything else happens here.
 //!
 //! One request's way through this crate:
-//! `slot` (reads the head) → `request` → `environ` (+ `input`,
-//! `errors_log`) → the application → `start_response` / `head` →
-//! `response` (+ `file_wrapper`) → `sender` → `conn` → the front.
+//! `slot` (reads the head, picks the interpreter: `app_group`,
+//! `interpreters`, `interp`) → `request` → `environ` (+ `input`,
+//! `errors_log`, or a sub-interpreter's `shells`) → the application →
+//! `start_response` / `head` → `response` (+ `file_wrapper`) → `sender` →
+//! `conn` → the front.
 
+mod app_group;
 mod app_loader;
 mod cache;
 mod conn;
@@ -16,12 +19,15 @@ mod errors_log;
 mod file_wrapper;
 mod head;
 mod input;
+mod interp;
+mod interpreters;
 mod log;
 mod pyutil;
 mod request;
 mod response;
 mod run;
 mod sender;
+mod shells;
 mod slot;
 mod slot_fds;
 mod start_response;
@@ -33,6 +39,9 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _oxwsgi_worker(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run::run, m)?)?;
+    m.add_function(wrap_pyfunction!(run::interrupt, m)?)?;
+    m.add_function(wrap_pyfunction!(run::subinterpreters, m)?)?;
+    m.add_function(wrap_pyfunction!(run::dump_stacks, m)?)?;
     m.add_class::<file_wrapper::FileWrapper>()?;
     m.add_class::<input::Input>()?;
     m.add_class::<errors_log::ErrorsLog>()?;

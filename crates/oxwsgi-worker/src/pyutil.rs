@@ -6,10 +6,17 @@ use pyo3::types::PyString;
 
 /// The type name of an object, for error messages.
 pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "?".to_owned())
+    name_of(obj.get_type().as_any()).unwrap_or_else(|| "?".to_owned())
+}
+
+/// A type's `__name__`. Looked up with a fresh string rather than PyO3's
+/// `PyType::name`, whose attribute name is a process-wide cached object:
+/// this also runs inside sub-interpreters, where no Python object may come
+/// from another interpreter.
+fn name_of(ty: &Bound<'_, PyAny>) -> Option<String> {
+    ty.getattr("__name__")
+        .and_then(|n| n.extract::<String>())
+        .ok()
 }
 
 /// The full traceback of `err`, as `traceback.format_exception` prints it.
@@ -32,11 +39,7 @@ pub fn traceback(py: Python<'_>, format_exception: &Py<PyAny>, err: &PyErr) -> S
 
 /// `TypeName: message` on one line, for `ResponseAbort` payloads.
 pub fn one_line(py: Python<'_>, err: &PyErr) -> String {
-    let name = err
-        .get_type(py)
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "Exception".to_owned());
+    let name = name_of(err.get_type(py).as_any()).unwrap_or_else(|| "Exception".to_owned());
     let message = err
         .value(py)
         .str()

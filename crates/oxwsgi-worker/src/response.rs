@@ -28,7 +28,7 @@ pub fn respond(
     sender: &Sender,
     cache: &PyCache,
 ) -> Result<(), Failure> {
-    let produced = produce(py, result, sender);
+    let produced = produce(py, result, sender, cache);
     let closed = close(result, cache);
     match (produced, closed) {
         (Ok(tail), Ok(())) => {
@@ -55,6 +55,7 @@ fn produce<'py>(
     py: Python<'py>,
     result: &Bound<'py, PyAny>,
     sender: &Sender,
+    cache: &PyCache,
 ) -> Result<Vec<Bound<'py, PyBytes>>, Failure> {
     if let Ok(list) = result.cast::<PyList>() {
         return list.iter().map(|item| bytes(&item)).collect();
@@ -62,8 +63,8 @@ fn produce<'py>(
     if let Ok(tuple) = result.cast::<PyTuple>() {
         return tuple.iter().map(|item| bytes(&item)).collect();
     }
-    if let Ok(wrapper) = result.cast::<FileWrapper>() {
-        if file_wrapper::send_fast(py, wrapper.get(), sender)? {
+    if let Some(filelike) = wrapped_file(result, cache)? {
+        if file_wrapper::send_fast(py, &filelike, sender)? {
             return Ok(Vec::new());
         }
     }
@@ -74,6 +75,24 @@ fn produce<'py>(
         }
     }
     Ok(Vec::new())
+}
+
+/// The file object of a `wsgi.file_wrapper` result: the PyO3 class in the
+/// main interpreter, the interpreter's own class in a sub-interpreter.
+fn wrapped_file<'py>(
+    result: &Bound<'py, PyAny>,
+    cache: &PyCache,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    if cache.shells.is_none() {
+        return Ok(result
+            .cast::<FileWrapper>()
+            .ok()
+            .map(|w| w.get().filelike_ref(result.py()).clone()));
+    }
+    if result.get_type().is(cache.file_wrapper.bind(result.py())) {
+        return result.getattr("filelike").map(Some);
+    }
+    Ok(None)
 }
 
 /// A response block, which PEP 3333 requires to be bytes.

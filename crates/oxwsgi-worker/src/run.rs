@@ -1,22 +1,34 @@
 //! `run(config_json)`: the daemon process's main function, called by the
 //! bootstrap. It sets the process up (title, working directory,
-//! `sys.path`), imports every mount's application, then runs one Python
+//! `sys.path`), imports every `%{GLOBAL}` mount's application (and makes
+//! the sub-interpreters of mounts with `preload`), then runs one Python
 //! thread per slot and waits for them all.
+//!
+//! Also the small functions the bootstrap calls besides `run`:
+//! `interrupt(slot)` for the control thread, `dump_stacks()` for its
+//! SIGUSR1 handler, and `subinterpreters()`.
 
+use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use oxwsgi_protocol::worker_config::WorkerConfig;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::app_loader;
+use crate::app_group::AppGroup;
 use crate::cache::PyCache;
+use crate::interp::{self, GilMode};
+use crate::interpreters::{self, SlotMark, SubInterpreters, ThreadStates};
 use crate::log;
 use crate::slot::SlotRunner;
 use crate::slot_fds;
 use crate::title;
-use crate::worker::Worker;
+use crate::worker::{Interp, Mount, Worker};
+
+/// The process's worker, for `interrupt` (the control thread has no other
+/// way to it).
+static WORKER: OnceLock<Arc<Worker>> = OnceLock::new();
 
 /// Exit status: every slot ended with a clean EOF from the front.
 const EXIT_OK: i32 = 0;
@@ -61,19 +73,57 @@ pub fn run(py: Python<'_>, config_json: &str) -> PyResult<i32> {
         }
     };
 
-    let cache = PyCache::new(py, &config.group)?;
-    let mounts = config
-        .mounts
-        .iter()
-        .map(|mount| app_loader::load(py, mount, &cache))
+    let gil = match config.interpreter_gil.as_deref() {
+        None | Some("shared") => GilMode::Shared,
+        Some("own") if interp::own_gil_supported(py) => GilMode::Own,
+        Some("own") => {
+            let (major, minor) = {
+                let v = py.version_info();
+                (v.major, v.minor)
+            };
+            log::error(&format!(
+                "interpreter-gil = \"own\" needs Python 3.12 or later (PEP 684); \
+                 this group runs Python {major}.{minor}: remove the setting or use a newer Python"
+            ));
+            return Ok(EXIT_STARTUP);
+        }
+        Some(other) => {
+            log::error(&format!(
+                "interpreter-gil = {other:?}: expected \"shared\" or \"own\""
+            ));
+            return Ok(EXIT_STARTUP);
+        }
+    };
+    let environ = std::env::vars_os()
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
         .collect();
+    let mounts: Vec<Mount> = config.mounts.iter().map(Mount::new).collect();
+    let main = Interp::new(py, PyCache::new(py, &config.group)?, "", mounts.len());
+    for (index, mount) in mounts.iter().enumerate() {
+        if mount.app_group == AppGroup::Global {
+            main.app(py, index, mount);
+        }
+    }
     let worker = Arc::new(Worker {
+        subs: SubInterpreters::new(
+            gil,
+            interp::current(py),
+            &config.group,
+            &config.python_path,
+            environ,
+            mounts.len(),
+        ),
         mounts,
-        cache,
+        main,
+        marks: (0..streams.len()).map(|_| SlotMark::default()).collect(),
         multithread: streams.len() > 1,
         multiprocess: config.multiprocess,
         failed_slots: AtomicUsize::new(0),
     });
+    let _ = WORKER.set(worker.clone());
+    // The main thread's thread states in preloaded sub-interpreters.
+    let mut preloaded = ThreadStates::default();
+    preload(py, &worker, &mut preloaded);
 
     let thread = py.import("threading")?.getattr("Thread")?;
     let mut threads = Vec::with_capacity(streams.len());
@@ -96,10 +146,79 @@ pub fn run(py: Python<'_>, config_json: &str) -> PyResult<i32> {
     for t in &threads {
         t.call_method0("join")?;
     }
+    interpreters::finish(py, &worker.subs);
 
     Ok(if worker.failed_slots.load(Ordering::Relaxed) == 0 {
         EXIT_OK
     } else {
         EXIT_SLOT_FAILED
     })
+}
+
+/// Makes the sub-interpreter of each mount with `preload` (a literal
+/// application group) and imports its application there, before serving.
+fn preload(py: Python<'_>, worker: &Worker, threads: &mut ThreadStates) {
+    for (index, mount) in worker.mounts.iter().enumerate() {
+        if !mount.config.preload {
+            continue;
+        }
+        let AppGroup::Named(name) = &mount.app_group else {
+            if mount.app_group.is_dynamic() {
+                log::warning(&format!(
+                    "mount '{}': preload is ignored, its application group '{}' depends on the request",
+                    mount.path, mount.config.application_group
+                ));
+            }
+            continue;
+        };
+        let sub = match worker.subs.get_or_create(py, name, threads) {
+            Ok(sub) => *mount.sub.get_or_init(|| sub),
+            Err(err) => {
+                log::error(&err);
+                continue;
+            }
+        };
+        let tstate = match threads.get(sub) {
+            Ok(tstate) => tstate,
+            Err(err) => {
+                log::error(&err);
+                continue;
+            }
+        };
+        let _inside = interp::enter(py, tstate);
+        sub.state.app(py, index, mount);
+    }
+}
+
+/// `interrupt(slot)`: for the control thread. Raises `RequestTimeout` in
+/// the slot's thread when it is serving a request in a sub-interpreter and
+/// returns `True`; `False` means the slot is in the main interpreter, where
+/// the bootstrap raises it itself.
+#[pyfunction]
+pub fn interrupt(py: Python<'_>, slot: usize) -> bool {
+    let Some(worker) = WORKER.get() else {
+        return false;
+    };
+    let Some(mark) = worker.marks.get(slot) else {
+        return false;
+    };
+    interpreters::interrupt(py, &worker.subs, mark)
+}
+
+/// `dump_stacks()`: for the bootstrap's SIGUSR1 handler (request-timeout):
+/// the stacks of the threads inside sub-interpreters.
+#[pyfunction]
+pub fn dump_stacks(py: Python<'_>) {
+    if let Some(worker) = WORKER.get() {
+        interpreters::dump_stacks(py, &worker.subs);
+    }
+}
+
+/// `subinterpreters()`: how many sub-interpreters this process made. When
+/// any, the bootstrap ends the process with `os._exit` after the main
+/// interpreter's `atexit` functions, since CPython's finalization aborts
+/// while sub-interpreters remain.
+#[pyfunction]
+pub fn subinterpreters() -> usize {
+    WORKER.get().map_or(0, |worker| worker.subs.all().len())
 }

@@ -33,22 +33,46 @@ impl StartResponse {
         headers: &Bound<'_, PyAny>,
         exc_info: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Write> {
-        let exc_info = exc_info.filter(|e| !e.is_none());
-        match (self.sender.phase(), exc_info) {
-            (HeadPhase::Sent, Some(exc_info)) => return Err(reraise(exc_info)),
-            (HeadPhase::Sent, None) | (HeadPhase::Pending, None) => {
-                return Err(PyRuntimeError::new_err(
-                    "start_response() called a second time without exc_info",
-                ))
-            }
-            _ => {}
-        }
-        let head = head::validate(status, headers)?;
-        self.sender.set_head(head)?;
+        start(&self.sender, status, headers, exc_info)?;
         Ok(Write {
             sender: self.sender.clone(),
         })
     }
+}
+
+/// What `start_response` does, whichever object the application called:
+/// checks the phase and the head, and stores it.
+pub fn start(
+    sender: &Sender,
+    status: &Bound<'_, PyAny>,
+    headers: &Bound<'_, PyAny>,
+    exc_info: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let exc_info = exc_info.filter(|e| !e.is_none());
+    match (sender.phase(), exc_info) {
+        (HeadPhase::Sent, Some(exc_info)) => return Err(reraise(exc_info)),
+        (HeadPhase::Sent, None) | (HeadPhase::Pending, None) => {
+            return Err(PyRuntimeError::new_err(
+                "start_response() called a second time without exc_info",
+            ))
+        }
+        _ => {}
+    }
+    let head = head::validate(status, headers)?;
+    sender.set_head(head)?;
+    Ok(())
+}
+
+/// What `write(data)` does, whichever object the application called.
+pub fn write(sender: &Sender, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    let data = data.cast::<PyBytes>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "write() argument must be bytes, not {}",
+            type_name(data)
+        ))
+    })?;
+    sender.chunk(py, data.as_bytes())?;
+    Ok(())
 }
 
 /// The exception of an `exc_info` tuple, to raise again.
@@ -71,13 +95,6 @@ pub struct Write {
 #[pymethods]
 impl Write {
     fn __call__(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let data = data.cast::<PyBytes>().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "write() argument must be bytes, not {}",
-                type_name(data)
-            ))
-        })?;
-        self.sender.chunk(py, data.as_bytes())?;
-        Ok(())
+        write(&self.sender, py, data)
     }
 }

@@ -9,7 +9,9 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::model::{AppSource, PythonChoice, Site, DEFAULT_CALLABLE, GLOBAL_APPLICATION_GROUP};
+use super::model::{
+    AppSource, InterpreterGil, PythonChoice, Site, DEFAULT_CALLABLE, GLOBAL_APPLICATION_GROUP,
+};
 use super::warning::{Warning, WarningKind};
 
 /// Warnings about a site, whatever format it came from.
@@ -58,6 +60,26 @@ pub fn site_warnings(site: &Site) -> Vec<Warning> {
         }
     }
     for group in &site.groups {
+        if group.interpreter_gil == Some(InterpreterGil::Own) {
+            let named = site
+                .mounts
+                .iter()
+                .any(|m| m.group == group.name && m.application_group != GLOBAL_APPLICATION_GROUP);
+            out.push(Warning::new(
+                WarningKind::SubInterpreter,
+                if named {
+                    format!(
+                        "group `{}`: interpreter-gil = \"own\" needs Python 3.12 or later (the daemons refuse to start on older ones), and C extensions that do not support isolated sub-interpreters (numpy and most others) fail to import in its named application groups",
+                        group.name
+                    )
+                } else {
+                    format!(
+                        "group `{}`: interpreter-gil = \"own\" has no effect: none of its mounts has a named application group",
+                        group.name
+                    )
+                },
+            ));
+        }
         if !site.mounts.iter().any(|m| m.group == group.name) {
             out.push(Warning::new(
                 WarningKind::UnusedGroup,
@@ -214,6 +236,7 @@ mod tests {
             application_group: app_group.into(),
             pass_authorization: true,
             limit_request_body: None,
+            preload: false,
         }
     }
 

@@ -67,6 +67,9 @@ pub fn to_toml(site: &Site, source: &Path) -> Result<String, ConfigError> {
         if !mount.pass_authorization {
             out.push_str("pass-authorization = false\n");
         }
+        if mount.preload {
+            out.push_str("preload = true\n");
+        }
         if let Some(limit) = mount.limit_request_body {
             let _ = writeln!(
                 out,
@@ -193,6 +196,9 @@ impl Writer<'_> {
             if let Some(value) = value {
                 let _ = writeln!(out, "{k} = {}", quote(value));
             }
+        }
+        if let Some(gil) = g.interpreter_gil {
+            let _ = writeln!(out, "interpreter-gil = {}", quote(gil.as_str()));
         }
         if let Some(mask) = g.umask {
             let _ = writeln!(out, "umask = \"{mask:04o}\"");
@@ -330,6 +336,7 @@ mod tests {
                     application_group: "%{RESOURCE}".into(),
                     pass_authorization: false,
                     limit_request_body: Some(u64::MAX),
+                    preload: false,
                 },
                 Mount {
                     path: "/api".into(),
@@ -339,6 +346,7 @@ mod tests {
                     application_group: "%{GLOBAL}".into(),
                     pass_authorization: true,
                     limit_request_body: Some(1024),
+                    preload: false,
                 },
             ],
             statics: vec![StaticAlias {

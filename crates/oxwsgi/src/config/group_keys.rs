@@ -40,6 +40,7 @@ pub const GROUP_KEYS: &[&str] = &[
     "restart-interval",
     "deadlock-timeout",
     "interrupt-timeout",
+    "interpreter-gil",
 ];
 
 /// The duration-valued group keys, in seconds.

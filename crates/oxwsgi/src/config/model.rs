@@ -124,6 +124,27 @@ pub struct Group {
     pub lang: Option<String>,
     /// `locale`: the daemons' `LC_ALL`.
     pub locale: Option<String>,
+    /// `interpreter-gil`: the GIL of the group's sub-interpreters (named
+    /// application groups); `None` = shared.
+    pub interpreter_gil: Option<InterpreterGil>,
+}
+
+/// `interpreter-gil` (oxwsgi's own group key, no mod_wsgi counterpart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InterpreterGil {
+    /// The process's one GIL, as mod_wsgi's sub-interpreters.
+    Shared,
+    /// A GIL per sub-interpreter (PEP 684, Python ≥ 3.12).
+    Own,
+}
+
+impl InterpreterGil {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shared => "shared",
+            Self::Own => "own",
+        }
+    }
 }
 
 /// `processes` when not configured.
@@ -153,6 +174,7 @@ impl Group {
             umask: None,
             lang: None,
             locale: None,
+            interpreter_gil: None,
         }
     }
 }
@@ -202,6 +224,10 @@ pub struct Mount {
     pub pass_authorization: bool,
     /// Per-mount `limit-request-body`, overriding the site's.
     pub limit_request_body: Option<u64>,
+    /// `preload`: make a named application group's sub-interpreter and
+    /// import the application when a daemon starts, not on first use
+    /// (`WSGIImportScript`).
+    pub preload: bool,
 }
 
 /// Where a mount's application comes from.

@@ -140,6 +140,7 @@ fn build(args: &ServeArgs, cwd: &Path) -> Result<Site, ConfigError> {
             application_group: GLOBAL_APPLICATION_GROUP.to_string(),
             pass_authorization: true,
             limit_request_body: None,
+            preload: false,
         }],
         statics,
         reload: args.reload,
@@ -214,6 +215,7 @@ mod tests {
                 group: "root".into(),
                 application_group: "%{GLOBAL}".into(),
                 pass_authorization: true,
+                preload: false,
                 limit_request_body: None,
             }]
         );

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::model::Site;
+use crate::config::model::{InterpreterGil, Site};
 use crate::dispatch::SlotPool;
 use process::{run_position, PositionState, Reporting, RestartCounts};
 use spawn::{resolve_identity, resolve_python, resolve_worker_lib, DaemonSpec};
@@ -75,6 +75,9 @@ impl Supervisor {
                 message,
             };
             let python = resolve_python(&group.python).map_err(error)?;
+            if group.interpreter_gil == Some(InterpreterGil::Own) {
+                spawn::check_own_gil(&python).map_err(error)?;
+            }
             let (uid, gid) = resolve_identity(group).map_err(error)?;
             let mut mounts = Vec::new();
             for (mount_index, mount) in site.mounts.iter().enumerate() {

@@ -67,6 +67,7 @@ impl DaemonSpec {
                 },
                 callable: mount.callable.clone(),
                 application_group: mount.application_group.clone(),
+                preload: mount.preload,
             })
             .collect();
         Self {
@@ -122,6 +123,7 @@ pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
         control_fd: Some(control_fd),
         deadlock_timeout: spec.group.timeouts.deadlock.map(|d| d.as_secs().max(1)),
         umask: spec.group.umask,
+        interpreter_gil: spec.group.interpreter_gil.map(|g| g.as_str().to_owned()),
     };
     let config = serde_json::to_string(&config).map_err(|e| SpawnError::Sockets(e.into()))?;
 
@@ -233,6 +235,29 @@ pub fn resolve_python(choice: &PythonChoice) -> Result<PathBuf, String> {
             candidate.display()
         )
     })
+}
+
+/// `interpreter-gil = "own"` needs CPython 3.12 or later (PEP 684): asks
+/// the group's interpreter once, before any daemon starts, so an older one
+/// is a clear start-up error instead of daemons failing in a loop.
+pub fn check_own_gil(python: &Path) -> Result<(), String> {
+    let output = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import sys; print('%d.%d' % sys.version_info[:2]); sys.exit(sys.version_info < (3, 12))",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    Err(format!(
+        "interpreter-gil = \"own\" needs Python 3.12 or later (PEP 684); {} is Python {version}",
+        python.display()
+    ))
 }
 
 fn find_in_path(name: &Path) -> Option<PathBuf> {

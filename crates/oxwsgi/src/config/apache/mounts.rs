@@ -175,6 +175,7 @@ pub(super) fn layout<'a>(
                 .unwrap_or_else(|| GLOBAL_APPLICATION_GROUP.into()),
             pass_authorization: r.pass_authorization.unwrap_or(true),
             limit_request_body: r.limit_request_body,
+            preload: false,
         });
     }
     Ok(Layout {

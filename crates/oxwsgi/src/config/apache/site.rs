@@ -236,7 +236,7 @@ pub(super) fn build(ev: Evaluated) -> Result<(Site, Vec<Warning>), ConfigError> 
         hosts.len()
     };
     let defined = groups.into_iter().map(|(g, _)| g).collect();
-    let layout = layout(decls, statics, &settings, defined, &embedded, &mut warnings)?;
+    let mut layout = layout(decls, statics, &settings, defined, &embedded, &mut warnings)?;
     if hosts_with_mounts > 1 {
         warnings.push(Warning::new(
             WarningKind::Behaviour,
@@ -245,7 +245,7 @@ pub(super) fn build(ev: Evaluated) -> Result<(Site, Vec<Warning>), ConfigError> 
             ),
         ));
     }
-    import_warnings(&imports, &layout.mounts, &base, &mut warnings);
+    import_warnings(&imports, &mut layout.mounts, &base, &mut warnings);
     site.mounts = layout.mounts;
     site.statics = layout.statics;
     site.groups = layout.groups;
@@ -253,12 +253,13 @@ pub(super) fn build(ev: Evaluated) -> Result<(Site, Vec<Warning>), ConfigError> 
     Ok((site, warnings))
 }
 
-/// `WSGIImportScript`: nothing to do when it names a mounted script in
-/// that script's group (oxwsgi imports mounted applications when a daemon
-/// starts); anything else is not implemented.
+/// `WSGIImportScript`: when it names a mounted script in that script's
+/// group, the mount gets `preload` (oxwsgi imports `%{GLOBAL}` mounts when
+/// a daemon starts anyway; a named application group's sub-interpreter is
+/// then made at start-up too); anything else is not implemented.
 fn import_warnings(
     imports: &[&Item],
-    mounts: &[crate::config::model::Mount],
+    mounts: &mut [crate::config::model::Mount],
     base: &Path,
     warnings: &mut Vec<Warning>,
 ) {
@@ -274,11 +275,16 @@ fn import_warnings(
         };
         let group = option("process-group");
         let app_group = option("application-group");
-        let preloaded = mounts.iter().any(|m| {
-            m.app == crate::config::model::AppSource::Script(script.clone())
+        let mut preloaded = false;
+        for m in mounts.iter_mut() {
+            if m.app == crate::config::model::AppSource::Script(script.clone())
                 && group.is_none_or(|g| g == m.group)
                 && app_group.is_none_or(|a| a == m.application_group)
-        });
+            {
+                m.preload = true;
+                preloaded = true;
+            }
+        }
         if !preloaded {
             warnings.push(item.loc.warning(
                 WarningKind::Behaviour,

@@ -687,3 +687,22 @@ fn quoting_case_and_continuations() {
         "DIR/site.conf:1: group name \"my group\" must not contain ' '"
     );
 }
+
+#[test]
+fn import_script_of_a_mounted_script_preloads_it() {
+    let f = Files::new();
+    let (site, warnings) = f.load(
+        "WSGIDaemonProcess a threads=2\n\
+         WSGIScriptAlias /x /srv/apx/app.py process-group=a application-group=named\n\
+         WSGIScriptAlias /y /srv/apx/other.py process-group=a application-group=%{GLOBAL}\n\
+         WSGIImportScript /srv/apx/app.py process-group=a application-group=named\n",
+    );
+    assert!(site.mount("/x").preload);
+    assert!(!site.mount("/y").preload);
+    assert!(
+        !warnings
+            .iter()
+            .any(|w| w.message.contains("WSGIImportScript")),
+        "{warnings:?}"
+    );
+}

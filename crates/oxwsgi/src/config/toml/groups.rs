@@ -7,7 +7,7 @@ use super::group_hint;
 use super::reader::{Field, Span, Table};
 use crate::config::error::ConfigError;
 use crate::config::group_keys::{self, GROUP_KEYS, TIMEOUT_KEYS};
-use crate::config::model::{expand_display_name, Group, PythonChoice};
+use crate::config::model::{expand_display_name, Group, InterpreterGil, PythonChoice};
 use crate::config::names;
 
 /// `[groups.NAME]`, quoting the name when TOML would need it.
@@ -110,6 +110,13 @@ fn read_group(name: &str, t: &Table<'_>) -> Result<Group, ConfigError> {
     }
     if let Some(f) = t.get("memory-limit") {
         g.memory_limit = group_keys::off_if_zero(f.size()?);
+    }
+    if let Some(f) = t.get("interpreter-gil") {
+        g.interpreter_gil = Some(match f.str()? {
+            "shared" => InterpreterGil::Shared,
+            "own" => InterpreterGil::Own,
+            _ => return Err(f.expected("\"shared\" or \"own\" (own needs Python 3.12 or later)")),
+        });
     }
     if let Some(f) = t.get("listen-backlog") {
         g.listen_backlog = Some(f.count(0)?);

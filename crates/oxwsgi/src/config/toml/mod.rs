@@ -50,6 +50,7 @@ pub(super) const MOUNT_KEYS: &[&str] = &[
     "application-group",
     "pass-authorization",
     "limit-request-body",
+    "preload",
 ];
 
 pub(super) const STATIC_KEYS: &[&str] = &["path", "dir"];

@@ -107,6 +107,10 @@ fn read_mount(t: &Table<'_>) -> Result<PendingMount, ConfigError> {
         Some(f) => Some(body_limit(f.size()?)),
         None => None,
     };
+    let preload = match t.get("preload") {
+        Some(f) => f.bool()?,
+        None => false,
+    };
     let group = match t.get("group") {
         Some(f) => {
             let name = f.non_empty_str()?.to_string();
@@ -123,6 +127,7 @@ fn read_mount(t: &Table<'_>) -> Result<PendingMount, ConfigError> {
             application_group,
             pass_authorization,
             limit_request_body,
+            preload,
         },
         group,
         header: t.span.clone(),

@@ -89,6 +89,7 @@ fn the_mission_config() {
         application_group: "%{GLOBAL}".into(),
         pass_authorization: true,
         limit_request_body: None,
+        preload: false,
     };
     assert_eq!(
         site,
@@ -303,6 +304,7 @@ interrupt-timeout = 0
             umask: Some(0o027),
             lang: Some("en_US.UTF-8".into()),
             locale: Some("C.UTF-8".into()),
+            interpreter_gil: None,
         }
     );
 }
@@ -920,4 +922,33 @@ fn the_two_apps_example_file() {
         AppSource::Script(base("api/two/wsgi.py"))
     );
     assert_eq!(site.mounts[1].application_group, GLOBAL_APPLICATION_GROUP);
+}
+
+#[test]
+fn preload_and_interpreter_gil() {
+    let site = ok(r#"
+[groups.g]
+interpreter-gil = "own"
+
+[[mount]]
+path = "/a"
+module = "a"
+group = "g"
+application-group = "isolated"
+preload = true
+
+[[mount]]
+path = "/b"
+module = "b"
+"#);
+    assert!(site.mounts[0].preload);
+    assert!(!site.mounts[1].preload);
+    let g = site.groups.iter().find(|g| g.name == "g").unwrap();
+    assert_eq!(
+        g.interpreter_gil,
+        Some(crate::config::model::InterpreterGil::Own)
+    );
+    let e = err("[groups.g]\ninterpreter-gil = \"mine\"");
+    assert!(e.contains("interpreter-gil"), "{e}");
+    assert!(e.contains("\"shared\" or \"own\""), "{e}");
 }
