@@ -11,6 +11,14 @@ use oxwsgi::server::SiteLoader;
 
 fn main() -> ExitCode {
     let cli = Cli::parse_or_exit();
+    if matches!(cli.command, Command::Serve(_) | Command::Run(_)) {
+        // Socket activation: adopt systemd's descriptors before anything
+        // else opens one.
+        if let Err(error) = oxwsgi::systemd::take_inherited_listeners() {
+            eprintln!("oxwsgi: {error}");
+            return ExitCode::from(2);
+        }
+    }
     let mut reload: Option<SiteLoader> = None;
     let site = match &cli.command {
         Command::Serve(args) => config::from_serve_args(args),
@@ -28,10 +36,7 @@ fn main() -> ExitCode {
         }
         Command::Check(args) => return check(&args.config),
         Command::Convert(args) => return convert(&args.apache_conf),
-        other => {
-            eprintln!("oxwsgi: `{}` is not implemented yet", other.name());
-            return ExitCode::from(1);
-        }
+        Command::Status(args) => return status(args),
     };
     let site = match site {
         Ok(site) => site,
@@ -86,6 +91,36 @@ fn check(path: &std::path::Path) -> ExitCode {
     };
     print!("{}", config::check::report(path, format, &site, &warnings));
     ExitCode::SUCCESS
+}
+
+/// `oxwsgi status`: the admin address from `--admin`, else the config
+/// file's `admin`, else the default; exit 2 when the server cannot be read.
+fn status(args: &oxwsgi::cli::StatusArgs) -> ExitCode {
+    let addr = match (args.admin, &args.config) {
+        (Some(addr), _) => addr,
+        (None, Some(path)) => match config::load(path) {
+            Ok(site) => match site.admin {
+                Some(addr) => addr,
+                None => {
+                    eprintln!(
+                        "oxwsgi: {} sets no `admin` address; give one with --admin",
+                        path.display()
+                    );
+                    return ExitCode::from(1);
+                }
+            },
+            Err(error) => {
+                eprintln!("oxwsgi: {error}");
+                return ExitCode::from(1);
+            }
+        },
+        (None, None) => match oxwsgi::cli::DEFAULT_STATUS_ADMIN.parse() {
+            Ok(addr) => addr,
+            Err(_) => return ExitCode::from(1),
+        },
+    };
+    let watch = args.watch.then_some(args.interval);
+    ExitCode::from(oxwsgi::status_cmd::run(addr, args.json, watch))
 }
 
 /// `oxwsgi convert FILE`: the native TOML on stdout, the loader's warnings

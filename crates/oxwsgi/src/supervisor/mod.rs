@@ -14,11 +14,11 @@ use tokio::task::JoinHandle;
 
 use crate::config::model::Site;
 use crate::dispatch::SlotPool;
-use process::{run_position, PositionState, Reporting, RestartCounts};
+use process::{run_position, PositionState, Reporting, RestartCounts, RestartObserver};
 use spawn::{resolve_identity, resolve_python, resolve_worker_lib, DaemonSpec};
 
 /// A group as the rest of the front sees it while running.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct GroupRuntime {
     pub name: String,
     pub processes: usize,
@@ -26,6 +26,16 @@ pub struct GroupRuntime {
     pub pool: Arc<SlotPool>,
     pub positions: Vec<watch::Receiver<PositionState>>,
     pub restarts: Arc<RestartCounts>,
+}
+
+impl GroupRuntime {
+    /// How many of its process positions have a ready daemon.
+    pub fn ready_processes(&self) -> usize {
+        self.positions
+            .iter()
+            .filter(|p| matches!(*p.borrow(), PositionState::Ready { .. }))
+            .count()
+    }
 }
 
 /// Where a mount's requests go: a group and the mount's id in that group.
@@ -57,6 +67,15 @@ impl Supervisor {
     /// Starts every group's processes. Returns once they are launched, not
     /// once they are ready: requests queue until slots appear.
     pub fn start(site: &Site) -> Result<Self, StartError> {
+        Self::start_observed(site, None)
+    }
+
+    /// As [`Supervisor::start`]; every restart is also reported to
+    /// `observer` (the server's metrics).
+    pub fn start_observed(
+        site: &Site,
+        observer: Option<RestartObserver>,
+    ) -> Result<Self, StartError> {
         let worker_lib = resolve_worker_lib().map_err(|message| StartError {
             group: "*".into(),
             message,
@@ -97,7 +116,10 @@ impl Supervisor {
         let mut tasks = Vec::new();
         for spec in specs {
             let pool = SlotPool::with_backlog(spec.group.listen_backlog);
-            let restarts = Arc::new(RestartCounts::default());
+            let restarts = Arc::new(RestartCounts::observed(
+                spec.group.name.clone(),
+                observer.clone(),
+            ));
             let mut positions = Vec::with_capacity(spec.group.processes);
             for index in 0..spec.group.processes {
                 let (state, state_rx) = watch::channel(PositionState::Starting);

@@ -58,16 +58,42 @@ impl RestartCause {
     }
 }
 
+/// Told of every restart: `(group, cause label)`.
+pub type RestartObserver = Arc<dyn Fn(&str, &'static str) + Send + Sync>;
+
 /// Restarts of a group's processes, counted by cause.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RestartCounts {
     counts: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    group: String,
+    observer: Option<RestartObserver>,
+}
+
+impl std::fmt::Debug for RestartCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestartCounts")
+            .field("group", &self.group)
+            .field("counts", &self.snapshot())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RestartCounts {
+    /// Counts for `group`, each restart also reported to `observer`.
+    pub fn observed(group: String, observer: Option<RestartObserver>) -> Self {
+        Self {
+            counts: Default::default(),
+            group,
+            observer,
+        }
+    }
+
     pub fn add(&self, cause: RestartCause) {
         if let Ok(mut counts) = self.counts.lock() {
             *counts.entry(cause.as_str()).or_default() += 1;
+        }
+        if let Some(observer) = &self.observer {
+            observer(&self.group, cause.as_str());
         }
     }
 
