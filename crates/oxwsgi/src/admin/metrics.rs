@@ -13,9 +13,9 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::histogram::DurationHistogram;
 use super::GroupView;
 
 /// The `group` label of requests no group answered (404, front errors,
@@ -55,8 +55,8 @@ struct RestartLabels {
 pub struct Metrics {
     registry: Registry,
     requests: Family<StatusLabels, Counter>,
-    duration: Family<GroupLabel, Histogram>,
-    queue_wait: Family<GroupLabel, Histogram>,
+    duration: Family<GroupLabel, DurationHistogram, fn() -> DurationHistogram>,
+    queue_wait: Family<GroupLabel, DurationHistogram, fn() -> DurationHistogram>,
     bytes_in: Family<GroupLabel, Counter>,
     bytes_out: Family<GroupLabel, Counter>,
     restarts: Family<RestartLabels, Counter>,
@@ -97,11 +97,11 @@ impl Metrics {
             "Requests answered, by group and status class",
             requests.clone(),
         );
-        let duration = Family::<GroupLabel, Histogram>::new_with_constructor(
-            (|| Histogram::new(DURATION_BUCKETS)) as fn() -> Histogram,
+        let duration = Family::<GroupLabel, DurationHistogram, _>::new_with_constructor(
+            (|| DurationHistogram::new(&DURATION_BUCKETS)) as fn() -> DurationHistogram,
         );
-        let queue_wait = Family::<GroupLabel, Histogram>::new_with_constructor(
-            (|| Histogram::new(QUEUE_BUCKETS)) as fn() -> Histogram,
+        let queue_wait = Family::<GroupLabel, DurationHistogram, _>::new_with_constructor(
+            (|| DurationHistogram::new(&QUEUE_BUCKETS)) as fn() -> DurationHistogram,
         );
         registry.register(
             "oxwsgi_request_duration_seconds",
@@ -263,8 +263,8 @@ pub const RESTART_REASONS: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct GroupMetrics {
     requests: Arc<[Counter; 5]>,
-    duration: Histogram,
-    queue_wait: Histogram,
+    duration: DurationHistogram,
+    queue_wait: DurationHistogram,
     bytes_in: Counter,
     pub bytes_out: Counter,
 }
@@ -274,8 +274,8 @@ impl Default for GroupMetrics {
     fn default() -> Self {
         Self {
             requests: Arc::new(Default::default()),
-            duration: Histogram::new(DURATION_BUCKETS),
-            queue_wait: Histogram::new(QUEUE_BUCKETS),
+            duration: DurationHistogram::new(&DURATION_BUCKETS),
+            queue_wait: DurationHistogram::new(&QUEUE_BUCKETS),
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
         }
@@ -293,12 +293,12 @@ impl GroupMetrics {
             _ => 4,
         };
         self.requests[class].inc();
-        self.duration.observe(elapsed.as_secs_f64());
+        self.duration.observe(elapsed);
     }
 
     /// Records how long a request waited for a thread.
     pub fn queued(&self, waited: Duration) {
-        self.queue_wait.observe(waited.as_secs_f64());
+        self.queue_wait.observe(waited);
     }
 
     /// Records request body bytes received.

@@ -7,6 +7,7 @@
 //! counters survive SIGHUP.
 
 pub mod healthz;
+pub mod histogram;
 pub mod metrics;
 pub mod status_json;
 
