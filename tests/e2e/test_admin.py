@@ -151,6 +151,7 @@ def test_busy_threads_queue_and_requests_in_flight(running):
         status = admin.status()
         group = status["groups"][0]
         assert group["queued"] == 1 and group["busy"] == 2
+        assert 0 < group["oldest_wait"] < 10
         current = group["processes"][0]["current"]
         assert [c["path"] for c in current] == ["/app/sleep", "/app/sleep"], current
         assert all(0 <= c["age"] < 10 for c in current)
@@ -158,6 +159,8 @@ def test_busy_threads_queue_and_requests_in_flight(running):
         for t in threads:
             t.join(30)
     # The queued request waited about as long as a sleeper ran.
+    group = admin.status()["groups"][0]
+    assert group["oldest_wait"] == 0 and group["mean_wait"] > 0.1, group
     text = admin.metrics()
     assert metric(text, "oxwsgi_queue_wait_seconds_bucket", group="g", le="0.5") < metric(
         text, "oxwsgi_queue_wait_seconds_count", group="g"
@@ -247,7 +250,7 @@ def test_status_command_json_and_table(running):
     lines = done.stdout.splitlines()
     assert re.match(rf"oxwsgi at 127\.0\.0\.1:{admin.port}  pid {srv.pid}  ready  up \d+s", lines[0]), lines
     group_line = next(line for line in lines if line.startswith("GROUP "))
-    assert re.match(r"GROUP g  processes 1/1  busy 1/2  queued 0  restarts 0$", group_line), group_line
+    assert re.match(r"GROUP g  processes 1/1  busy 1/2  queued 0  wait [\d.]+m?s  restarts 0$", group_line), group_line
     header = lines[lines.index(group_line) + 1].split()
     assert header == ["PID", "TITLE", "BUSY", "REQUESTS", "RSS", "AGE"]
     row = lines[lines.index(group_line) + 2].split()

@@ -159,10 +159,23 @@ fn render_group(out: &mut String, group: &Group, now: f64) {
             .collect();
         format!("{} ({})", group.restarts, reasons.join(", "))
     };
+    let queue = if group.queued > 0 {
+        format!(
+            "{} (oldest {})",
+            group.queued,
+            age_precise(group.oldest_wait).trim_start()
+        )
+    } else {
+        "0".to_owned()
+    };
     let _ = writeln!(
         out,
-        "GROUP {}  processes {ready}/{}  busy {}/{total_threads}  queued {}  restarts {restarts}",
-        group.name, group.configured_processes, group.busy, group.queued
+        "GROUP {}  processes {ready}/{}  busy {}/{total_threads}  queued {queue}  \
+         wait {}  restarts {restarts}",
+        group.name,
+        group.configured_processes,
+        group.busy,
+        wait(group.mean_wait)
     );
     let _ = writeln!(
         out,
@@ -184,7 +197,10 @@ fn render_group(out: &mut String, group: &Group, now: f64) {
             process.rss.map_or_else(|| "-".to_owned(), size),
             age(now - process.started_at),
         );
-        for current in &process.current {
+        // Longest-running first: the one to look at.
+        let mut current: Vec<_> = process.current.iter().collect();
+        current.sort_by(|a, b| b.age.total_cmp(&a.age));
+        for current in current {
             let _ = writeln!(
                 out,
                 "           {} {}",
@@ -228,6 +244,17 @@ fn age(seconds: f64) -> String {
         60..3600 => format!("{}m{:02}s", s / 60, s % 60),
         3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
         _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// A mean queue wait: `0.2ms`, `35ms`, `1.25s`.
+fn wait(seconds: f64) -> String {
+    if seconds < 0.001 {
+        format!("{:.1}ms", seconds * 1000.0)
+    } else if seconds < 1.0 {
+        format!("{:.0}ms", seconds * 1000.0)
+    } else {
+        format!("{seconds:.2}s")
     }
 }
 
@@ -286,6 +313,8 @@ mod tests {
                 ],
                 starting: 0,
                 queued: 3,
+                oldest_wait: 1.25,
+                mean_wait: 0.0153,
                 busy: 1,
                 idle: 29,
                 restarts: 1,
@@ -300,7 +329,7 @@ mod tests {
         let expected = "\
 oxwsgi at 127.0.0.1:9100  pid 100  ready  up 1h00m
 
-GROUP app_one  processes 2/2  busy 1/30  queued 3  restarts 1 (crash 1)
+GROUP app_one  processes 2/2  busy 1/30  queued 3 (oldest 1.2s)  wait 15ms  restarts 1 (crash 1)
   PID      TITLE                         BUSY  REQUESTS       RSS      AGE
   4242     (wsgi:app_one)                1/15      1042     45.0M   58m20s
              3.2s /api/slow
@@ -317,6 +346,9 @@ GROUP app_one  processes 2/2  busy 1/30  queued 3  restarts 1 (crash 1)
         assert_eq!(age(90000.0), "1d01h");
         assert_eq!(age(-3.0), "0s");
         assert_eq!(truncate("abcdef", 4), "abc…");
+        assert_eq!(wait(0.0002), "0.2ms");
+        assert_eq!(wait(0.035), "35ms");
+        assert_eq!(wait(1.254), "1.25s");
     }
 
     #[test]

@@ -65,6 +65,11 @@ impl DurationHistogram {
     pub fn count(&self) -> u64 {
         self.inner.count.load(Ordering::Relaxed)
     }
+
+    /// The sum of the observations so far.
+    pub fn sum(&self) -> Duration {
+        Duration::from_nanos(self.inner.sum_nanos.load(Ordering::Relaxed))
+    }
 }
 
 impl TypedMetric for DurationHistogram {

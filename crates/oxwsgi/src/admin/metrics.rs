@@ -217,6 +217,17 @@ impl Metrics {
         found
     }
 
+    /// How many requests of `group` waited for a thread, and for how long
+    /// in all.
+    pub fn queue_wait_of(&self, group: &str) -> (u64, Duration) {
+        let label = GroupLabel {
+            group: group.to_owned(),
+        };
+        self.queue_wait
+            .get(&label)
+            .map_or((0, Duration::ZERO), |h| (h.count(), h.sum()))
+    }
+
     /// The Prometheus text exposition, with the gauges read from `groups`.
     pub fn render(&self, groups: &[GroupView]) -> String {
         let _scrape = self.scrape.lock().unwrap_or_else(|p| p.into_inner());

@@ -40,6 +40,13 @@ pub struct Group {
     pub starting: usize,
     /// Requests waiting in the queue for a free thread.
     pub queued: usize,
+    /// Seconds the oldest of them has waited so far (0 when none waits).
+    #[serde(default)]
+    pub oldest_wait: f64,
+    /// Mean queue wait, in seconds, of the requests the group took since
+    /// the server started.
+    #[serde(default)]
+    pub mean_wait: f64,
     pub busy: usize,
     pub idle: usize,
     /// Process restarts since the server started, all reasons.
@@ -121,8 +128,15 @@ fn group(view: &GroupView, metrics: &Metrics) -> Group {
     let load = view.pool.load();
     let restarts_by_reason: std::collections::BTreeMap<String, u64> =
         metrics.restarts_of(&view.name).into_iter().collect();
+    let (waited, waited_for) = metrics.queue_wait_of(&view.name);
     Group {
         name: view.name.clone(),
+        oldest_wait: view.pool.oldest_waiting().map_or(0.0, |d| d.as_secs_f64()),
+        mean_wait: if waited == 0 {
+            0.0
+        } else {
+            waited_for.as_secs_f64() / waited as f64
+        },
         configured_processes: view.processes,
         threads: view.threads,
         starting: view.positions.len().saturating_sub(view.ready_processes()),

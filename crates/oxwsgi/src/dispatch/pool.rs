@@ -104,6 +104,7 @@ struct Current {
 struct Waiter {
     sender: oneshot::Sender<Slot>,
     uri: hyper::Uri,
+    since: Instant,
 }
 
 impl ProcessEntry {
@@ -228,7 +229,11 @@ impl SlotPool {
                 }
             }
             let (sender, receiver) = oneshot::channel();
-            state.waiters.push_back(Waiter { sender, uri });
+            state.waiters.push_back(Waiter {
+                sender,
+                uri,
+                since: Instant::now(),
+            });
             receiver
         };
         match receiver.await {
@@ -323,6 +328,15 @@ impl SlotPool {
             .iter()
             .filter(|w| !w.sender.is_closed())
             .count()
+    }
+
+    /// How long the oldest request still waiting has waited.
+    pub fn oldest_waiting(&self) -> Option<std::time::Duration> {
+        self.lock()
+            .waiters
+            .iter()
+            .find(|w| !w.sender.is_closed())
+            .map(|w| w.since.elapsed())
     }
 
     /// Every process's state, for `/status`, in the order they were added.
@@ -432,7 +446,7 @@ impl PoolState {
         let Some(index) = self.processes.iter().position(|p| p.id == slot.process) else {
             return;
         };
-        while let Some(Waiter { sender, uri }) = self.waiters.pop_front() {
+        while let Some(Waiter { sender, uri, .. }) = self.waiters.pop_front() {
             let index_in_process = slot.index;
             match sender.send(slot) {
                 Ok(()) => {
@@ -569,6 +583,7 @@ mod tests {
         let second = tokio::spawn(async move { second_pool.lease().await.map(|l| l.finish()) });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(pool.queued(), 2);
+        assert!(pool.oldest_waiting().unwrap() >= Duration::from_millis(20));
         held.finish();
         first.await.unwrap().unwrap();
         second.await.unwrap().unwrap();
