@@ -250,7 +250,7 @@ def test_status_command_json_and_table(running):
     lines = done.stdout.splitlines()
     assert re.match(rf"oxwsgi at 127\.0\.0\.1:{admin.port}  pid {srv.pid}  ready  up \d+s", lines[0]), lines
     group_line = next(line for line in lines if line.startswith("GROUP "))
-    assert re.match(r"GROUP g  processes 1/1  busy 1/2  queued 0  wait [\d.]+m?s  restarts 0$", group_line), group_line
+    assert re.match(r"GROUP g  processes 1/1  busy 1/2  queued 0  wait [\d.]+(µs|ms|s)  restarts 0$", group_line), group_line
     header = lines[lines.index(group_line) + 1].split()
     assert header == ["PID", "TITLE", "BUSY", "REQUESTS", "RSS", "AGE"]
     row = lines[lines.index(group_line) + 2].split()

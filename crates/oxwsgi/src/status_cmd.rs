@@ -247,10 +247,10 @@ fn age(seconds: f64) -> String {
     }
 }
 
-/// A mean queue wait: `0.2ms`, `35ms`, `1.25s`.
+/// A mean queue wait: `13µs`, `35ms`, `1.25s`.
 fn wait(seconds: f64) -> String {
     if seconds < 0.001 {
-        format!("{:.1}ms", seconds * 1000.0)
+        format!("{:.0}µs", seconds * 1e6)
     } else if seconds < 1.0 {
         format!("{:.0}ms", seconds * 1000.0)
     } else {
@@ -346,7 +346,8 @@ GROUP app_one  processes 2/2  busy 1/30  queued 3 (oldest 1.2s)  wait 15ms  rest
         assert_eq!(age(90000.0), "1d01h");
         assert_eq!(age(-3.0), "0s");
         assert_eq!(truncate("abcdef", 4), "abc…");
-        assert_eq!(wait(0.0002), "0.2ms");
+        assert_eq!(wait(0.0002), "200µs");
+        assert_eq!(wait(0.0), "0µs");
         assert_eq!(wait(0.035), "35ms");
         assert_eq!(wait(1.254), "1.25s");
     }
