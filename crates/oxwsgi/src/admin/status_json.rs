@@ -126,8 +126,7 @@ fn group(view: &GroupView, metrics: &Metrics) -> Group {
         })
         .collect();
     let load = view.pool.load();
-    let restarts_by_reason: std::collections::BTreeMap<String, u64> =
-        metrics.restarts_of(&view.name).into_iter().collect();
+    let restarts_by_reason = metrics.restarts_of(&view.name);
     let (waited, waited_for) = metrics.queue_wait_of(&view.name);
     Group {
         name: view.name.clone(),
@@ -149,20 +148,26 @@ fn group(view: &GroupView, metrics: &Metrics) -> Group {
     }
 }
 
-/// A process's title from `/proc/PID/cmdline` (the daemon rewrites its argv
-/// to its display-name).
+/// A process's title from `/proc/PID/cmdline`: what `ps` shows (the daemon
+/// rewrites its argv to its `display-name`).
 fn title(pid: u32) -> String {
-    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return String::new();
-    };
-    let text = String::from_utf8_lossy(&raw);
-    let joined = text
-        .split('\0')
-        .filter(|part| !part.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
-    // The bootstrap's `-c <source>` is long; keep the first line.
-    joined.lines().next().unwrap_or("").trim().to_owned()
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| title_of(&raw))
+        .unwrap_or_default()
+}
+
+/// A command line's title. Without a display-name a daemon is still
+/// `PYTHON -c BOOTSTRAP`: shown as `python -c …`, not the bootstrap's code.
+fn title_of(cmdline: &[u8]) -> String {
+    let text = String::from_utf8_lossy(cmdline);
+    let args: Vec<&str> = text.split('\0').filter(|a| !a.is_empty()).collect();
+    match args.as_slice() {
+        [program, "-c", ..] => {
+            let name = program.rsplit('/').next().unwrap_or(program);
+            format!("{name} -c …")
+        }
+        _ => args.join(" ").trim().to_owned(),
+    }
 }
 
 fn epoch(time: SystemTime) -> f64 {
@@ -207,7 +212,17 @@ mod tests {
     }
 
     #[test]
-    fn own_title_is_read() {
+    fn titles() {
         assert!(!title(std::process::id()).is_empty());
+        assert_eq!(title_of(b"(wsgi:app_one)\0\0\0\0"), "(wsgi:app_one)");
+        assert_eq!(
+            title_of(b"/venv/bin/python\0-c\0import os\nrun()\0"),
+            "python -c …"
+        );
+        assert_eq!(
+            title_of(b"oxwsgi\0run\0site.toml\0"),
+            "oxwsgi run site.toml"
+        );
+        assert_eq!(title_of(b""), "");
     }
 }
