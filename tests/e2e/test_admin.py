@@ -411,3 +411,26 @@ def admin_ok(admin):
         return admin.get("/healthz").status == 200
     except (OSError, oxhttp.ConnectionClosed, oxhttp.Timeout):
         return False
+
+
+def test_run_admin_option_for_an_apache_site_file(server, app_file):
+    """`run site.conf --admin ADDR`: an Apache file has no admin setting."""
+    srv = server()
+    srv.port = free_port()
+    conf = srv.workdir / "site.conf"
+    conf.write_text(
+        f"Listen 127.0.0.1:{srv.port}\n"
+        "WSGIDaemonProcess g processes=1 threads=2\n"
+        f"WSGIScriptAlias /app {app_file} process-group=g application-group=%{{GLOBAL}}\n"
+    )
+    admin = Admin(free_port())
+    srv.start([binary(), "run", str(conf), "--admin", f"127.0.0.1:{admin.port}"], ready=("/app",))
+    assert admin.get("/healthz").status == 200
+    assert [g["name"] for g in admin.status()["groups"]] == ["g"]
+    done = subprocess.run(
+        [binary(), "run", str(conf), "--admin", f"127.0.0.1:{srv.port}"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert done.returncode == 1 and "need an address of their own" in done.stderr, done.stderr

@@ -58,7 +58,7 @@ pub enum Command {
     /// Quick start: serve one application.
     Serve(Box<ServeArgs>),
     /// Run a site from a config file (.toml native; otherwise an Apache site file).
-    Run(ConfigArg),
+    Run(RunArgs),
     /// Validate a config file, print the effective layout and warnings.
     Check(ConfigArg),
     /// Print the native TOML equivalent of an Apache site file.
@@ -87,6 +87,19 @@ pub struct ConfigArg {
     /// an Apache site file.
     #[arg(value_name = "CONFIG")]
     pub config: PathBuf,
+}
+
+/// `run CONFIG [--admin HOST:PORT]`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The site's config file: native TOML when it ends in .toml, otherwise
+    /// an Apache site file.
+    #[arg(value_name = "CONFIG")]
+    pub config: PathBuf,
+    /// Address for /healthz, /status and /metrics, instead of the config's
+    /// `admin` (an Apache site file has no such setting).
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_addr)]
+    pub admin: Option<SocketAddr>,
 }
 
 /// `convert APACHE_CONF`.
@@ -455,6 +468,14 @@ mod tests {
         assert_eq!(run.name(), "run");
         let Command::Run(a) = run else { panic!() };
         assert_eq!(a.config, PathBuf::from("site.toml"));
+        assert_eq!(a.admin, None);
+        let Command::Run(a) = parse(&["run", "site.conf", "--admin", "127.0.0.1:9100"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(a.admin, Some("127.0.0.1:9100".parse().unwrap()));
         let Command::Check(a) = parse(&["check", "site.conf"]).unwrap().command else {
             panic!()
         };

@@ -24,15 +24,27 @@ fn main() -> ExitCode {
         Command::Serve(args) => config::from_serve_args(args),
         Command::Run(args) => {
             let path = args.config.clone();
+            let admin = args.admin;
             reload = Some(Box::new(move || {
-                config::load(&path).map_err(|error| error.to_string())
+                config::load(&path)
+                    .map_err(|error| error.to_string())
+                    .and_then(|site| with_admin(site, admin))
             }));
-            config::load_with_warnings(&args.config).map(|(site, warnings)| {
-                for warning in &warnings {
-                    eprintln!("oxwsgi: warning: {warning}");
+            match config::load_with_warnings(&args.config) {
+                Ok((site, warnings)) => {
+                    for warning in &warnings {
+                        eprintln!("oxwsgi: warning: {warning}");
+                    }
+                    match with_admin(site, args.admin) {
+                        Ok(site) => Ok(site),
+                        Err(error) => {
+                            eprintln!("oxwsgi: {error}");
+                            return ExitCode::from(1);
+                        }
+                    }
                 }
-                site
-            })
+                Err(error) => Err(error),
+            }
         }
         Command::Check(args) => return check(&args.config),
         Command::Convert(args) => return convert(&args.apache_conf),
@@ -91,6 +103,19 @@ fn check(path: &std::path::Path) -> ExitCode {
     };
     print!("{}", config::check::report(path, format, &site, &warnings));
     ExitCode::SUCCESS
+}
+
+/// `run --admin`: the admin address instead of the config's.
+fn with_admin(mut site: Site, admin: Option<std::net::SocketAddr>) -> Result<Site, String> {
+    if let Some(admin) = admin {
+        if site.listen.contains(&admin) {
+            return Err(format!(
+                "--admin: {admin} is also a listen address: the admin endpoints need an address of their own"
+            ));
+        }
+        site.admin = Some(admin);
+    }
+    Ok(site)
 }
 
 /// `oxwsgi status`: the admin address from `--admin`, else the config

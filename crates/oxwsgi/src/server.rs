@@ -244,6 +244,9 @@ async fn reload_site(
     if site.listen != current.site.listen {
         tracing::warn!("listen addresses changed: they take effect only after a restart");
     }
+    if site.admin != current.site.admin {
+        tracing::warn!("the admin address changed: it takes effect only after a restart");
+    }
     let (next, next_front) = match Running::start(site, admin) {
         Ok(started) => started,
         Err(error) => {
