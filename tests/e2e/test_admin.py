@@ -115,13 +115,17 @@ def test_a_request_increments_the_counters(running):
     for _ in range(3):
         assert oxhttp.get(srv.port, "/app/x").status == 200
     assert oxhttp.get(srv.port, "/nothing-here").status == 404
+    body_in = dict(name="oxwsgi_request_body_bytes_total", group="g")
+    assert oxhttp.request(srv.port, "POST", "/app/x", body=b"x" * 1000).status == 200
+    assert oxhttp.request(srv.port, "POST", "/app/x", body=b"y" * 200_000).status == 200
     after = admin.metrics()
+    assert metric(after, **body_in) - metric(before, **body_in) == 201_000, after
     two = dict(name="oxwsgi_requests_total", group="g", status="2xx")
-    assert metric(after, **two) - metric(before, **two) == 3, after
+    assert metric(after, **two) - metric(before, **two) == 5, after
     assert metric(after, "oxwsgi_requests_total", group="-", status="4xx") >= 1
     dur = dict(name="oxwsgi_request_duration_seconds_count", group="g")
-    assert metric(after, **dur) - metric(before, **dur) == 3
-    assert metric(after, "oxwsgi_queue_wait_seconds_count", group="g") >= 3
+    assert metric(after, **dur) - metric(before, **dur) == 5
+    assert metric(after, "oxwsgi_queue_wait_seconds_count", group="g") >= 5
     assert metric(after, "oxwsgi_response_body_bytes_total", group="g") > 0
     assert metric(after, "oxwsgi_busy_threads", group="g") == 0
     assert metric(after, "oxwsgi_idle_threads", group="g") == 2
@@ -434,3 +438,28 @@ def test_run_admin_option_for_an_apache_site_file(server, app_file):
         timeout=20,
     )
     assert done.returncode == 1 and "need an address of their own" in done.stderr, done.stderr
+
+
+def test_socket_activation_refuses_a_non_tcp_socket(tmp_path, app_file):
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    unix.bind(str(tmp_path / "s.sock"))
+    unix.listen(1)
+    config = tmp_path / "site.toml"
+    config.write_text(
+        f'listen = ["127.0.0.1:{free_port()}"]\n'
+        f'[[mount]]\npath = "/"\nscript = "{app_file}"\n'
+    )
+    sock_fd = unix.fileno()
+    try:
+        done = subprocess.run(
+            ["/bin/sh", "-c", 'export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" run "$1"', binary(), str(config)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            pass_fds=(3,),
+            preexec_fn=lambda: os.dup2(sock_fd, 3),
+        )
+    finally:
+        unix.close()
+    assert done.returncode == 2, done
+    assert "descriptor 3 is not a TCP socket" in done.stderr, done.stderr

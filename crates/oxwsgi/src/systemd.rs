@@ -116,12 +116,21 @@ pub fn take_inherited_listeners() -> std::io::Result<usize> {
             std::io::Error::other(format!("LISTEN_FDS: descriptor {fd} is not a socket: {e}"))
         })?;
         // SAFETY: systemd passed descriptors LISTEN_FDS_START.. to this
-        // process (LISTEN_PID is ours), nothing else in it owns them, this
-        // runs once before any other descriptor is opened, and getsockname
-        // just confirmed `fd` is an open socket.
+        // process (LISTEN_PID is ours) and nothing else in it owns them: this
+        // runs before any other descriptor is opened, and a second call
+        // adopts nothing (LISTEN_* were removed above). getsockname just
+        // confirmed `fd` is an open socket.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
         fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(std::io::Error::from)?;
+        let stream = nix::sys::socket::getsockopt(&owned, nix::sys::socket::sockopt::SockType)
+            .is_ok_and(|kind| kind == nix::sys::socket::SockType::Stream);
         let listener = std::net::TcpListener::from(owned);
+        // An IPv4/IPv6 address: a Unix or UDP socket is no use to oxwsgi.
+        if !stream || listener.local_addr().is_err() {
+            return Err(std::io::Error::other(format!(
+                "LISTEN_FDS: descriptor {fd} is not a TCP socket (oxwsgi serves HTTP over TCP)"
+            )));
+        }
         listener.set_nonblocking(true)?;
         adopted.push(listener);
     }
