@@ -463,3 +463,30 @@ def test_socket_activation_refuses_a_non_tcp_socket(tmp_path, app_file):
         unix.close()
     assert done.returncode == 2, done
     assert "descriptor 3 is not a TCP socket" in done.stderr, done.stderr
+
+
+def test_healthz_503_while_an_app_fails_to_import(server, app_file, tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('no database')\n")
+    admin = Admin(free_port())
+    cfg = {
+        "access-log": False,
+        "admin": f"127.0.0.1:{admin.port}",
+        "groups": {"good": {"threads": 2}, "bad": {"threads": 2}},
+        "mount": [
+            {"path": "/app", "script": str(app_file), "group": "good"},
+            {"path": "/broken", "script": str(broken), "group": "bad"},
+        ],
+    }
+    srv = server().start_run(cfg, ready=("/app", "/broken"))
+    assert oxhttp.get(srv.port, "/broken").status == 500
+    r = admin.get("/healthz")
+    assert r.status == 503, r
+    assert r.body == b"an application failed to import in group bad (see the error log)\n"
+    groups = {g["name"]: g for g in admin.status()["groups"]}
+    assert groups["bad"]["import_failures"] == 1 and groups["good"]["import_failures"] == 0
+    # Fixing the script replaces the process (code-changed): healthy again.
+    broken.write_text(APP)
+    assert wait_for(lambda: admin.get("/healthz").status == 200, timeout=30), admin.get("/healthz")
+    assert oxhttp.get(srv.port, "/broken").status == 200
+    assert admin.status()["groups"][1]["restarts_by_reason"] == {"code-changed": 1}

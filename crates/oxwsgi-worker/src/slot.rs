@@ -57,6 +57,7 @@ fn serve(py: Python<'_>, worker: &Worker, stream: UnixStream) -> Result<(), Slot
     let mut hello = Vec::new();
     Hello {
         pid: std::process::id(),
+        failed_imports: worker.mounts.iter().filter(|m| m.app.is_none()).count() as u32,
     }
     .encode(&mut hello);
     py.detach(|| (&*out).write_all(&hello))

@@ -212,6 +212,13 @@ fn render_group(out: &mut String, group: &Group, now: f64) {
     if group.starting > 0 {
         let _ = writeln!(out, "  ({} starting)", group.starting);
     }
+    if group.import_failures > 0 {
+        let _ = writeln!(
+            out,
+            "  ({} with an application that failed to import: see the error log)",
+            group.import_failures
+        );
+    }
 }
 
 fn truncate(text: &str, width: usize) -> String {
@@ -312,6 +319,7 @@ mod tests {
                     },
                 ],
                 starting: 0,
+                import_failures: 0,
                 queued: 3,
                 oldest_wait: 1.25,
                 mean_wait: 0.0153,

@@ -1,5 +1,6 @@
 //! `GET /healthz`: 200 "ok" once every process of every group is up with its
-//! apps imported; 503 with the reason before that and while stopping.
+//! apps imported; 503 with the reason before that, while stopping, and while
+//! a daemon runs with an app that failed to import.
 
 use super::GroupView;
 use crate::supervisor::process::PositionState;
@@ -22,10 +23,21 @@ pub fn health(groups: &[GroupView], stopping: bool) -> Result<(), String> {
             })
         })
         .collect();
-    if waiting.is_empty() {
+    if !waiting.is_empty() {
+        return Err(format!("starting: {}", waiting.join("; ")));
+    }
+    let failed: Vec<&str> = groups
+        .iter()
+        .filter(|group| group.import_failures() > 0)
+        .map(|group| group.name.as_str())
+        .collect();
+    if failed.is_empty() {
         Ok(())
     } else {
-        Err(format!("starting: {}", waiting.join("; ")))
+        Err(format!(
+            "an application failed to import in group {} (see the error log)",
+            failed.join(", ")
+        ))
     }
 }
 
@@ -49,6 +61,7 @@ mod tests {
             processes: states.len(),
             threads: 2,
             pool: SlotPool::new(),
+            import_failed: positions.iter().map(|_| Arc::default()).collect(),
             positions,
             restarts: Arc::default(),
         };
@@ -66,6 +79,16 @@ mod tests {
         senders[1].send(PositionState::Ready { pid: 2 }).unwrap();
         assert_eq!(health(&groups, false), Ok(()));
         assert_eq!(health(&groups, true), Err("stopping".into()));
+        groups[0].import_failed[0].store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            health(&groups, false),
+            Err("an application failed to import in group app (see the error log)".into())
+        );
+        // A replacement that is still starting is reported as starting.
+        senders[0].send(PositionState::Starting).unwrap();
+        assert!(health(&groups, false)
+            .unwrap_err()
+            .starts_with("starting: "));
         assert_eq!(health(&[], false), Ok(()));
     }
 }

@@ -351,6 +351,7 @@ mod tests {
             pool: crate::dispatch::SlotPool::new(),
             positions: vec![position],
             restarts: Arc::default(),
+            import_failed: vec![Arc::default()],
         };
         let text = metrics.render(&[view]);
         for line in [

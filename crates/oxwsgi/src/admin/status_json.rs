@@ -38,6 +38,9 @@ pub struct Group {
     pub processes: Vec<Process>,
     /// Process positions waiting for a daemon to start or import its apps.
     pub starting: usize,
+    /// Ready processes running with an app that failed to import.
+    #[serde(default)]
+    pub import_failures: usize,
     /// Requests waiting in the queue for a free thread.
     pub queued: usize,
     /// Seconds the oldest of them has waited so far (0 when none waits).
@@ -139,6 +142,7 @@ fn group(view: &GroupView, metrics: &Metrics) -> Group {
         configured_processes: view.processes,
         threads: view.threads,
         starting: view.positions.len().saturating_sub(view.ready_processes()),
+        import_failures: view.import_failures(),
         queued: view.pool.queued(),
         busy: load.iter().map(|p| p.busy).sum(),
         idle: load.iter().map(|p| p.idle).sum(),
@@ -194,6 +198,7 @@ mod tests {
             pool: SlotPool::new(),
             positions: vec![rx],
             restarts: Arc::default(),
+            import_failed: vec![Arc::default()],
         };
         let metrics = Metrics::new();
         metrics.restarted("app_one", "crash", 2);

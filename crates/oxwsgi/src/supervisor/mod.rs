@@ -26,9 +26,23 @@ pub struct GroupRuntime {
     pub pool: Arc<SlotPool>,
     pub positions: Vec<watch::Receiver<PositionState>>,
     pub restarts: Arc<RestartCounts>,
+    /// Per position: its daemon runs with an app that failed to import.
+    pub import_failed: Vec<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl GroupRuntime {
+    /// How many of its ready daemons run with an app that failed to import.
+    pub fn import_failures(&self) -> usize {
+        self.positions
+            .iter()
+            .zip(&self.import_failed)
+            .filter(|(p, failed)| {
+                matches!(*p.borrow(), PositionState::Ready { .. })
+                    && failed.load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .count()
+    }
+
     /// How many of its process positions have a ready daemon.
     pub fn ready_processes(&self) -> usize {
         self.positions
@@ -121,12 +135,16 @@ impl Supervisor {
                 observer.clone(),
             ));
             let mut positions = Vec::with_capacity(spec.group.processes);
+            let mut import_failed = Vec::with_capacity(spec.group.processes);
             for index in 0..spec.group.processes {
                 let (state, state_rx) = watch::channel(PositionState::Starting);
                 positions.push(state_rx);
+                let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                import_failed.push(Arc::clone(&failed));
                 let report = Reporting {
                     state,
                     restarts: Arc::clone(&restarts),
+                    import_failed: failed,
                 };
                 tasks.push(tokio::spawn(run_position(
                     Arc::clone(&spec),
@@ -152,6 +170,7 @@ impl Supervisor {
                 pool,
                 positions,
                 restarts,
+                import_failed,
             });
         }
         Ok(Self {

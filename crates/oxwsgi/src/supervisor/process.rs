@@ -4,7 +4,7 @@
 //! a replacement when it exits or is recycled — with backoff when it keeps
 //! dying at start-up.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -115,6 +115,9 @@ impl RestartCounts {
 pub struct Reporting {
     pub state: watch::Sender<PositionState>,
     pub restarts: Arc<RestartCounts>,
+    /// Set while the position's daemon runs with an app that failed to
+    /// import (its `Hello` says so).
+    pub import_failed: Arc<AtomicBool>,
 }
 
 /// How a running daemon's watch ended.
@@ -148,6 +151,7 @@ pub async fn run_position(
             }
         }
         let _ = report.state.send(PositionState::Starting);
+        report.import_failed.store(false, Ordering::Relaxed);
         let id = NEXT_PROCESS_ID.fetch_add(1, Ordering::Relaxed);
         let spawned = match spawn(&spec) {
             Ok(spawned) => spawned,
@@ -174,8 +178,8 @@ pub async fn run_position(
                 break;
             }
         };
-        let slots = match started {
-            Ok(Ok(slots)) => slots,
+        let (slots, failed_imports) = match started {
+            Ok(Ok(greeted)) => greeted,
             Ok(Err(error)) => {
                 tracing::error!(group, pid, "daemon failed during start-up: {error}");
                 kill(&mut child).await;
@@ -204,6 +208,9 @@ pub async fn run_position(
             recycle,
         };
         pool.add_process(id, pid, slots, terms);
+        report
+            .import_failed
+            .store(failed_imports > 0, Ordering::Relaxed);
         let _ = report.state.send(PositionState::Ready { pid });
         let ready_at = Instant::now();
 
@@ -333,11 +340,13 @@ async fn reap(mut child: Child, control: Control, grace: Duration, group: String
     drop(control);
 }
 
-/// Waits for every slot's `Hello`.
+/// Waits for every slot's `Hello`; also returns how many of the daemon's
+/// apps failed to import.
 async fn greet(
     streams: Vec<tokio::net::UnixStream>,
     id: ProcessId,
-) -> Result<Vec<Slot>, SlotError> {
+) -> Result<(Vec<Slot>, u32), SlotError> {
+    let mut failed_imports = 0;
     let mut slots = Vec::with_capacity(streams.len());
     for (index, stream) in streams.into_iter().enumerate() {
         let mut slot = Slot::new(stream, id);
@@ -346,10 +355,12 @@ async fn greet(
         if kind != Kind::Hello {
             return Err(SlotError::Unexpected(kind));
         }
-        slot.pid = Hello::decode(&payload)?.pid;
+        let hello = Hello::decode(&payload)?;
+        slot.pid = hello.pid;
+        failed_imports = failed_imports.max(hello.failed_imports);
         slots.push(slot);
     }
-    Ok(slots)
+    Ok((slots, failed_imports))
 }
 
 async fn kill(child: &mut Child) {
