@@ -281,7 +281,7 @@ def test_status_watch_redraws(running):
         text=True,
     )
     try:
-        time.sleep(1.5)
+        time.sleep(2.5)
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=10)
