@@ -527,10 +527,13 @@ class Worker:
         for s in self.socks:
             s.settimeout(TIMEOUT)
         self.hellos = []
+        self.failed_imports = []
         for s in self.socks:
             kind, payload = read_frame(s)
             assert kind == HELLO, (kind, self.stderr())
-            self.hellos.append(struct.unpack("<I", payload)[0])
+            pid, failed = struct.unpack("<II", payload)
+            self.hellos.append(pid)
+            self.failed_imports.append(failed)
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
@@ -572,6 +575,9 @@ def worker(tmp_path_factory):
 
 def test_hello_from_every_slot(worker):
     assert worker.hellos == [worker.proc.pid] * 2
+    # The fixture's /broken (raises) and /missing (no such callable) mounts
+    # fail to load: every Hello says so.
+    assert worker.failed_imports == [2, 2]
 
 
 def test_process_title(worker):

@@ -39,18 +39,28 @@ fn encode_with(buf: &mut Vec<u8>, kind: Kind, fill: impl FnOnce(&mut Writer<'_>)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hello {
     pub pid: u32,
+    /// How many of the daemon's mounts failed to import (they answer 500;
+    /// the front's `/healthz` answers 503 while any does).
+    pub failed_imports: u32,
 }
 
 impl Hello {
     pub fn encode(&self, buf: &mut Vec<u8>) {
-        encode_with(buf, Kind::Hello, |w| w.u32(self.pid));
+        encode_with(buf, Kind::Hello, |w| {
+            w.u32(self.pid);
+            w.u32(self.failed_imports);
+        });
     }
 
     pub fn decode(payload: &[u8]) -> Result<Self, ProtocolError> {
         let mut r = Reader::new(payload, "hello");
         let pid = r.u32()?;
+        let failed_imports = r.u32()?;
         r.finish()?;
-        Ok(Self { pid })
+        Ok(Self {
+            pid,
+            failed_imports,
+        })
     }
 }
 
@@ -272,11 +282,19 @@ mod tests {
     #[test]
     fn hello_round_trip_and_trailing_bytes() {
         let mut buf = Vec::new();
-        Hello { pid: 42 }.encode(&mut buf);
-        assert_eq!(Hello::decode(&buf[HEADER_LEN..]), Ok(Hello { pid: 42 }));
+        let hello = Hello {
+            pid: 42,
+            failed_imports: 1,
+        };
+        hello.encode(&mut buf);
+        assert_eq!(Hello::decode(&buf[HEADER_LEN..]), Ok(hello));
         assert_eq!(
-            Hello::decode(&[1, 0, 0, 0, 9]),
+            Hello::decode(&[1, 0, 0, 0, 0, 0, 0, 0, 9]),
             Err(ProtocolError::TrailingBytes("hello", 1))
+        );
+        assert_eq!(
+            Hello::decode(&[1, 0, 0, 0]),
+            Err(ProtocolError::Truncated("hello"))
         );
     }
 

@@ -76,6 +76,10 @@ fn serve(
     let mut hello = Vec::new();
     Hello {
         pid: std::process::id(),
+        // The main interpreter's mounts were imported at start-up; a named
+        // application group's are imported on first use, so they count
+        // only once they have been tried.
+        failed_imports: u32::try_from(worker.main.failed_imports()).unwrap_or(u32::MAX),
     }
     .encode(&mut hello);
     py.detach(|| (&*out).write_all(&hello))

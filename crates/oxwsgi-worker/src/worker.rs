@@ -99,6 +99,14 @@ impl Interp {
         let loaded = app_loader::load(py, mount, &self.cache);
         Some(cell.get_or_init(|| loaded))
     }
+
+    /// How many of the applications loaded so far failed to import.
+    pub fn failed_imports(&self) -> usize {
+        self.apps
+            .iter()
+            .filter(|cell| cell.get().is_some_and(|loaded| loaded.app.is_none()))
+            .count()
+    }
 }
 
 /// Everything a slot thread needs to serve requests.

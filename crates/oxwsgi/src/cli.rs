@@ -58,7 +58,7 @@ pub enum Command {
     /// Quick start: serve one application.
     Serve(Box<ServeArgs>),
     /// Run a site from a config file (.toml native; otherwise an Apache site file).
-    Run(ConfigArg),
+    Run(RunArgs),
     /// Validate a config file, print the effective layout and warnings.
     Check(ConfigArg),
     /// Print the native TOML equivalent of an Apache site file.
@@ -89,6 +89,19 @@ pub struct ConfigArg {
     pub config: PathBuf,
 }
 
+/// `run CONFIG [--admin HOST:PORT]`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The site's config file: native TOML when it ends in .toml, otherwise
+    /// an Apache site file.
+    #[arg(value_name = "CONFIG")]
+    pub config: PathBuf,
+    /// Address for /healthz, /status and /metrics, instead of the config's
+    /// `admin` (an Apache site file has no such setting).
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_addr)]
+    pub admin: Option<SocketAddr>,
+}
+
 /// `convert APACHE_CONF`.
 #[derive(Debug, Clone, Args)]
 pub struct ConvertArgs {
@@ -100,18 +113,34 @@ pub struct ConvertArgs {
 /// The admin address `status` asks when `--admin` is not given.
 pub const DEFAULT_STATUS_ADMIN: &str = "127.0.0.1:9100";
 
-/// `status [--admin ADDR] [--watch] [--json]`.
+/// `status [CONFIG] [--admin ADDR] [--watch [--interval SECS]] [--json]`.
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
-    /// The server's admin address (its `admin` setting).
-    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_STATUS_ADMIN, value_parser = parse_addr)]
-    pub admin: SocketAddr,
-    /// Refresh the table every second until interrupted.
+    /// The site's config file: its `admin` address is asked (unless --admin).
+    #[arg(value_name = "CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The server's admin address (its `admin` setting) [default: from
+    /// CONFIG, else 127.0.0.1:9100].
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_addr)]
+    pub admin: Option<SocketAddr>,
+    /// Redraw the table every --interval seconds until Ctrl-C.
     #[arg(long)]
     pub watch: bool,
+    /// Seconds between redraws with --watch.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_interval)]
+    pub interval: Duration,
     /// Print the raw /status JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--interval`: a duration of at least 0.1 s.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = parse_duration(text)?;
+    if interval < Duration::from_millis(100) {
+        return Err(format!("expected at least 0.1 seconds, got `{text}`"));
+    }
+    Ok(interval)
 }
 
 /// `serve TARGET [options]`: one application, mounted at `--mount`, in a
@@ -439,6 +468,14 @@ mod tests {
         assert_eq!(run.name(), "run");
         let Command::Run(a) = run else { panic!() };
         assert_eq!(a.config, PathBuf::from("site.toml"));
+        assert_eq!(a.admin, None);
+        let Command::Run(a) = parse(&["run", "site.conf", "--admin", "127.0.0.1:9100"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(a.admin, Some("127.0.0.1:9100".parse().unwrap()));
         let Command::Check(a) = parse(&["check", "site.conf"]).unwrap().command else {
             panic!()
         };
@@ -450,16 +487,29 @@ mod tests {
         let Command::Status(a) = parse(&["status"]).unwrap().command else {
             panic!()
         };
-        assert_eq!(a.admin, DEFAULT_STATUS_ADMIN.parse().unwrap());
+        assert_eq!(a.admin, None);
+        assert_eq!(a.config, None);
+        assert_eq!(a.interval, Duration::from_secs(1));
         assert!(!a.watch && !a.json);
-        let Command::Status(a) =
-            parse(&["status", "--admin", "127.0.0.1:9200", "--watch", "--json"])
-                .unwrap()
-                .command
+        let Command::Status(a) = parse(&[
+            "status",
+            "site.toml",
+            "--admin",
+            "127.0.0.1:9200",
+            "--watch",
+            "--interval",
+            "0.5",
+            "--json",
+        ])
+        .unwrap()
+        .command
         else {
             panic!()
         };
-        assert_eq!(a.admin, "127.0.0.1:9200".parse().unwrap());
+        assert_eq!(a.admin, Some("127.0.0.1:9200".parse().unwrap()));
+        assert_eq!(a.config, Some(PathBuf::from("site.toml")));
+        assert_eq!(a.interval, Duration::from_millis(500));
         assert!(a.watch && a.json);
+        assert!(parse(&["status", "--interval", "0"]).is_err());
     }
 }

@@ -1,10 +1,13 @@
 //! oxwsgi's front as a library: the binary (`main.rs`) is a thin shell over
 //! these modules, and unit tests run with `cargo test -p oxwsgi --lib`.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod front;
 pub mod logging;
 pub mod server;
+pub mod status_cmd;
 pub mod supervisor;
+pub mod systemd;

@@ -11,27 +11,44 @@ use oxwsgi::server::SiteLoader;
 
 fn main() -> ExitCode {
     let cli = Cli::parse_or_exit();
+    if matches!(cli.command, Command::Serve(_) | Command::Run(_)) {
+        // Socket activation: adopt systemd's descriptors before anything
+        // else opens one.
+        if let Err(error) = oxwsgi::systemd::take_inherited_listeners() {
+            eprintln!("oxwsgi: {error}");
+            return ExitCode::from(2);
+        }
+    }
     let mut reload: Option<SiteLoader> = None;
     let site = match &cli.command {
         Command::Serve(args) => config::from_serve_args(args),
         Command::Run(args) => {
             let path = args.config.clone();
+            let admin = args.admin;
             reload = Some(Box::new(move || {
-                config::load(&path).map_err(|error| error.to_string())
+                config::load(&path)
+                    .map_err(|error| error.to_string())
+                    .and_then(|site| with_admin(site, admin))
             }));
-            config::load_with_warnings(&args.config).map(|(site, warnings)| {
-                for warning in &warnings {
-                    eprintln!("oxwsgi: warning: {warning}");
+            match config::load_with_warnings(&args.config) {
+                Ok((site, warnings)) => {
+                    for warning in &warnings {
+                        eprintln!("oxwsgi: warning: {warning}");
+                    }
+                    match with_admin(site, args.admin) {
+                        Ok(site) => Ok(site),
+                        Err(error) => {
+                            eprintln!("oxwsgi: {error}");
+                            return ExitCode::from(1);
+                        }
+                    }
                 }
-                site
-            })
+                Err(error) => Err(error),
+            }
         }
         Command::Check(args) => return check(&args.config),
         Command::Convert(args) => return convert(&args.apache_conf),
-        other => {
-            eprintln!("oxwsgi: `{}` is not implemented yet", other.name());
-            return ExitCode::from(1);
-        }
+        Command::Status(args) => return status(args),
     };
     let site = match site {
         Ok(site) => site,
@@ -86,6 +103,49 @@ fn check(path: &std::path::Path) -> ExitCode {
     };
     print!("{}", config::check::report(path, format, &site, &warnings));
     ExitCode::SUCCESS
+}
+
+/// `run --admin`: the admin address instead of the config's.
+fn with_admin(mut site: Site, admin: Option<std::net::SocketAddr>) -> Result<Site, String> {
+    if let Some(admin) = admin {
+        if site.listen.contains(&admin) {
+            return Err(format!(
+                "--admin: {admin} is also a listen address: the admin endpoints need an address of their own"
+            ));
+        }
+        site.admin = Some(admin);
+    }
+    Ok(site)
+}
+
+/// `oxwsgi status`: the admin address from `--admin`, else the config
+/// file's `admin`, else the default; exit 2 when the server cannot be read.
+fn status(args: &oxwsgi::cli::StatusArgs) -> ExitCode {
+    let addr = match (args.admin, &args.config) {
+        (Some(addr), _) => addr,
+        (None, Some(path)) => match config::load(path) {
+            Ok(site) => match site.admin {
+                Some(addr) => addr,
+                None => {
+                    eprintln!(
+                        "oxwsgi: {} sets no `admin` address; give one with --admin",
+                        path.display()
+                    );
+                    return ExitCode::from(1);
+                }
+            },
+            Err(error) => {
+                eprintln!("oxwsgi: {error}");
+                return ExitCode::from(1);
+            }
+        },
+        (None, None) => match oxwsgi::cli::DEFAULT_STATUS_ADMIN.parse() {
+            Ok(addr) => addr,
+            Err(_) => return ExitCode::from(1),
+        },
+    };
+    let watch = args.watch.then_some(args.interval);
+    ExitCode::from(oxwsgi::status_cmd::run(addr, args.json, watch))
 }
 
 /// `oxwsgi convert FILE`: the native TOML on stdout, the loader's warnings

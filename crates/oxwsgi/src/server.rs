@@ -5,6 +5,9 @@
 //! started, and once it is ready new requests go to it while the old groups
 //! finish what they have and stop. A config that fails to load keeps the
 //! running site.
+//!
+//! The admin endpoints and metrics ([`Admin`]) live as long as the server,
+//! across reloads; systemd is told READY/RELOADING/STOPPING ([`systemd`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,12 +17,15 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
+use crate::admin::{metrics::NO_GROUP, Admin};
 use crate::config::model::Site;
 use crate::front::access_log::AccessLog;
-use crate::front::listener::{accept_loop, bind_all};
+use crate::front::listener::accept_loop;
 use crate::front::service::{Front, SharedFront};
+use crate::supervisor::process::RestartObserver;
 use crate::supervisor::process::DEFAULT_SHUTDOWN_TIMEOUT;
 use crate::supervisor::Supervisor;
+use crate::systemd;
 
 /// How long a reload waits for the new daemons to become ready, beyond
 /// their groups' startup-timeout.
@@ -80,16 +86,39 @@ struct Running {
 }
 
 impl Running {
-    fn start(site: Site) -> Result<(Self, Front), ServeError> {
+    fn start(site: Site, admin: &Admin) -> Result<(Self, Front), ServeError> {
         let access_log = AccessLog::open(&site.access_log).map_err(ServeError::AccessLog)?;
-        let supervisor = Supervisor::start(&site)?;
+        let metrics = Arc::clone(&admin.metrics);
+        let observer: RestartObserver =
+            Arc::new(move |group, reason| metrics.restarted(group, reason, 1));
+        let supervisor = Supervisor::start_observed(&site, Some(observer))?;
         let pools = supervisor
             .groups
             .iter()
             .map(|g| Arc::clone(&g.pool))
             .collect();
-        let front = Front::new(&site, &supervisor.mount_targets, pools, access_log);
+        let group_metrics = supervisor
+            .groups
+            .iter()
+            .map(|g| admin.metrics.group(&g.name))
+            .collect();
+        let front = Front::new(&site, &supervisor.mount_targets, pools, access_log)
+            .with_metrics(group_metrics, admin.metrics.group(NO_GROUP));
         Ok((Self { site, supervisor }, front))
+    }
+
+    /// Tells systemd READY=1 once every process of every group is ready.
+    fn notify_when_ready(&self) -> tokio::task::JoinHandle<()> {
+        let groups = self.supervisor.groups.clone();
+        tokio::spawn(async move {
+            for group in &groups {
+                for position in &group.positions {
+                    let mut position = position.clone();
+                    let _ = position.wait_for(crate::admin::healthz::is_ready).await;
+                }
+            }
+            systemd::ready(&format!("{} groups ready", groups.len()));
+        })
     }
 
     /// The longest shutdown-timeout of the site's groups.
@@ -116,13 +145,30 @@ impl Running {
 /// `reload` re-reads the site on SIGHUP (`None`: SIGHUP restarts the
 /// daemons with the same site).
 pub async fn serve(site: Site, reload: Option<SiteLoader>) -> Result<(), ServeError> {
-    let listeners = bind_all(&site.listen).await.map_err(ServeError::Bind)?;
+    let listeners = systemd::listeners(&site.listen)
+        .await
+        .map_err(ServeError::Bind)?;
+    let admin_listener = match site.admin {
+        Some(addr) => Some(crate::admin::bind(addr).await.map_err(ServeError::Bind)?),
+        None => None,
+    };
     let mut signals = Signals::install()?;
-    let (mut running, front) = Running::start(site)?;
+    let admin = Arc::new(Admin::new());
+    let (mut running, front) = Running::start(site, &admin)?;
+    admin.set_groups(running.supervisor.groups.clone());
+    let mut ready_notice = running.notify_when_ready();
     let front: SharedFront = Arc::new(ArcSwap::from_pointee(front));
 
     let graceful = Arc::new(GracefulShutdown::new());
     let (stop, stop_rx) = watch::channel(false);
+    let (admin_stop, admin_stop_rx) = watch::channel(false);
+    let admin_task = admin_listener.map(|listener| {
+        tokio::spawn(crate::admin::serve(
+            listener,
+            Arc::clone(&admin),
+            admin_stop_rx,
+        ))
+    });
     let mut accepting = Vec::with_capacity(listeners.len());
     for listener in listeners {
         if let Ok(addr) = listener.local_addr() {
@@ -140,11 +186,17 @@ pub async fn serve(site: Site, reload: Option<SiteLoader>) -> Result<(), ServeEr
         match signals.next().await {
             Event::Stop(name) => break name,
             Event::Reload => {
-                running = reload_site(running, reload.as_ref(), &front).await;
+                systemd::reloading();
+                ready_notice.abort();
+                running = reload_site(running, reload.as_ref(), &front, &admin).await;
+                ready_notice = running.notify_when_ready();
             }
         }
     };
     tracing::info!("{signal_name} received: stopping gracefully");
+    ready_notice.abort();
+    admin.set_stopping();
+    systemd::stopping();
 
     let _ = stop.send(true);
     for task in accepting {
@@ -163,6 +215,10 @@ pub async fn serve(site: Site, reload: Option<SiteLoader>) -> Result<(), ServeEr
         Err(_) => tracing::warn!("connection tracker still shared; not waiting for connections"),
     }
     running.supervisor.stop().await;
+    let _ = admin_stop.send(true);
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -172,6 +228,7 @@ async fn reload_site(
     current: Running,
     reload: Option<&SiteLoader>,
     front: &SharedFront,
+    admin: &Admin,
 ) -> Running {
     tracing::info!("SIGHUP received: reloading");
     let site = match reload {
@@ -187,7 +244,10 @@ async fn reload_site(
     if site.listen != current.site.listen {
         tracing::warn!("listen addresses changed: they take effect only after a restart");
     }
-    let (next, next_front) = match Running::start(site) {
+    if site.admin != current.site.admin {
+        tracing::warn!("the admin address changed: it takes effect only after a restart");
+    }
+    let (next, next_front) = match Running::start(site, admin) {
         Ok(started) => started,
         Err(error) => {
             tracing::error!("reload failed, keeping the running site: {error}");
@@ -208,6 +268,12 @@ async fn reload_site(
     // New requests now go to the new groups; the old ones serve what is
     // already queued for them, then stop.
     front.store(Arc::new(next_front));
+    admin.set_groups(next.supervisor.groups.clone());
+    for group in &current.supervisor.groups {
+        admin
+            .metrics
+            .restarted(&group.name, "reload", group.processes as u64);
+    }
     let drain = current.shutdown_timeout();
     tokio::spawn(current.supervisor.drain_and_stop(drain));
     tracing::info!("reload complete");

@@ -127,6 +127,12 @@ fn build(args: &ServeArgs, cwd: &Path) -> Result<Site, ConfigError> {
         path => AccessLog::File(absolute(Path::new(path))),
     };
 
+    if let Some(admin) = args.admin.filter(|admin| args.listen.contains(admin)) {
+        return Err(ConfigError::arg(
+            "--admin",
+            format!("{admin} is also a --listen address: the admin endpoints need an address of their own"),
+        ));
+    }
     Ok(Site {
         listen: args.listen.clone(),
         admin: args.admin,
@@ -397,6 +403,21 @@ mod tests {
         assert_eq!(err.to_string(), "--static: \"/s\" is given twice");
         let err = site_in(cwd, &["wsgi.py", "--access-log", ""]).unwrap_err();
         assert_eq!(err.to_string(), "--access-log: expected a file path or -");
+        let err = site_in(
+            cwd,
+            &[
+                "wsgi.py",
+                "--listen",
+                "127.0.0.1:8000",
+                "--admin",
+                "127.0.0.1:8000",
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--admin: 127.0.0.1:8000 is also a --listen address: the admin endpoints need an address of their own"
+        );
     }
 
     #[test]

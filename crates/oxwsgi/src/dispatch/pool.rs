@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -85,10 +85,39 @@ struct ProcessEntry {
     served: u64,
     /// When a request last started or ended.
     last_active: Instant,
+    /// When the process joined the pool (became ready).
+    started_at: SystemTime,
+    /// The request each slot is serving, by slot index (for `/status`).
+    current: Vec<Option<Current>>,
     terms: ProcessTerms,
 }
 
+/// The request a busy slot is serving: its target and when it got the slot.
+#[derive(Debug, Clone)]
+struct Current {
+    uri: hyper::Uri,
+    since: Instant,
+}
+
+/// A request waiting for a slot.
+#[derive(Debug)]
+struct Waiter {
+    sender: oneshot::Sender<Slot>,
+    uri: hyper::Uri,
+    since: Instant,
+}
+
 impl ProcessEntry {
+    /// Notes that `slot` now serves a request to `uri`.
+    fn serving(&mut self, slot: &Slot, uri: hyper::Uri) {
+        if let Some(current) = self.current.get_mut(slot.index) {
+            *current = Some(Current {
+                uri,
+                since: Instant::now(),
+            });
+        }
+    }
+
     /// Stops giving out this process and asks its supervisor to replace it.
     fn recycle(&mut self, reason: RecycleReason) {
         self.recycle_request(RecycleRequest {
@@ -115,7 +144,7 @@ impl ProcessEntry {
 #[derive(Debug, Default)]
 struct PoolState {
     processes: Vec<ProcessEntry>,
-    waiters: VecDeque<oneshot::Sender<Slot>>,
+    waiters: VecDeque<Waiter>,
     closed: bool,
     /// `listen-backlog`: the most requests that may wait.
     backlog: Option<usize>,
@@ -133,6 +162,20 @@ pub struct ProcessLoad {
     pub served: u64,
     /// When it last had no request in flight, if it has none now.
     pub idle_since: Option<Instant>,
+}
+
+/// One process's state for `/status`: its load and what each busy slot
+/// is serving.
+#[derive(Debug, Clone)]
+pub struct ProcessStatus {
+    pub pid: u32,
+    pub busy: usize,
+    pub threads: usize,
+    pub served: u64,
+    pub accepting: bool,
+    pub started_at: SystemTime,
+    /// `(path, time on the slot so far)` of each request in flight.
+    pub current: Vec<(String, std::time::Duration)>,
 }
 
 /// The slots of one daemon process group.
@@ -164,22 +207,33 @@ impl SlotPool {
     /// Leases a slot: a free one at once, else the oldest queued request
     /// gets the next one returned. Dropping the future leaves the queue.
     pub async fn lease(self: &Arc<Self>) -> Result<Lease, LeaseError> {
+        self.lease_for(hyper::Uri::from_static("/")).await
+    }
+
+    /// As [`SlotPool::lease`], for a request to `uri` (shown by `/status`
+    /// while the request holds the slot).
+    pub async fn lease_for(self: &Arc<Self>, uri: hyper::Uri) -> Result<Lease, LeaseError> {
         let receiver = {
             let mut state = self.lock();
             if state.closed {
                 return Err(LeaseError::Closed);
             }
-            if let Some(slot) = state.take_idle() {
-                return Ok(Lease::new(slot, self));
-            }
+            let uri = match state.take_idle(uri) {
+                Ok(slot) => return Ok(Lease::new(slot, self)),
+                Err(uri) => uri,
+            };
             if let Some(backlog) = state.backlog {
-                state.waiters.retain(|w| !w.is_closed());
+                state.waiters.retain(|w| !w.sender.is_closed());
                 if state.waiters.len() >= backlog {
                     return Err(LeaseError::QueueFull);
                 }
             }
             let (sender, receiver) = oneshot::channel();
-            state.waiters.push_back(sender);
+            state.waiters.push_back(Waiter {
+                sender,
+                uri,
+                since: Instant::now(),
+            });
             receiver
         };
         match receiver.await {
@@ -199,6 +253,8 @@ impl SlotPool {
             accepting: true,
             served: 0,
             last_active: Instant::now(),
+            started_at: SystemTime::now(),
+            current: vec![None; slots.len()],
             terms,
         });
         for slot in slots {
@@ -270,8 +326,40 @@ impl SlotPool {
         self.lock()
             .waiters
             .iter()
-            .filter(|w| !w.is_closed())
+            .filter(|w| !w.sender.is_closed())
             .count()
+    }
+
+    /// How long the oldest request still waiting has waited.
+    pub fn oldest_waiting(&self) -> Option<std::time::Duration> {
+        self.lock()
+            .waiters
+            .iter()
+            .find(|w| !w.sender.is_closed())
+            .map(|w| w.since.elapsed())
+    }
+
+    /// Every process's state, for `/status`, in the order they were added.
+    pub fn status(&self) -> Vec<ProcessStatus> {
+        let now = Instant::now();
+        self.lock()
+            .processes
+            .iter()
+            .map(|p| ProcessStatus {
+                pid: p.pid,
+                busy: p.busy,
+                threads: p.current.len(),
+                served: p.served,
+                accepting: p.accepting,
+                started_at: p.started_at,
+                current: p
+                    .current
+                    .iter()
+                    .flatten()
+                    .map(|c| (c.uri.path().to_owned(), now.duration_since(c.since)))
+                    .collect(),
+            })
+            .collect()
     }
 
     /// Load per process, in the order they were added.
@@ -300,6 +388,9 @@ impl SlotPool {
         let entry = &mut state.processes[index];
         entry.busy = entry.busy.saturating_sub(1);
         entry.served += 1;
+        if let Some(current) = entry.current.get_mut(slot.index) {
+            *current = None;
+        }
         entry.last_active = Instant::now();
         if !reusable {
             // The daemon lost a thread's connection: replace the whole
@@ -324,22 +415,30 @@ impl SlotPool {
 }
 
 impl PoolState {
-    /// Pops an idle slot of the least-busy accepting process.
-    fn take_idle(&mut self) -> Option<Slot> {
+    /// Pops an idle slot of the least-busy accepting process for a request
+    /// to `uri`; gives `uri` back when none is free.
+    fn take_idle(&mut self, uri: hyper::Uri) -> Result<Slot, hyper::Uri> {
         // Ties go round-robin, so equally idle processes share the work
         // (and warm up) instead of the first one taking every request.
         let count = self.processes.len();
         self.rotation = self.rotation.wrapping_add(1);
         let start = self.rotation % count.max(1);
-        let (rotated, _) = (0..count)
+        let Some((rotated, _)) = (0..count)
             .map(|offset| (start + offset) % count)
             .filter(|&i| self.processes[i].accepting && !self.processes[i].idle.is_empty())
             .map(|i| (i, self.processes[i].busy))
-            .min_by_key(|&(_, busy)| busy)?;
+            .min_by_key(|&(_, busy)| busy)
+        else {
+            return Err(uri);
+        };
         let entry = &mut self.processes[rotated];
+        let Some(slot) = entry.idle.pop() else {
+            return Err(uri);
+        };
         entry.busy += 1;
         entry.last_active = Instant::now();
-        entry.idle.pop()
+        entry.serving(&slot, uri);
+        Ok(slot)
     }
 
     /// Hands a free slot to the oldest live waiter, else parks it as idle.
@@ -347,10 +446,18 @@ impl PoolState {
         let Some(index) = self.processes.iter().position(|p| p.id == slot.process) else {
             return;
         };
-        while let Some(waiter) = self.waiters.pop_front() {
-            match waiter.send(slot) {
+        while let Some(Waiter { sender, uri, .. }) = self.waiters.pop_front() {
+            let index_in_process = slot.index;
+            match sender.send(slot) {
                 Ok(()) => {
-                    self.processes[index].busy += 1;
+                    let entry = &mut self.processes[index];
+                    entry.busy += 1;
+                    if let Some(current) = entry.current.get_mut(index_in_process) {
+                        *current = Some(Current {
+                            uri,
+                            since: Instant::now(),
+                        });
+                    }
                     return;
                 }
                 // The waiting request went away: try the next one.
@@ -483,6 +590,7 @@ mod tests {
         let second = tokio::spawn(async move { second_pool.lease().await.map(|l| l.finish()) });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(pool.queued(), 2);
+        assert!(pool.oldest_waiting().unwrap() >= Duration::from_millis(20));
         held.finish();
         first.await.unwrap().unwrap();
         second.await.unwrap().unwrap();
@@ -535,6 +643,44 @@ mod tests {
         assert_eq!(request.reason, RecycleReason::RequestTimeout);
         assert!(request.stuck_slot.is_some());
         assert!(requests.try_recv().is_err(), "the broken slot adds nothing");
+    }
+
+    #[tokio::test]
+    async fn status_shows_requests_in_flight() {
+        let pool = SlotPool::new();
+        let mut peers = Vec::new();
+        let (t, _r) = terms(None);
+        pool.add_process(1, 101, slots(1, 1, &mut peers), t);
+        let held = pool
+            .lease_for(hyper::Uri::from_static("/app/slow?secret=1"))
+            .await
+            .unwrap();
+        let waiter_pool = Arc::clone(&pool);
+        let waiter = tokio::spawn(async move {
+            waiter_pool
+                .lease_for(hyper::Uri::from_static("/app/next"))
+                .await
+                .map(|lease| {
+                    let status = waiter_pool.status();
+                    lease.finish();
+                    status
+                })
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let status = pool.status();
+        assert_eq!(status.len(), 1);
+        assert_eq!(
+            (status[0].pid, status[0].busy, status[0].threads),
+            (101, 1, 1)
+        );
+        let paths: Vec<&str> = status[0].current.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["/app/slow"], "the query is not shown");
+        held.finish();
+        let seen_by_waiter = waiter.await.unwrap().unwrap();
+        assert_eq!(seen_by_waiter[0].current[0].0, "/app/next");
+        let after = pool.status();
+        assert!(after[0].current.is_empty());
+        assert_eq!(after[0].served, 2);
     }
 
     #[tokio::test]

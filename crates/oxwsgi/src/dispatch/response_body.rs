@@ -35,7 +35,12 @@ pub enum StreamError {
 #[derive(Debug)]
 pub struct ResponseBody {
     inner: Inner,
+    /// Adds the bytes of every data frame handed to hyper (`bytes out`).
+    sent: Option<ByteCounter>,
 }
+
+/// A counter of body bytes, shared with the metrics registry.
+pub type ByteCounter = prometheus_client::metrics::counter::Counter;
 
 #[derive(Debug)]
 enum Inner {
@@ -57,12 +62,14 @@ impl ResponseBody {
         let bytes = bytes.into();
         Self {
             inner: Inner::Full((!bytes.is_empty()).then_some(bytes)),
+            sent: None,
         }
     }
 
     pub fn empty() -> Self {
         Self {
             inner: Inner::Full(None),
+            sent: None,
         }
     }
 
@@ -85,7 +92,14 @@ impl ResponseBody {
                 pump,
                 deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
             }),
+            sent: None,
         })
+    }
+
+    /// Counts the body's bytes into `counter` as they are sent.
+    pub fn count_into(mut self, counter: ByteCounter) -> Self {
+        self.sent = Some(counter);
+        self
     }
 
     /// Ends an exchange whose remaining frames nobody will read: drains the
@@ -158,7 +172,38 @@ impl Body for ResponseBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
-        let stream = match &mut self.get_mut().inner {
+        let this = self.get_mut();
+        let polled = this.poll_inner(cx);
+        if let (Some(counter), Poll::Ready(Some(Ok(frame)))) = (&this.sent, &polled) {
+            if let Some(data) = frame.data_ref() {
+                counter.inc_by(data.len() as u64);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Full(bytes) => bytes.is_none(),
+            Inner::Stream(stream) => stream.lease.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
+            Inner::Full(None) => SizeHint::with_exact(0),
+            Inner::Stream(_) => SizeHint::default(),
+        }
+    }
+}
+
+impl ResponseBody {
+    fn poll_inner(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
+        let stream = match &mut self.inner {
             Inner::Full(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Inner::Stream(stream) => stream,
         };
@@ -206,21 +251,6 @@ impl Body for ResponseBody {
                     Poll::Ready(Some(Err(SlotError::Unexpected(other).into())))
                 }
             };
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.inner {
-            Inner::Full(bytes) => bytes.is_none(),
-            Inner::Stream(stream) => stream.lease.is_none(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.inner {
-            Inner::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
-            Inner::Full(None) => SizeHint::with_exact(0),
-            Inner::Stream(_) => SizeHint::default(),
         }
     }
 }

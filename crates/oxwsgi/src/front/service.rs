@@ -18,6 +18,7 @@ use super::access_log::{AccessLog, AccessRecord};
 use super::cgi::{decode_path, environ_headers};
 use super::router::{Router, Target};
 use super::validate::{validate, Framing, Head};
+use crate::admin::metrics::GroupMetrics;
 use crate::config::model::{Limits, Site};
 use crate::dispatch::{
     self, BodyError, ExchangeError, LeaseError, RequestBody, ResponseBody, SlotPool,
@@ -49,6 +50,10 @@ pub struct Front {
     pub pools: Vec<Arc<SlotPool>>,
     pub limits: Limits,
     pub access_log: AccessLog,
+    /// Request metrics, indexed by group (empty: not recorded anywhere).
+    pub metrics: Vec<GroupMetrics>,
+    /// Metrics of requests no group answered.
+    pub unrouted: GroupMetrics,
 }
 
 impl Front {
@@ -76,8 +81,28 @@ impl Front {
             pools,
             limits: site.limits.clone(),
             access_log,
+            metrics: Vec::new(),
+            unrouted: GroupMetrics::default(),
         }
     }
+
+    /// Records requests into `metrics` (by group) and `unrouted`.
+    pub fn with_metrics(mut self, metrics: Vec<GroupMetrics>, unrouted: GroupMetrics) -> Self {
+        self.metrics = metrics;
+        self.unrouted = unrouted;
+        self
+    }
+}
+
+/// What one request did, for the metrics.
+#[derive(Debug, Default)]
+struct RequestStats {
+    /// The group that answered it, if any.
+    group: Option<usize>,
+    /// How long it waited for a thread.
+    queue_wait: Option<Duration>,
+    /// Request body bytes received.
+    body_bytes: u64,
 }
 
 /// The connection a request arrived on.
@@ -98,10 +123,31 @@ pub async fn handle(
     let request_start = epoch_seconds();
     let (parts, body) = request.into_parts();
     let target = request_target(&parts.uri);
-    let response = match route_and_run(&front, &conn, &parts, &target, body, request_start).await {
+    let mut stats = RequestStats::default();
+    let response = match route_and_run(
+        &front,
+        &conn,
+        &parts,
+        &target,
+        body,
+        request_start,
+        &mut stats,
+    )
+    .await
+    {
         Ok(response) => response,
         Err(failure) => failure.into_response(),
     };
+    let metrics = stats
+        .group
+        .and_then(|group| front.metrics.get(group))
+        .unwrap_or(&front.unrouted);
+    metrics.answered(response.status().as_u16(), started.elapsed());
+    metrics.received(stats.body_bytes);
+    if let Some(waited) = stats.queue_wait {
+        metrics.queued(waited);
+    }
+    let response = response.map(|body| body.count_into(metrics.bytes_out.clone()));
     front.access_log.record(&AccessRecord {
         peer: conn.peer,
         method: &parts.method,
@@ -173,6 +219,7 @@ async fn route_and_run(
     target: &str,
     body: Incoming,
     request_start: f64,
+    stats: &mut RequestStats,
 ) -> Result<Response<ResponseBody>, Failure> {
     let head = Head {
         method: &parts.method,
@@ -206,6 +253,7 @@ async fn route_and_run(
         }
     };
     let mount = &front.mounts[mount_index];
+    stats.group = Some(mount.target.group);
 
     let body = match framing {
         Framing::Length(0) => RequestBody::Complete(Vec::new()),
@@ -228,6 +276,11 @@ async fn route_and_run(
             })?,
     };
 
+    stats.body_bytes = match (&body, framing) {
+        (RequestBody::Complete(pieces), _) => pieces.iter().map(|p| p.len() as u64).sum(),
+        (RequestBody::Partial { .. }, Framing::Length(length)) => length,
+        (RequestBody::Partial { read, .. }, Framing::Chunked) => *read,
+    };
     let headers = environ_headers(&parts.headers, mount.pass_authorization);
     let server_name = server_name(parts, conn);
     let server_port = conn.local.port().to_string();
@@ -258,7 +311,10 @@ async fn route_and_run(
     .encode(&mut encoded);
 
     let pool = &front.pools[mount.target.group];
-    let lease = lease_slot(pool, mount.queue_timeout).await?;
+    let waiting = Instant::now();
+    let leased = lease_slot(pool, mount.queue_timeout, parts.uri.clone()).await;
+    stats.queue_wait = Some(waiting.elapsed());
+    let lease = leased?;
     let process = lease.process();
     let slot_index = lease.slot_index();
     // Pinned here so a timed-out exchange (and its lease) outlives the
@@ -308,10 +364,11 @@ async fn route_and_run(
 async fn lease_slot(
     pool: &Arc<SlotPool>,
     queue_timeout: Option<Duration>,
+    uri: hyper::Uri,
 ) -> Result<dispatch::Lease, Failure> {
     let leased = match queue_timeout {
-        None => pool.lease().await,
-        Some(limit) => match tokio::time::timeout(limit, pool.lease()).await {
+        None => pool.lease_for(uri).await,
+        Some(limit) => match tokio::time::timeout(limit, pool.lease_for(uri)).await {
             Ok(leased) => leased,
             Err(_) => {
                 return Err(Failure::new(

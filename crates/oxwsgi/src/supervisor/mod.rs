@@ -14,11 +14,11 @@ use tokio::task::JoinHandle;
 
 use crate::config::model::{InterpreterGil, Site};
 use crate::dispatch::SlotPool;
-use process::{run_position, PositionState, Reporting, RestartCounts};
+use process::{run_position, PositionState, Reporting, RestartCounts, RestartObserver};
 use spawn::{resolve_identity, resolve_python, resolve_worker_lib, DaemonSpec};
 
 /// A group as the rest of the front sees it while running.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct GroupRuntime {
     pub name: String,
     pub processes: usize,
@@ -26,6 +26,30 @@ pub struct GroupRuntime {
     pub pool: Arc<SlotPool>,
     pub positions: Vec<watch::Receiver<PositionState>>,
     pub restarts: Arc<RestartCounts>,
+    /// Per position: its daemon runs with an app that failed to import.
+    pub import_failed: Vec<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl GroupRuntime {
+    /// How many of its ready daemons run with an app that failed to import.
+    pub fn import_failures(&self) -> usize {
+        self.positions
+            .iter()
+            .zip(&self.import_failed)
+            .filter(|(p, failed)| {
+                matches!(*p.borrow(), PositionState::Ready { .. })
+                    && failed.load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .count()
+    }
+
+    /// How many of its process positions have a ready daemon.
+    pub fn ready_processes(&self) -> usize {
+        self.positions
+            .iter()
+            .filter(|p| matches!(*p.borrow(), PositionState::Ready { .. }))
+            .count()
+    }
 }
 
 /// Where a mount's requests go: a group and the mount's id in that group.
@@ -57,6 +81,15 @@ impl Supervisor {
     /// Starts every group's processes. Returns once they are launched, not
     /// once they are ready: requests queue until slots appear.
     pub fn start(site: &Site) -> Result<Self, StartError> {
+        Self::start_observed(site, None)
+    }
+
+    /// As [`Supervisor::start`]; every restart is also reported to
+    /// `observer` (the server's metrics).
+    pub fn start_observed(
+        site: &Site,
+        observer: Option<RestartObserver>,
+    ) -> Result<Self, StartError> {
         let worker_lib = resolve_worker_lib().map_err(|message| StartError {
             group: "*".into(),
             message,
@@ -100,14 +133,21 @@ impl Supervisor {
         let mut tasks = Vec::new();
         for spec in specs {
             let pool = SlotPool::with_backlog(spec.group.listen_backlog);
-            let restarts = Arc::new(RestartCounts::default());
+            let restarts = Arc::new(RestartCounts::observed(
+                spec.group.name.clone(),
+                observer.clone(),
+            ));
             let mut positions = Vec::with_capacity(spec.group.processes);
+            let mut import_failed = Vec::with_capacity(spec.group.processes);
             for index in 0..spec.group.processes {
                 let (state, state_rx) = watch::channel(PositionState::Starting);
                 positions.push(state_rx);
+                let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                import_failed.push(Arc::clone(&failed));
                 let report = Reporting {
                     state,
                     restarts: Arc::clone(&restarts),
+                    import_failed: failed,
                 };
                 tasks.push(tokio::spawn(run_position(
                     Arc::clone(&spec),
@@ -133,6 +173,7 @@ impl Supervisor {
                 pool,
                 positions,
                 restarts,
+                import_failed,
             });
         }
         Ok(Self {

@@ -4,7 +4,7 @@
 //! a replacement when it exits or is recycled — with backoff when it keeps
 //! dying at start-up.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,16 +58,42 @@ impl RestartCause {
     }
 }
 
+/// Told of every restart: `(group, cause label)`.
+pub type RestartObserver = Arc<dyn Fn(&str, &'static str) + Send + Sync>;
+
 /// Restarts of a group's processes, counted by cause.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RestartCounts {
     counts: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    group: String,
+    observer: Option<RestartObserver>,
+}
+
+impl std::fmt::Debug for RestartCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestartCounts")
+            .field("group", &self.group)
+            .field("counts", &self.snapshot())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RestartCounts {
+    /// Counts for `group`, each restart also reported to `observer`.
+    pub fn observed(group: String, observer: Option<RestartObserver>) -> Self {
+        Self {
+            counts: Default::default(),
+            group,
+            observer,
+        }
+    }
+
     pub fn add(&self, cause: RestartCause) {
         if let Ok(mut counts) = self.counts.lock() {
             *counts.entry(cause.as_str()).or_default() += 1;
+        }
+        if let Some(observer) = &self.observer {
+            observer(&self.group, cause.as_str());
         }
     }
 
@@ -89,6 +115,9 @@ impl RestartCounts {
 pub struct Reporting {
     pub state: watch::Sender<PositionState>,
     pub restarts: Arc<RestartCounts>,
+    /// Set while the position's daemon runs with an app that failed to
+    /// import (its `Hello` says so).
+    pub import_failed: Arc<AtomicBool>,
 }
 
 /// How a running daemon's watch ended.
@@ -122,6 +151,7 @@ pub async fn run_position(
             }
         }
         let _ = report.state.send(PositionState::Starting);
+        report.import_failed.store(false, Ordering::Relaxed);
         let id = NEXT_PROCESS_ID.fetch_add(1, Ordering::Relaxed);
         let spawned = match spawn(&spec) {
             Ok(spawned) => spawned,
@@ -148,8 +178,8 @@ pub async fn run_position(
                 break;
             }
         };
-        let slots = match started {
-            Ok(Ok(slots)) => slots,
+        let (slots, failed_imports) = match started {
+            Ok(Ok(greeted)) => greeted,
             Ok(Err(error)) => {
                 tracing::error!(group, pid, "daemon failed during start-up: {error}");
                 kill(&mut child).await;
@@ -178,6 +208,9 @@ pub async fn run_position(
             recycle,
         };
         pool.add_process(id, pid, slots, terms);
+        report
+            .import_failed
+            .store(failed_imports > 0, Ordering::Relaxed);
         let _ = report.state.send(PositionState::Ready { pid });
         let ready_at = Instant::now();
 
@@ -307,11 +340,13 @@ async fn reap(mut child: Child, control: Control, grace: Duration, group: String
     drop(control);
 }
 
-/// Waits for every slot's `Hello`.
+/// Waits for every slot's `Hello`; also returns how many of the daemon's
+/// apps failed to import.
 async fn greet(
     streams: Vec<tokio::net::UnixStream>,
     id: ProcessId,
-) -> Result<Vec<Slot>, SlotError> {
+) -> Result<(Vec<Slot>, u32), SlotError> {
+    let mut failed_imports = 0;
     let mut slots = Vec::with_capacity(streams.len());
     for (index, stream) in streams.into_iter().enumerate() {
         let mut slot = Slot::new(stream, id);
@@ -320,10 +355,12 @@ async fn greet(
         if kind != Kind::Hello {
             return Err(SlotError::Unexpected(kind));
         }
-        slot.pid = Hello::decode(&payload)?.pid;
+        let hello = Hello::decode(&payload)?;
+        slot.pid = hello.pid;
+        failed_imports = failed_imports.max(hello.failed_imports);
         slots.push(slot);
     }
-    Ok(slots)
+    Ok((slots, failed_imports))
 }
 
 async fn kill(child: &mut Child) {

@@ -1,0 +1,94 @@
+//! `GET /healthz`: 200 "ok" once every process of every group is up with its
+//! apps imported; 503 with the reason before that, while stopping, and while
+//! a daemon runs with an app that failed to import.
+
+use super::GroupView;
+use crate::supervisor::process::PositionState;
+
+/// The health answer: `Ok(())` or the reason the server is not healthy.
+pub fn health(groups: &[GroupView], stopping: bool) -> Result<(), String> {
+    if stopping {
+        return Err("stopping".to_owned());
+    }
+    let waiting: Vec<String> = groups
+        .iter()
+        .filter_map(|group| {
+            let ready = group.ready_processes();
+            (ready < group.positions.len()).then(|| {
+                format!(
+                    "group {}: {ready}/{} processes ready",
+                    group.name,
+                    group.positions.len()
+                )
+            })
+        })
+        .collect();
+    if !waiting.is_empty() {
+        return Err(format!("starting: {}", waiting.join("; ")));
+    }
+    let failed: Vec<&str> = groups
+        .iter()
+        .filter(|group| group.import_failures() > 0)
+        .map(|group| group.name.as_str())
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "an application failed to import in group {} (see the error log)",
+            failed.join(", ")
+        ))
+    }
+}
+
+/// Whether a position has a process up with its apps imported.
+pub fn is_ready(state: &PositionState) -> bool {
+    matches!(state, PositionState::Ready { .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::SlotPool;
+    use std::sync::Arc;
+    use tokio::sync::watch;
+
+    fn group(states: &[PositionState]) -> (GroupView, Vec<watch::Sender<PositionState>>) {
+        let (senders, positions): (Vec<_>, Vec<_>) =
+            states.iter().map(|s| watch::channel(*s)).unzip();
+        let view = GroupView {
+            name: "app".into(),
+            processes: states.len(),
+            threads: 2,
+            pool: SlotPool::new(),
+            import_failed: positions.iter().map(|_| Arc::default()).collect(),
+            positions,
+            restarts: Arc::default(),
+        };
+        (view, senders)
+    }
+
+    #[test]
+    fn ready_only_when_every_position_is() {
+        let (view, senders) = group(&[PositionState::Ready { pid: 1 }, PositionState::Starting]);
+        let groups = [view];
+        assert_eq!(
+            health(&groups, false),
+            Err("starting: group app: 1/2 processes ready".into())
+        );
+        senders[1].send(PositionState::Ready { pid: 2 }).unwrap();
+        assert_eq!(health(&groups, false), Ok(()));
+        assert_eq!(health(&groups, true), Err("stopping".into()));
+        groups[0].import_failed[0].store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            health(&groups, false),
+            Err("an application failed to import in group app (see the error log)".into())
+        );
+        // A replacement that is still starting is reported as starting.
+        senders[0].send(PositionState::Starting).unwrap();
+        assert!(health(&groups, false)
+            .unwrap_err()
+            .starts_with("starting: "));
+        assert_eq!(health(&[], false), Ok(()));
+    }
+}
