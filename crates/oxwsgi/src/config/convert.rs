@@ -346,6 +346,7 @@ mod tests {
                 dir: PathBuf::from("/srv/static"),
             }],
             reload: false,
+            edge: Default::default(),
         };
         assert_eq!(round_trip(&site), site);
         assert_eq!(round_trip(&Site::default()), Site::default());

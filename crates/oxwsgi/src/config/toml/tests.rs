@@ -116,6 +116,7 @@ fn the_mission_config() {
                 dir: "/var/www/mysite/static".into(),
             }],
             reload: false,
+            edge: Default::default(),
         }
     );
 }
