@@ -170,8 +170,7 @@ enum Item {
 impl LogFormat {
     /// Apache's combined format plus `%D`.
     pub fn combined() -> Self {
-        Self::parse(crate::config::model::COMBINED_LOG_FORMAT)
-            .unwrap_or(Self { items: Vec::new() })
+        Self::parse(crate::config::model::COMBINED_LOG_FORMAT).unwrap_or(Self { items: Vec::new() })
     }
 
     /// Parses Apache `LogFormat` syntax; the error names the bad code.
@@ -233,7 +232,8 @@ impl LogFormat {
 
     fn item(code: char, arg: Option<&str>) -> Result<Item, String> {
         let header = |arg: Option<&str>| -> Result<HeaderName, String> {
-            let name = arg.ok_or_else(|| format!("`%{code}` needs a header name: `%{{Name}}{code}`"))?;
+            let name =
+                arg.ok_or_else(|| format!("`%{code}` needs a header name: `%{{Name}}{code}`"))?;
             HeaderName::from_bytes(name.trim().as_bytes())
                 .map_err(|_| format!("`%{{{name}}}{code}`: not a header name"))
         };
@@ -272,7 +272,11 @@ impl LogFormat {
         })
     }
 
-    fn render<Tz: chrono::TimeZone>(&self, r: &AccessRecord<'_>, now: chrono::DateTime<Tz>) -> String
+    fn render<Tz: chrono::TimeZone>(
+        &self,
+        r: &AccessRecord<'_>,
+        now: chrono::DateTime<Tz>,
+    ) -> String
     where
         Tz::Offset: std::fmt::Display,
     {
@@ -483,7 +487,10 @@ mod tests {
     fn every_code() {
         let mut req = HeaderMap::new();
         req.insert("x-req", HeaderValue::from_static("in"));
-        req.insert("authorization", HeaderValue::from_static("Basic YWxpY2U6c2VjcmV0"));
+        req.insert(
+            "authorization",
+            HeaderValue::from_static("Basic YWxpY2U6c2VjcmV0"),
+        );
         let mut resp = HeaderMap::new();
         resp.insert("content-type", HeaderValue::from_static("text/plain"));
         let format = LogFormat::parse(

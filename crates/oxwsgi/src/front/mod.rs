@@ -4,6 +4,9 @@
 pub mod access_log;
 pub mod cgi;
 pub mod listener;
+pub mod proxy_headers;
 pub mod router;
 pub mod service;
+pub mod static_files;
+pub mod tls;
 pub mod validate;

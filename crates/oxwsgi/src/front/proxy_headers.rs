@@ -3,8 +3,11 @@
 //! headers named in `trusted-proxy-headers` — mod_wsgi's
 //! `WSGITrustedProxies` / `WSGITrustedProxyHeaders`.
 //!
-//! From an untrusted peer nothing here acts: the headers still reach the
-//! application untouched as `HTTP_X_FORWARDED_*`, as mod_wsgi passes them.
+//! When `trusted-proxies` is empty nothing here acts: the headers reach the
+//! application untouched as `HTTP_X_FORWARDED_*`. Once proxies are
+//! configured, the trusted headers of a request from any other peer are
+//! removed before the application sees them (as mod_wsgi does), so
+//! middleware that reads them cannot be fooled by a client.
 //!
 //! The client address is found by walking `X-Forwarded-For` (or the `for=`
 //! of `Forwarded`) from the right, skipping trusted proxies: the first
@@ -78,6 +81,31 @@ impl ProxyTrust {
 
     fn trusts(&self, header: ProxyHeader) -> bool {
         self.headers.contains(&header)
+    }
+
+    /// Resolves the proxy headers of a request from `peer` (see
+    /// [`ProxyTrust::resolve`]) and rewrites `headers` to match: a trusted
+    /// host replaces `Host`; from an untrusted peer the trusted headers are
+    /// removed.
+    pub fn apply(&self, peer: IpAddr, headers: &mut HeaderMap) -> Forwarded {
+        if !self.is_enabled() {
+            return Forwarded::default();
+        }
+        if !self.is_trusted(peer) {
+            for header in &self.headers {
+                headers.remove(header_name(*header));
+            }
+            return Forwarded::default();
+        }
+        let forwarded = self.resolve(peer, headers);
+        if let Some(host) = forwarded
+            .host
+            .as_deref()
+            .and_then(|h| hyper::header::HeaderValue::from_str(h).ok())
+        {
+            headers.insert(hyper::header::HOST, host);
+        }
+        forwarded
     }
 
     /// What the proxy headers of a request from `peer` establish; empty
@@ -166,6 +194,16 @@ impl ProxyTrust {
                 _ => {}
             }
         }
+    }
+}
+
+fn header_name(header: ProxyHeader) -> HeaderName {
+    match header {
+        ProxyHeader::XForwardedFor => X_FORWARDED_FOR,
+        ProxyHeader::XForwardedProto => X_FORWARDED_PROTO,
+        ProxyHeader::XForwardedHost => X_FORWARDED_HOST,
+        ProxyHeader::XForwardedPort => X_FORWARDED_PORT,
+        ProxyHeader::Forwarded => FORWARDED,
     }
 }
 
@@ -284,10 +322,7 @@ mod tests {
             trust(&["10.0.0.0/8"]).resolve(ip("192.168.1.1"), &h),
             Forwarded::default()
         );
-        assert_eq!(
-            trust(&[]).resolve(ip("10.0.0.1"), &h),
-            Forwarded::default()
-        );
+        assert_eq!(trust(&[]).resolve(ip("10.0.0.1"), &h), Forwarded::default());
     }
 
     #[test]
@@ -317,7 +352,10 @@ mod tests {
             ("x-forwarded-for", "1.2.3.4"),
             ("x-forwarded-proto", "https"),
         ]);
-        let t = ProxyTrust::new(&[parse_net("127.0.0.1").unwrap()], &[ProxyHeader::XForwardedProto]);
+        let t = ProxyTrust::new(
+            &[parse_net("127.0.0.1").unwrap()],
+            &[ProxyHeader::XForwardedProto],
+        );
         let got = t.resolve(ip("127.0.0.1"), &h);
         assert_eq!(got.remote_addr, None);
         assert_eq!(got.scheme, Some("https"));

@@ -1,7 +1,8 @@
-//! The per-request path through the front: validate the head, route it,
-//! read a small body, turn the head into a protocol `RequestHead`, lease a
-//! slot of the mount's group and run the exchange; map failures to the
-//! status codes of DESIGN.md §7.
+//! The per-request path through the front: validate the head, apply trusted
+//! proxy headers, route it (static alias or mount), read a small body, turn
+//! the head into a protocol `RequestHead`, lease a slot of the mount's group
+//! and run the exchange; map failures to the status codes of DESIGN.md §7;
+//! write the access-log line.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,7 +17,9 @@ use oxwsgi_protocol::RequestHead;
 
 use super::access_log::{AccessLog, AccessRecord};
 use super::cgi::{decode_path, environ_headers};
+use super::proxy_headers::{Forwarded, ProxyTrust};
 use super::router::{Router, Target};
+use super::static_files::StaticRoot;
 use super::validate::{validate, Framing, Head};
 use crate::config::model::{Limits, Site};
 use crate::dispatch::{
@@ -47,7 +50,12 @@ pub struct Front {
     pub mounts: Vec<MountRoute>,
     /// Indexed by group.
     pub pools: Vec<Arc<SlotPool>>,
+    /// Indexed by group: the group's name (for the access log).
+    pub group_names: Vec<String>,
+    /// Indexed like `Site::statics`.
+    pub statics: Vec<StaticRoot>,
     pub limits: Limits,
+    pub proxy: ProxyTrust,
     pub access_log: AccessLog,
 }
 
@@ -70,11 +78,24 @@ impl Front {
                 request_timeout: site.group(&mount.group).and_then(|g| g.timeouts.request),
             })
             .collect();
+        let mut group_names = vec![String::new(); pools.len()];
+        for (mount, target) in site.mounts.iter().zip(targets) {
+            if let Some(name) = group_names.get_mut(target.group) {
+                name.clone_from(&mount.group);
+            }
+        }
         Self {
             router: Router::new(&site.mounts, &site.statics),
             mounts,
             pools,
+            group_names,
+            statics: site
+                .statics
+                .iter()
+                .map(|s| StaticRoot::new(s.dir.clone(), site.edge.follows_symlinks(&s.path)))
+                .collect(),
             limits: site.limits.clone(),
+            proxy: ProxyTrust::new(&site.edge.trusted_proxies, &site.edge.trusted_proxy_headers),
             access_log,
         }
     }
@@ -88,6 +109,42 @@ pub struct Connection {
     pub https: bool,
 }
 
+/// What the request is, after trusted proxy headers.
+struct Client {
+    local: std::net::IpAddr,
+    remote: std::net::IpAddr,
+    remote_port: u16,
+    https: bool,
+    server_port: u16,
+}
+
+impl Client {
+    fn new(conn: &Connection, forwarded: &Forwarded) -> Self {
+        Self {
+            local: conn.local.ip(),
+            remote: forwarded.remote_addr.unwrap_or(conn.peer.ip()),
+            remote_port: if forwarded.remote_addr.is_some() {
+                0
+            } else {
+                conn.peer.port()
+            },
+            https: forwarded.scheme.map_or(conn.https, |s| s == "https"),
+            server_port: forwarded.port.unwrap_or_else(|| match forwarded.scheme {
+                Some("https") if forwarded.host.is_some() => 443,
+                Some("http") if forwarded.host.is_some() => 80,
+                _ => conn.local.port(),
+            }),
+        }
+    }
+}
+
+/// Who answered a request, for the access log.
+#[derive(Default)]
+struct Served {
+    group: Option<usize>,
+    daemon_pid: Option<u32>,
+}
+
 /// Handles one request; never fails (errors are responses).
 pub async fn handle(
     front: Arc<Front>,
@@ -96,27 +153,62 @@ pub async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
     let request_start = epoch_seconds();
-    let (parts, body) = request.into_parts();
-    let target = request_target(&parts.uri);
-    let response = match route_and_run(&front, &conn, &parts, &target, body, request_start).await {
+    let (mut parts, body) = request.into_parts();
+    let target = request_target(&parts.uri, parts.version);
+    if parts.version == Version::HTTP_2 && !parts.headers.contains_key(HOST) {
+        // HTTP/2 carries the host in `:authority`; the app sees it as Host.
+        if let Some(value) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(HOST, value);
+        }
+    }
+    let forwarded = front.proxy.apply(conn.peer.ip(), &mut parts.headers);
+    let client = Client::new(&conn, &forwarded);
+    let mut served = Served::default();
+    let response = match route_and_run(
+        &front,
+        &client,
+        &parts,
+        &target,
+        body,
+        request_start,
+        &mut served,
+    )
+    .await
+    {
         Ok(response) => response,
         Err(failure) => failure.into_response(),
     };
-    front.access_log.record(&AccessRecord {
-        peer: conn.peer,
-        method: &parts.method,
-        target: &target,
-        version: parts.version,
-        status: response.status(),
-        length: response
-            .headers()
-            .get(hyper::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok()),
-        referer: parts.headers.get(hyper::header::REFERER),
-        user_agent: parts.headers.get(hyper::header::USER_AGENT),
-        elapsed: started.elapsed(),
-    });
+    if front.access_log.is_enabled() {
+        let server_name = server_name(&parts, &conn);
+        let response_headers = response.headers();
+        front.access_log.record(&AccessRecord {
+            remote: client.remote,
+            local: conn.local,
+            method: &parts.method,
+            target: &target,
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            version: parts.version,
+            status: response.status(),
+            length: response_headers
+                .get(hyper::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
+            request_headers: &parts.headers,
+            response_headers,
+            server_name: &server_name,
+            elapsed: started.elapsed(),
+            group: served
+                .group
+                .and_then(|g| front.group_names.get(g))
+                .map(String::as_str),
+            daemon_pid: served.daemon_pid,
+        });
+    }
     Ok(response)
 }
 
@@ -168,11 +260,12 @@ pub fn error_response(status: StatusCode, message: &str, close: bool) -> Respons
 
 async fn route_and_run(
     front: &Front,
-    conn: &Connection,
+    client: &Client,
     parts: &hyper::http::request::Parts,
     target: &str,
     body: Incoming,
     request_start: f64,
+    served: &mut Served,
 ) -> Result<Response<ResponseBody>, Failure> {
     let head = Head {
         method: &parts.method,
@@ -198,11 +291,20 @@ async fn route_and_run(
         .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, "no application is mounted here"))?;
     let mount_index = match route.target {
         Target::Mount(index) => index,
-        Target::Static(_) => {
-            return Err(Failure::new(
-                StatusCode::NOT_FOUND,
-                "static aliases are not served yet",
-            ))
+        Target::Static(index) => {
+            let root = front
+                .statics
+                .get(index)
+                .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, "no such static alias"))?;
+            if framing != Framing::Length(0) {
+                return Err(Failure::closing(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "static files take no request body",
+                ));
+            }
+            return Ok(root
+                .serve(&parts.method, route.path_info, &parts.headers)
+                .await);
         }
     };
     let mount = &front.mounts[mount_index];
@@ -229,10 +331,10 @@ async fn route_and_run(
     };
 
     let headers = environ_headers(&parts.headers, mount.pass_authorization);
-    let server_name = server_name(parts, conn);
-    let server_port = conn.local.port().to_string();
-    let remote_addr = conn.peer.ip().to_string();
-    let remote_port = conn.peer.port().to_string();
+    let server_name = server_name_of(parts, client);
+    let server_port = client.server_port.to_string();
+    let remote_addr = client.remote.to_string();
+    let remote_port = client.remote_port.to_string();
     let queue_start = epoch_seconds();
     let mut encoded = Vec::with_capacity(512);
     RequestHead {
@@ -249,7 +351,7 @@ async fn route_and_run(
         server_protocol: protocol_name(parts.version).as_bytes(),
         remote_addr: remote_addr.as_bytes(),
         remote_port: remote_port.as_bytes(),
-        url_scheme: if conn.https { b"https" } else { b"http" },
+        url_scheme: if client.https { b"https" } else { b"http" },
         headers: headers
             .iter()
             .map(|(k, v)| (k.as_slice(), v.as_slice()))
@@ -258,8 +360,12 @@ async fn route_and_run(
     .encode(&mut encoded);
 
     let pool = &front.pools[mount.target.group];
+    served.group = Some(mount.target.group);
     let lease = lease_slot(pool, mount.queue_timeout).await?;
     let process = lease.process();
+    if front.access_log.wants_daemon_pid() {
+        served.daemon_pid = pool.pid_of(process);
+    }
     let slot_index = lease.slot_index();
     // Pinned here so a timed-out exchange (and its lease) outlives the
     // recycle request below: the process must be marked timed out before
@@ -323,9 +429,9 @@ async fn lease_slot(
     })
 }
 
-/// The request target as the client sent it.
-fn request_target(uri: &hyper::Uri) -> String {
-    if uri.scheme().is_some() {
+/// The request target as the client sent it (HTTP/2: the `:path`).
+fn request_target(uri: &hyper::Uri, version: Version) -> String {
+    if uri.scheme().is_some() && version != Version::HTTP_2 {
         uri.to_string()
     } else {
         uri.path_and_query()
@@ -337,13 +443,24 @@ fn request_target(uri: &hyper::Uri) -> String {
 /// `SERVER_NAME`: the Host header's (or absolute target's) host, without
 /// the port, else the local address.
 fn server_name(parts: &hyper::http::request::Parts, conn: &Connection) -> String {
+    host_name(parts).unwrap_or_else(|| conn.local.ip().to_string())
+}
+
+fn server_name_of(parts: &hyper::http::request::Parts, client: &Client) -> String {
+    host_name(parts).unwrap_or_else(|| client.local.to_string())
+}
+
+/// The absolute target's host, else the Host header's (a trusted proxy's
+/// `X-Forwarded-Host` has replaced it already).
+fn host_name(parts: &hyper::http::request::Parts) -> Option<String> {
     if let Some(host) = parts.uri.host() {
-        return host.to_owned();
+        return Some(host.to_owned());
     }
-    if let Some(host) = parts.headers.get(HOST).and_then(|h| h.to_str().ok()) {
-        return strip_port(host).to_owned();
-    }
-    conn.local.ip().to_string()
+    parts
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|host| strip_port(host).to_owned())
 }
 
 fn strip_port(host: &str) -> &str {
@@ -384,11 +501,13 @@ mod tests {
 
     #[test]
     fn targets_keep_their_wire_form() {
+        let v11 = Version::HTTP_11;
         let origin: hyper::Uri = "/a%20b?x=1".parse().unwrap();
-        assert_eq!(request_target(&origin), "/a%20b?x=1");
+        assert_eq!(request_target(&origin, v11), "/a%20b?x=1");
         let absolute: hyper::Uri = "http://example.com/foo?q=1".parse().unwrap();
-        assert_eq!(request_target(&absolute), "http://example.com/foo?q=1");
+        assert_eq!(request_target(&absolute, v11), "http://example.com/foo?q=1");
+        assert_eq!(request_target(&absolute, Version::HTTP_2), "/foo?q=1");
         let star: hyper::Uri = "*".parse().unwrap();
-        assert_eq!(request_target(&star), "*");
+        assert_eq!(request_target(&star, v11), "*");
     }
 }

@@ -187,7 +187,8 @@ fn read_site(top: &Table<'_>) -> Result<Site, ConfigError> {
 /// (`{ addr = ..., tls-cert = ..., tls-key = ..., h2c = true }`, which is
 /// also what `[[listen]]` tables are).
 fn read_listen(f: &Field<'_>) -> Result<(Vec<SocketAddr>, Vec<ListenerOptions>), ConfigError> {
-    const EXPECTED: &str = "a \"HOST:PORT\" string, or an array of them and of { addr = ... } tables";
+    const EXPECTED: &str =
+        "a \"HOST:PORT\" string, or an array of them and of { addr = ... } tables";
     let items = match f.elements() {
         Some(items) => items,
         None if matches!(f.value.get_ref(), DeValue::String(_)) => {
@@ -201,21 +202,33 @@ fn read_listen(f: &Field<'_>) -> Result<(Vec<SocketAddr>, Vec<ListenerOptions>),
     let mut out: Vec<SocketAddr> = Vec::with_capacity(items.len());
     let mut options = Vec::new();
     for item in &items {
-        let (addr, at) = match item.table("[[listen]]".to_string()) {
+        let (addr, twice) = match item.table("[[listen]]".to_string()) {
             Some(t) => {
                 let listener = read_listener(&t)?;
                 let addr = listener.addr;
                 if listener.tls.is_some() || listener.h2c {
                     options.push(listener);
                 }
-                (addr, t.get("addr"))
+                let twice = out.contains(&addr).then(|| {
+                    let message = format!("lists {addr} twice");
+                    match t.get("addr") {
+                        Some(at) => at.error(message),
+                        None => item.error(message),
+                    }
+                });
+                (addr, twice)
             }
-            None if matches!(item.value.get_ref(), DeValue::String(_)) => (item.addr()?, None),
+            None if matches!(item.value.get_ref(), DeValue::String(_)) => {
+                let addr = item.addr()?;
+                let twice = out
+                    .contains(&addr)
+                    .then(|| item.error(format_args!("lists {addr} twice")));
+                (addr, twice)
+            }
             None => return Err(item.expected(EXPECTED)),
         };
-        if out.contains(&addr) {
-            let at = at.as_ref().unwrap_or(item);
-            return Err(at.error(format_args!("lists {addr} twice")));
+        if let Some(error) = twice {
+            return Err(error);
         }
         out.push(addr);
     }
