@@ -3,21 +3,22 @@
 //! in-flight requests finish within the shutdown timeout, stop the daemons).
 //! SIGHUP reloads: the config is read again, a new set of daemon groups is
 //! started, and once it is ready new requests go to it while the old groups
-//! finish what they have and stop. A config that fails to load keeps the
-//! running site.
+//! finish what they have and stop, and TLS certificates are read again. A
+//! config that fails to load keeps the running site. SIGUSR1 reopens the
+//! access-log file (logrotate).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::config::model::Site;
-use crate::front::access_log::AccessLog;
-use crate::front::listener::{accept_loop, bind_all};
+use crate::front::access_log::{AccessLog, LogFormat};
+use crate::front::listener::{accept_loop, bind_all, ConnSettings, Connections, Protocol};
 use crate::front::service::{Front, SharedFront};
+use crate::front::tls::{self, CertStore};
 use crate::supervisor::process::DEFAULT_SHUTDOWN_TIMEOUT;
 use crate::supervisor::Supervisor;
 
@@ -40,6 +41,11 @@ pub enum ServeError {
     Start(#[from] crate::supervisor::StartError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("listener {addr}: {source}")]
+    Tls {
+        addr: std::net::SocketAddr,
+        source: tls::TlsError,
+    },
 }
 
 /// The signals the front acts on.
@@ -47,11 +53,13 @@ struct Signals {
     terminate: Signal,
     interrupt: Signal,
     hangup: Signal,
+    user1: Signal,
 }
 
 enum Event {
     Stop(&'static str),
     Reload,
+    ReopenLogs,
 }
 
 impl Signals {
@@ -61,6 +69,7 @@ impl Signals {
             terminate: install(SignalKind::terminate())?,
             interrupt: install(SignalKind::interrupt())?,
             hangup: install(SignalKind::hangup())?,
+            user1: install(SignalKind::user_defined1())?,
         })
     }
 
@@ -69,6 +78,7 @@ impl Signals {
             _ = self.terminate.recv() => Event::Stop("SIGTERM"),
             _ = self.interrupt.recv() => Event::Stop("SIGINT"),
             _ = self.hangup.recv() => Event::Reload,
+            _ = self.user1.recv() => Event::ReopenLogs,
         }
     }
 }
@@ -81,7 +91,14 @@ struct Running {
 
 impl Running {
     fn start(site: Site) -> Result<(Self, Front), ServeError> {
-        let access_log = AccessLog::open(&site.access_log).map_err(ServeError::AccessLog)?;
+        let format = LogFormat::parse(&site.edge.access_log_format).map_err(|error| {
+            ServeError::AccessLog(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("access-log-format: {error}"),
+            ))
+        })?;
+        let access_log =
+            AccessLog::with_format(&site.access_log, format).map_err(ServeError::AccessLog)?;
         let supervisor = Supervisor::start(&site)?;
         let pools = supervisor
             .groups
@@ -117,21 +134,48 @@ impl Running {
 /// daemons with the same site).
 pub async fn serve(site: Site, reload: Option<SiteLoader>) -> Result<(), ServeError> {
     let listeners = bind_all(&site.listen).await.map_err(ServeError::Bind)?;
+    let mut protocols = Vec::with_capacity(listeners.len());
+    let mut cert_stores = Vec::new();
+    for addr in &site.listen {
+        let options = site.edge.listener(*addr);
+        let protocol = match &options.tls {
+            Some(files) => {
+                let tls_error = |source| ServeError::Tls {
+                    addr: *addr,
+                    source,
+                };
+                let store = CertStore::load(files).map_err(tls_error)?;
+                let config = store.server_config(true).map_err(tls_error)?;
+                cert_stores.push(store);
+                Protocol::Tls(tokio_rustls::TlsAcceptor::from(config))
+            }
+            None if options.h2c => Protocol::H2c,
+            None => Protocol::Plain,
+        };
+        protocols.push(protocol);
+    }
     let mut signals = Signals::install()?;
+    let settings = ConnSettings::new(&site.edge, &site.limits);
+    let connections = Connections::new(site.edge.max_connections);
     let (mut running, front) = Running::start(site)?;
     let front: SharedFront = Arc::new(ArcSwap::from_pointee(front));
 
-    let graceful = Arc::new(GracefulShutdown::new());
     let (stop, stop_rx) = watch::channel(false);
     let mut accepting = Vec::with_capacity(listeners.len());
-    for listener in listeners {
+    for (listener, protocol) in listeners.into_iter().zip(protocols) {
         if let Ok(addr) = listener.local_addr() {
-            tracing::info!("listening on http://{addr}");
+            let scheme = match protocol {
+                Protocol::Tls(_) => "https",
+                _ => "http",
+            };
+            tracing::info!("listening on {scheme}://{addr}");
         }
         accepting.push(tokio::spawn(accept_loop(
             listener,
+            protocol,
             Arc::clone(&front),
-            Arc::clone(&graceful),
+            settings.clone(),
+            Arc::clone(&connections),
             stop_rx.clone(),
         )));
     }
@@ -140,8 +184,13 @@ pub async fn serve(site: Site, reload: Option<SiteLoader>) -> Result<(), ServeEr
         match signals.next().await {
             Event::Stop(name) => break name,
             Event::Reload => {
+                tls::reload_all(&cert_stores);
                 running = reload_site(running, reload.as_ref(), &front).await;
             }
+            Event::ReopenLogs => match front.load().access_log.reopen() {
+                Ok(()) => tracing::info!("SIGUSR1 received: access log reopened"),
+                Err(error) => tracing::error!("cannot reopen the access log: {error}"),
+            },
         }
     };
     tracing::info!("{signal_name} received: stopping gracefully");
@@ -151,16 +200,11 @@ pub async fn serve(site: Site, reload: Option<SiteLoader>) -> Result<(), ServeEr
         let _ = task.await;
     }
     let timeout = running.shutdown_timeout();
-    match Arc::try_unwrap(graceful) {
-        Ok(graceful) => {
-            if tokio::time::timeout(timeout, graceful.shutdown())
-                .await
-                .is_err()
-            {
-                tracing::warn!("connections still open after {timeout:?}; closing them");
-            }
-        }
-        Err(_) => tracing::warn!("connection tracker still shared; not waiting for connections"),
+    if tokio::time::timeout(timeout, connections.all_closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after {timeout:?}; closing them");
     }
     running.supervisor.stop().await;
     tracing::info!("stopped");
@@ -184,8 +228,17 @@ async fn reload_site(
         },
         None => current.site.clone(),
     };
-    if site.listen != current.site.listen {
-        tracing::warn!("listen addresses changed: they take effect only after a restart");
+    let (new, old) = (&site.edge, &current.site.edge);
+    if site.listen != current.site.listen
+        || new.listeners != old.listeners
+        || new.header_timeout != old.header_timeout
+        || new.keep_alive_timeout != old.keep_alive_timeout
+        || new.max_connections != old.max_connections
+    {
+        tracing::warn!(
+            "listen addresses or edge settings (TLS files, h2c, timeouts, max-connections) changed: \
+             they take effect only after a restart; certificates were re-read"
+        );
     }
     let (next, next_front) = match Running::start(site) {
         Ok(started) => started,

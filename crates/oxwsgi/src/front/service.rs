@@ -17,6 +17,8 @@ use oxwsgi_protocol::RequestHead;
 
 use super::access_log::{AccessLog, AccessRecord};
 use super::cgi::{decode_path, environ_headers};
+use super::conn_io::{Activity, InFlight};
+use super::head_tracker::Flag;
 use super::proxy_headers::{Forwarded, ProxyTrust};
 use super::router::{Router, Target};
 use super::static_files::StaticRoot;
@@ -111,6 +113,8 @@ pub struct Connection {
 
 /// What the request is, after trusted proxy headers.
 struct Client {
+    /// When the request arrived (seconds since the epoch).
+    request_start: f64,
     local: std::net::IpAddr,
     remote: std::net::IpAddr,
     remote_port: u16,
@@ -119,8 +123,9 @@ struct Client {
 }
 
 impl Client {
-    fn new(conn: &Connection, forwarded: &Forwarded) -> Self {
+    fn new(conn: &Connection, forwarded: &Forwarded, request_start: f64) -> Self {
         Self {
+            request_start,
             local: conn.local.ip(),
             remote: forwarded.remote_addr.unwrap_or(conn.peer.ip()),
             remote_port: if forwarded.remote_addr.is_some() {
@@ -145,12 +150,57 @@ struct Served {
     daemon_pid: Option<u32>,
 }
 
+/// A request's place on its connection: its index (for the framing
+/// tracker's flags) and the in-flight guard, dropped with the response body.
+pub struct RequestTicket {
+    pub activity: Arc<Activity>,
+    pub index: u64,
+    pub in_flight: InFlight,
+}
+
+impl RequestTicket {
+    /// What the connection's framing tracker found in this request.
+    fn flag(&self) -> Option<Flag> {
+        let tracker = self.activity.tracker.as_ref()?;
+        tracker.lock().ok()?.flag(self.index)
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it
+/// has been sent (or dropped).
+#[derive(Debug)]
+pub struct TrackedBody {
+    body: ResponseBody,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = dispatch::StreamError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// Handles one request; never fails (errors are responses).
 pub async fn handle(
     front: Arc<Front>,
     conn: Connection,
     request: Request<Incoming>,
-) -> Result<Response<ResponseBody>, Infallible> {
+    ticket: RequestTicket,
+) -> Result<Response<TrackedBody>, Infallible> {
     let started = Instant::now();
     let request_start = epoch_seconds();
     let (mut parts, body) = request.into_parts();
@@ -166,22 +216,13 @@ pub async fn handle(
         }
     }
     let forwarded = front.proxy.apply(conn.peer.ip(), &mut parts.headers);
-    let client = Client::new(&conn, &forwarded);
+    let client = Client::new(&conn, &forwarded, request_start);
     let mut served = Served::default();
-    let response = match route_and_run(
-        &front,
-        &client,
-        &parts,
-        &target,
-        body,
-        request_start,
-        &mut served,
-    )
-    .await
-    {
-        Ok(response) => response,
-        Err(failure) => failure.into_response(),
-    };
+    let response =
+        match route_and_run(&front, &client, &parts, &target, body, &mut served, &ticket).await {
+            Ok(response) => response,
+            Err(failure) => failure.into_response(),
+        };
     if front.access_log.is_enabled() {
         let server_name = server_name(&parts, &conn);
         let response_headers = response.headers();
@@ -209,7 +250,10 @@ pub async fn handle(
             daemon_pid: served.daemon_pid,
         });
     }
-    Ok(response)
+    Ok(response.map(|body| TrackedBody {
+        body,
+        _in_flight: ticket.in_flight,
+    }))
 }
 
 /// A request that ends in an error answer from the front itself.
@@ -264,8 +308,8 @@ async fn route_and_run(
     parts: &hyper::http::request::Parts,
     target: &str,
     body: Incoming,
-    request_start: f64,
     served: &mut Served,
+    ticket: &RequestTicket,
 ) -> Result<Response<ResponseBody>, Failure> {
     let head = Head {
         method: &parts.method,
@@ -275,6 +319,13 @@ async fn route_and_run(
     };
     let framing = validate(&head, &front.limits)
         .map_err(|rejection| Failure::closing(rejection.status, rejection.reason))?;
+    if ticket.flag() == Some(Flag::LengthWithTransferEncoding) {
+        // hyper dropped the Content-Length before we could see it.
+        return Err(Failure::closing(
+            StatusCode::BAD_REQUEST,
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
     if parts.method == Method::OPTIONS && target == "*" {
         let mut response = Response::new(ResponseBody::empty());
         response.headers_mut().insert(
@@ -329,6 +380,14 @@ async fn route_and_run(
                 }
             })?,
     };
+    // A whole body read: the tracker has seen its last chunk-size line.
+    // (A body larger than the buffer streams on; see docs/design.md §9.)
+    if matches!(body, RequestBody::Complete(_)) && ticket.flag() == Some(Flag::BadChunkSize) {
+        return Err(Failure::closing(
+            StatusCode::BAD_REQUEST,
+            "malformed chunk size",
+        ));
+    }
 
     let headers = environ_headers(&parts.headers, mount.pass_authorization);
     let server_name = server_name_of(parts, client);
@@ -339,7 +398,7 @@ async fn route_and_run(
     let mut encoded = Vec::with_capacity(512);
     RequestHead {
         mount: mount.target.mount_id,
-        request_start,
+        request_start: client.request_start,
         queue_start,
         method: parts.method.as_str().as_bytes(),
         script_name: route.script_name,
