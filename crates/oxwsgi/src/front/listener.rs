@@ -84,7 +84,6 @@ fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_timeout)
         .keep_alive(true)
-        .pipeline_flush(true)
         .max_headers(settings.limits.request_fields);
     let header_list = settings
         .limits

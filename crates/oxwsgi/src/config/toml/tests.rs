@@ -975,6 +975,6 @@ fn edge_key_errors() {
     );
     assert!(err("access-log-format = \"%Z\"").contains("`%Z` is not a supported log code"));
     assert!(err("trusted-proxy-headers = [\"X-Forwarded-Fro\"]")
-        .contains("did you mean `X-Forwarded-For`"));
+        .contains("not a proxy header oxwsgi knows"));
     assert!(err("header-timeout = 0").contains("must be more than 0 seconds"));
 }
