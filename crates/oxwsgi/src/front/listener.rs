@@ -293,9 +293,11 @@ impl Conn {
             } else {
                 self.settings.keep_alive_timeout
             };
+            // Re-checked at least every second: a request may start and
+            // end (switching to the keep-alive limit) while this sleeps.
             let check_in = idle_limit
                 .saturating_sub(activity.idle_for())
-                .max(Duration::from_millis(100));
+                .clamp(Duration::from_millis(100), Duration::from_secs(1));
             tokio::select! {
                 result = conn.as_mut() => {
                     if let Err(error) = result {
