@@ -40,7 +40,7 @@ pub(super) fn listeners(
         if protocol.is_some_and(|p| p.eq_ignore_ascii_case("https")) {
             warnings.push(item.loc.warning(
                 WarningKind::Behaviour,
-                format!("Listen {addr} https: oxwsgi does not terminate TLS; it serves plain HTTP on {socket}"),
+                format!("Listen {addr} https: TLS is not read from Apache files; it serves plain HTTP on {socket} (set tls-cert and tls-key on a [[listen]] of a TOML config)"),
             ));
         }
         add(&mut out, socket);
