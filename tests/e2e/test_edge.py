@@ -61,6 +61,7 @@ access-log = "{log}"
 access-log-format = "%a %m %U%q %>s %b %{{group}}x %{{pid}}x %D"
 trusted-proxies = ["10.9.9.9/32", "127.0.0.2"]
 keep-alive-timeout = 2
+header-timeout = 3
 
 [[listen]]
 addr = "127.0.0.1:{plain}"
@@ -342,3 +343,38 @@ def test_idle_keep_alive_connection_is_closed(edge):
         data = c.read_until_close(deadline=started + 8)
         assert data.startswith(b"HTTP/1.1 200")
         assert 1.5 < time.monotonic() - started < 6
+
+
+def test_a_head_not_finished_within_header_timeout_is_closed(edge):
+    # header-timeout = 3 in this site.
+    with oxhttp.Conn(edge.port, timeout=15) as c:
+        c.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n")
+        started = time.monotonic()
+        for _ in range(10):  # keep trickling: activity does not extend it
+            time.sleep(0.3)
+            try:
+                c.send(b"X")
+            except OSError:
+                break
+        try:
+            c.read_until_close(deadline=started + 10)
+        except oxhttp.ConnectionClosed:
+            pass
+        assert time.monotonic() - started < 8
+
+
+def test_max_connections_queues_the_rest(server):
+    srv = server("maxconn").start_run(
+        {"max-connections": 2, "mount": [{"path": "/", "script": INFO}]}, ready=["/"])
+    held = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(2)]
+    try:
+        time.sleep(0.3)
+        with oxhttp.Conn(srv.port, timeout=5) as c:
+            c.send(b"GET /third HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            with pytest.raises(oxhttp.Timeout):
+                c.read_line(deadline=time.monotonic() + 1.0)
+            held.pop().close()  # a slot frees up: the third is served
+            assert c.read_line(deadline=time.monotonic() + 10).startswith(b"HTTP/1.1 200")
+    finally:
+        for s in held:
+            s.close()
