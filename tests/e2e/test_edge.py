@@ -378,3 +378,22 @@ def test_max_connections_queues_the_rest(server):
     finally:
         for s in held:
             s.close()
+
+
+@pytest.mark.parametrize("body", [
+    b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0 \r\n\r\n",
+], ids=["cl-and-te", "chunk-size-trailing-space"])
+def test_smuggling_checks_hold_inside_tls(edge, body):
+    ctx = ssl.create_default_context(cafile=edge.ca_file)
+    ctx.set_alpn_protocols(["http/1.1"])
+    with socket.create_connection(("127.0.0.1", edge.tls_port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(body)
+            data = b""
+            while b"\r\n" not in data:
+                chunk = tls.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    assert data.startswith(b"HTTP/1.1 400"), data[:100]

@@ -1,7 +1,8 @@
 //! The client socket as the front's HTTP stack sees it: a `TcpStream`
 //! wrapper that records activity (for the keep-alive idle timeout), feeds
 //! the bytes it reads to the connection's [`HeadTracker`] (HTTP/1 framing
-//! checks hyper does not make), and closes with a *lingering close*.
+//! checks hyper does not make), and closes with a *lingering close*. On a
+//! TLS connection the tracker is fed by [`Tap`], above TLS, instead.
 //!
 //! Lingering close (as Apache does): closing a socket that still has unread
 //! request bytes makes the kernel send a RST, which can destroy the response
@@ -54,6 +55,15 @@ impl Activity {
         })
     }
 
+    /// Feeds bytes read from the client to the framing tracker.
+    fn track(&self, read: &[u8]) {
+        if let Some(tracker) = &self.tracker {
+            if let Ok(mut tracker) = tracker.lock() {
+                tracker.feed(read);
+            }
+        }
+    }
+
     fn touch(&self) {
         let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last.store(now, Ordering::Relaxed);
@@ -100,13 +110,18 @@ impl Drop for InFlight {
 pub struct EdgeStream {
     inner: Option<TcpStream>,
     activity: Arc<Activity>,
+    /// Feed the bytes read to the tracker (plain connections).
+    tap: bool,
 }
 
 impl EdgeStream {
-    pub fn new(stream: TcpStream, activity: Arc<Activity>) -> Self {
+    /// `tap`: feed the bytes read to the connection's tracker (false when
+    /// they are TLS records).
+    pub fn new(stream: TcpStream, activity: Arc<Activity>, tap: bool) -> Self {
         Self {
             inner: Some(stream),
             activity,
+            tap,
         }
     }
 
@@ -134,10 +149,8 @@ impl AsyncRead for EdgeStream {
             let read = &buf.filled()[before..];
             if !read.is_empty() {
                 this.activity.touch();
-                if let Some(tracker) = &this.activity.tracker {
-                    if let Ok(mut tracker) = tracker.lock() {
-                        tracker.feed(read);
-                    }
+                if this.tap {
+                    this.activity.track(read);
                 }
             }
         }
@@ -200,6 +213,66 @@ impl AsyncWrite for EdgeStream {
             Ok(stream) => Pin::new(stream).poll_shutdown(cx),
             Err(error) => Poll::Ready(Err(error)),
         }
+    }
+}
+
+/// The plaintext side of a TLS connection carrying HTTP/1: feeds what
+/// hyper reads to the connection's framing tracker.
+#[derive(Debug)]
+pub struct Tap<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S> Tap<S> {
+    pub fn new(inner: S, activity: Arc<Activity>) -> Self {
+        Self { inner, activity }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tap<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            this.activity.track(&buf.filled()[before..]);
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tap<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

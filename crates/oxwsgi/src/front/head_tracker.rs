@@ -9,7 +9,7 @@
 //! The tracker follows the bytes the connection reads (see `conn_io`): it
 //! parses each request head with `httparse`, skips its body by the same
 //! framing rules, and records a [`Flag`] against the request's index on the
-//! connection. It never frames anything itself: hyper does, and the service
+//! connection (its socket bytes, or the decrypted ones on TLS). It never frames anything itself: hyper does, and the service
 //! only *adds* a rejection when the tracker flagged its request. Anything the
 //! tracker does not understand (an HTTP/2 preface, a head hyper will refuse
 //! anyway, an over-long line) stops it for the rest of the connection, which

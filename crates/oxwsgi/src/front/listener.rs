@@ -24,7 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use super::conn_io::{Activity, EdgeStream};
+use super::conn_io::{Activity, EdgeStream, Tap};
 use super::service::{handle, Connection, RequestTicket, SharedFront};
 use super::tls::ALPN_H2;
 use crate::config::model::{Edge, Limits};
@@ -201,11 +201,11 @@ struct Conn {
 impl Conn {
     async fn serve(self, stream: TcpStream, protocol: Protocol) {
         let peer = self.peer;
-        // The framing tracker reads the raw socket bytes, so it cannot
-        // follow HTTP/1 inside TLS (ciphertext); see docs/design.md §9.
-        let track_heads = !matches!(protocol, Protocol::Tls(_));
-        let activity = Activity::new(track_heads);
-        let io = EdgeStream::new(stream, Arc::clone(&activity));
+        // The framing tracker follows HTTP/1 bytes: the socket's on a plain
+        // connection, the decrypted ones (through `Tap`) on TLS.
+        let plain = !matches!(protocol, Protocol::Tls(_));
+        let activity = Activity::new(true);
+        let io = EdgeStream::new(stream, Arc::clone(&activity), plain);
         match protocol {
             Protocol::Plain | Protocol::H2c => {
                 let builders = Arc::clone(&self.builders);
@@ -233,10 +233,17 @@ impl Conn {
                 };
                 let h2 = tls.get_ref().1.alpn_protocol() == Some(ALPN_H2);
                 let builders = Arc::clone(&self.builders);
-                let builder = if h2 { &builders.http2 } else { &builders.http1 };
                 let service = self.service(true, &activity);
-                let conn = builder.serve_connection(TokioIo::new(tls), service);
-                self.drive(conn, &activity).await;
+                if h2 {
+                    let conn = builders.http2.serve_connection(TokioIo::new(tls), service);
+                    self.drive(conn, &activity).await;
+                } else {
+                    let tapped = Tap::new(tls, Arc::clone(&activity));
+                    let conn = builders
+                        .http1
+                        .serve_connection(TokioIo::new(tapped), service);
+                    self.drive(conn, &activity).await;
+                }
             }
         }
     }
