@@ -397,3 +397,8 @@ def test_smuggling_checks_hold_inside_tls(edge, body):
                     break
                 data += chunk
     assert data.startswith(b"HTTP/1.1 400"), data[:100]
+
+
+def test_static_get_with_a_body_is_served(edge):
+    r = httpx.request("GET", f"http://127.0.0.1:{edge.port}/static/hello.txt", content=b"hello", timeout=10)
+    assert r.status_code == 200 and r.content == b"0123456789" * 10

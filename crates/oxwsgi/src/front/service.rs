@@ -347,12 +347,7 @@ async fn route_and_run(
                 .statics
                 .get(index)
                 .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, "no such static alias"))?;
-            if framing != Framing::Length(0) {
-                return Err(Failure::closing(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "static files take no request body",
-                ));
-            }
+            // A body sent with GET/HEAD is ignored (hyper discards it).
             return Ok(root
                 .serve(&parts.method, route.path_info, &parts.headers)
                 .await);
