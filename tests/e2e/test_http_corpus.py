@@ -290,24 +290,7 @@ INVALID_EXPECT = {
 # Each is a server bug or a deviation from DESIGN.md, seen with the build of
 # this commit; remove the entry when it is fixed (strict xfail: an
 # unexpected pass fails the run, so the table cannot go stale).
-_TRAILING = ("server bug: a non-persistent request (HTTP/1.0 without keep-alive, or Connection: close) "
-             "followed by more bytes in the same write: the app is called but no response is written "
-             "before the connection is closed")
 KNOWN_FAILURES: dict[str, str] = {
-    "valid/019/raw": _TRAILING,
-    "valid/021/host": _TRAILING,
-    "valid/040/raw": _TRAILING,
-    "valid/040_compat/raw": _TRAILING,
-    "invalid/040/raw": _TRAILING,
-    "invalid/chunked_09/host": "server bug: chunk size line '0 ' (trailing space, no extension) is accepted "
-                               "(RFC 9112 §7.1: BWS only before ';'); should be 400",
-    "invalid/rfc9112_smuggle_cl_te_chunked_01/raw": "DESIGN §7 deviation: Content-Length together with "
-                                                    "Transfer-Encoding: chunked is served (framed by TE) "
-                                                    "instead of 400",
-    "invalid/rfc9112_target_asterisk_non_options_01/raw": "server bug: 'GET *' (asterisk-form with GET) reaches "
-                                                          "the app with PATH_INFO '*'; should be 400",
-    "invalid/rfc9112_target_authority_non_connect_01/raw": "server bug: 'GET example.com:443' (authority-form "
-                                                           "without CONNECT) reaches the app; should be 400",
 }
 
 

@@ -1,5 +1,7 @@
-//! The front's error log: `[time] [level] [pid N] message`, the same line
-//! shape the daemons write, to stderr or the configured `error-log` file.
+//! The front's error log: `[time] [level] [pid N] [group NAME] message`
+//! (`[group NAME]` when the event names a daemon group in a `group` field),
+//! the same line shape the daemons write, to stderr or the configured
+//! `error-log` file.
 //! The level comes from `OXWSGI_LOG` (tracing's filter syntax), default
 //! `info`.
 
@@ -53,7 +55,29 @@ where
             event.metadata().level().as_str().to_ascii_lowercase(),
             std::process::id(),
         )?;
+        let mut group = GroupField(None);
+        event.record(&mut group);
+        if let Some(name) = group.0 {
+            write!(writer, "[group {name}] ")?;
+        }
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
+    }
+}
+
+/// Finds an event's `group` field.
+struct GroupField(Option<String>);
+
+impl tracing::field::Visit for GroupField {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "group" {
+            self.0 = Some(value.to_string());
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        if field.name() == "group" {
+            self.0 = Some(format!("{value:?}").trim_matches('"').to_string());
+        }
     }
 }

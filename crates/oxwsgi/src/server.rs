@@ -3,8 +3,9 @@
 //! in-flight requests finish within the shutdown timeout, stop the daemons).
 //! SIGHUP reloads: the config is read again, a new set of daemon groups is
 //! started, and once it is ready new requests go to it while the old groups
-//! finish what they have and stop. A config that fails to load keeps the
-//! running site.
+//! finish what they have and stop, and TLS certificates are read again. A
+//! config that fails to load keeps the running site. SIGUSR1 reopens the
+//! access-log file (logrotate).
 //!
 //! The admin endpoints and metrics ([`Admin`]) live as long as the server,
 //! across reloads; systemd is told READY/RELOADING/STOPPING ([`systemd`]).
@@ -13,15 +14,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::admin::{metrics::NO_GROUP, Admin};
 use crate::config::model::Site;
-use crate::front::access_log::AccessLog;
-use crate::front::listener::accept_loop;
+use crate::front::access_log::{AccessLog, LogFormat};
+use crate::front::listener::{accept_loop, ConnSettings, Connections, Protocol};
 use crate::front::service::{Front, SharedFront};
+use crate::front::tls::{self, CertStore};
 use crate::supervisor::process::RestartObserver;
 use crate::supervisor::process::DEFAULT_SHUTDOWN_TIMEOUT;
 use crate::supervisor::Supervisor;
@@ -46,6 +47,11 @@ pub enum ServeError {
     Start(#[from] crate::supervisor::StartError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("listener {addr}: {source}")]
+    Tls {
+        addr: std::net::SocketAddr,
+        source: tls::TlsError,
+    },
 }
 
 /// The signals the front acts on.
@@ -53,11 +59,13 @@ struct Signals {
     terminate: Signal,
     interrupt: Signal,
     hangup: Signal,
+    user1: Signal,
 }
 
 enum Event {
     Stop(&'static str),
     Reload,
+    ReopenLogs,
 }
 
 impl Signals {
@@ -67,6 +75,7 @@ impl Signals {
             terminate: install(SignalKind::terminate())?,
             interrupt: install(SignalKind::interrupt())?,
             hangup: install(SignalKind::hangup())?,
+            user1: install(SignalKind::user_defined1())?,
         })
     }
 
@@ -75,6 +84,7 @@ impl Signals {
             _ = self.terminate.recv() => Event::Stop("SIGTERM"),
             _ = self.interrupt.recv() => Event::Stop("SIGINT"),
             _ = self.hangup.recv() => Event::Reload,
+            _ = self.user1.recv() => Event::ReopenLogs,
         }
     }
 }
@@ -87,7 +97,14 @@ struct Running {
 
 impl Running {
     fn start(site: Site, admin: &Admin) -> Result<(Self, Front), ServeError> {
-        let access_log = AccessLog::open(&site.access_log).map_err(ServeError::AccessLog)?;
+        let format = LogFormat::parse(&site.edge.access_log_format).map_err(|error| {
+            ServeError::AccessLog(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("access-log-format: {error}"),
+            ))
+        })?;
+        let access_log =
+            AccessLog::with_format(&site.access_log, format).map_err(ServeError::AccessLog)?;
         let metrics = Arc::clone(&admin.metrics);
         let observer: RestartObserver =
             Arc::new(move |group, reason| metrics.restarted(group, reason, 1));
@@ -145,21 +162,45 @@ impl Running {
 /// `reload` re-reads the site on SIGHUP (`None`: SIGHUP restarts the
 /// daemons with the same site).
 pub async fn serve(site: Site, reload: Option<SiteLoader>) -> Result<(), ServeError> {
+    // Sockets passed by systemd come first; extra ones (matching no
+    // `listen` address) follow the configured ones and speak plain HTTP.
     let listeners = systemd::listeners(&site.listen)
         .await
         .map_err(ServeError::Bind)?;
+    let mut protocols = Vec::with_capacity(listeners.len());
+    let mut cert_stores = Vec::new();
+    for addr in &site.listen {
+        let options = site.edge.listener(*addr);
+        let protocol = match &options.tls {
+            Some(files) => {
+                let tls_error = |source| ServeError::Tls {
+                    addr: *addr,
+                    source,
+                };
+                let store = CertStore::load(files).map_err(tls_error)?;
+                let config = store.server_config(true).map_err(tls_error)?;
+                cert_stores.push(store);
+                Protocol::Tls(tokio_rustls::TlsAcceptor::from(config))
+            }
+            None if options.h2c => Protocol::H2c,
+            None => Protocol::Plain,
+        };
+        protocols.push(protocol);
+    }
+    protocols.resize(listeners.len(), Protocol::Plain);
     let admin_listener = match site.admin {
         Some(addr) => Some(crate::admin::bind(addr).await.map_err(ServeError::Bind)?),
         None => None,
     };
     let mut signals = Signals::install()?;
+    let settings = ConnSettings::new(&site.edge, &site.limits);
+    let connections = Connections::new(site.edge.max_connections);
     let admin = Arc::new(Admin::new());
     let (mut running, front) = Running::start(site, &admin)?;
     admin.set_groups(running.supervisor.groups.clone());
     let mut ready_notice = running.notify_when_ready();
     let front: SharedFront = Arc::new(ArcSwap::from_pointee(front));
 
-    let graceful = Arc::new(GracefulShutdown::new());
     let (stop, stop_rx) = watch::channel(false);
     let (admin_stop, admin_stop_rx) = watch::channel(false);
     let admin_task = admin_listener.map(|listener| {
@@ -170,14 +211,20 @@ pub async fn serve(site: Site, reload: Option<SiteLoader>) -> Result<(), ServeEr
         ))
     });
     let mut accepting = Vec::with_capacity(listeners.len());
-    for listener in listeners {
+    for (listener, protocol) in listeners.into_iter().zip(protocols) {
         if let Ok(addr) = listener.local_addr() {
-            tracing::info!("listening on http://{addr}");
+            let scheme = match protocol {
+                Protocol::Tls(_) => "https",
+                _ => "http",
+            };
+            tracing::info!("listening on {scheme}://{addr}");
         }
         accepting.push(tokio::spawn(accept_loop(
             listener,
+            protocol,
             Arc::clone(&front),
-            Arc::clone(&graceful),
+            settings.clone(),
+            Arc::clone(&connections),
             stop_rx.clone(),
         )));
     }
@@ -188,9 +235,14 @@ pub async fn serve(site: Site, reload: Option<SiteLoader>) -> Result<(), ServeEr
             Event::Reload => {
                 systemd::reloading();
                 ready_notice.abort();
+                tls::reload_all(&cert_stores);
                 running = reload_site(running, reload.as_ref(), &front, &admin).await;
                 ready_notice = running.notify_when_ready();
             }
+            Event::ReopenLogs => match front.load().access_log.reopen() {
+                Ok(()) => tracing::info!("SIGUSR1 received: access log reopened"),
+                Err(error) => tracing::error!("cannot reopen the access log: {error}"),
+            },
         }
     };
     tracing::info!("{signal_name} received: stopping gracefully");
@@ -203,16 +255,11 @@ pub async fn serve(site: Site, reload: Option<SiteLoader>) -> Result<(), ServeEr
         let _ = task.await;
     }
     let timeout = running.shutdown_timeout();
-    match Arc::try_unwrap(graceful) {
-        Ok(graceful) => {
-            if tokio::time::timeout(timeout, graceful.shutdown())
-                .await
-                .is_err()
-            {
-                tracing::warn!("connections still open after {timeout:?}; closing them");
-            }
-        }
-        Err(_) => tracing::warn!("connection tracker still shared; not waiting for connections"),
+    if tokio::time::timeout(timeout, connections.all_closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after {timeout:?}; closing them");
     }
     running.supervisor.stop().await;
     let _ = admin_stop.send(true);
@@ -241,8 +288,17 @@ async fn reload_site(
         },
         None => current.site.clone(),
     };
-    if site.listen != current.site.listen {
-        tracing::warn!("listen addresses changed: they take effect only after a restart");
+    let (new, old) = (&site.edge, &current.site.edge);
+    if site.listen != current.site.listen
+        || new.listeners != old.listeners
+        || new.header_timeout != old.header_timeout
+        || new.keep_alive_timeout != old.keep_alive_timeout
+        || new.max_connections != old.max_connections
+    {
+        tracing::warn!(
+            "listen addresses or edge settings (TLS files, h2c, timeouts, max-connections) changed: \
+             they take effect only after a restart; certificates were re-read"
+        );
     }
     if site.admin != current.site.admin {
         tracing::warn!("the admin address changed: it takes effect only after a restart");

@@ -26,7 +26,21 @@ pub fn to_toml(site: &Site, source: &Path) -> Result<String, ConfigError> {
     );
     out.push_str("# Paths are absolute; `oxwsgi check` on this file shows the same layout.\n\n");
 
-    let listen: Vec<String> = site.listen.iter().map(|a| quote(&a.to_string())).collect();
+    let mut listen = Vec::with_capacity(site.listen.len());
+    for addr in &site.listen {
+        let options = site.edge.listener(*addr);
+        let mut entry = quote(&addr.to_string());
+        if let Some(tls) = &options.tls {
+            entry = format!(
+                "{{ addr = {entry}, tls-cert = {}, tls-key = {} }}",
+                w.path(&tls.cert)?,
+                w.path(&tls.key)?
+            );
+        } else if options.h2c {
+            entry = format!("{{ addr = {entry}, h2c = true }}");
+        }
+        listen.push(entry);
+    }
     let _ = writeln!(out, "listen = [{}]", listen.join(", "));
     if let Some(admin) = site.admin {
         let _ = writeln!(out, "admin = {}", quote(&admin.to_string()));
@@ -284,6 +298,35 @@ mod tests {
     }
 
     #[test]
+    fn tls_and_h2c_listeners_survive_a_round_trip() {
+        use crate::config::model::{ListenerOptions, TlsFiles};
+        let mut site = Site {
+            listen: vec![
+                "0.0.0.0:80".parse().unwrap(),
+                "0.0.0.0:443".parse().unwrap(),
+                "127.0.0.1:8080".parse().unwrap(),
+            ],
+            ..Site::default()
+        };
+        site.edge.listeners = vec![
+            ListenerOptions {
+                addr: "0.0.0.0:443".parse().unwrap(),
+                tls: Some(TlsFiles {
+                    cert: "/etc/ssl/c.pem".into(),
+                    key: "/etc/ssl/k.pem".into(),
+                }),
+                h2c: false,
+            },
+            ListenerOptions {
+                addr: "127.0.0.1:8080".parse().unwrap(),
+                tls: None,
+                h2c: true,
+            },
+        ];
+        assert_eq!(round_trip(&site), site);
+    }
+
+    #[test]
     fn every_field_survives_a_round_trip() {
         let mut g = Group::new("example.com:8000");
         g.processes = 3;
@@ -354,6 +397,7 @@ mod tests {
                 dir: PathBuf::from("/srv/static"),
             }],
             reload: false,
+            edge: Default::default(),
         };
         assert_eq!(round_trip(&site), site);
         assert_eq!(round_trip(&Site::default()), Site::default());

@@ -25,6 +25,10 @@ pub struct Site {
     /// Python code changes (not only the WSGI script file). Not settable
     /// from a config file.
     pub reload: bool,
+    /// The front as an edge: TLS and HTTP/2 per listener, timeouts, the
+    /// connection cap, trusted proxies, the access-log format, static
+    /// options.
+    pub edge: Edge,
 }
 
 /// The listen address when none is configured.
@@ -44,6 +48,7 @@ impl Default for Site {
             mounts: Vec::new(),
             statics: Vec::new(),
             reload: false,
+            edge: Edge::default(),
         }
     }
 }
@@ -84,6 +89,147 @@ impl Default for Limits {
             request_field_size: 8190,
             request_body: 1 << 30,
         }
+    }
+}
+
+/// The front's edge settings (issue 6). Kept apart from [`Limits`] and
+/// [`StaticAlias`] so config readers that know nothing of them need not
+/// change: per-listener and per-static options are keyed by address and
+/// prefix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edge {
+    /// Options of the `listen` addresses that are not plain HTTP/1.1;
+    /// an address of [`Site::listen`] without an entry here is plain.
+    pub listeners: Vec<ListenerOptions>,
+    /// `header-timeout`: how long a client may take to send a request head
+    /// (and a TLS handshake, and the first request of a connection).
+    pub header_timeout: Duration,
+    /// `keep-alive-timeout`: how long an idle connection is kept open
+    /// between requests.
+    pub keep_alive_timeout: Duration,
+    /// `max-connections`: open client connections at most; more wait in
+    /// the listen backlog.
+    pub max_connections: usize,
+    /// `trusted-proxies`: peers whose proxy headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `trusted-proxy-headers`: which proxy headers are believed from them.
+    pub trusted_proxy_headers: Vec<ProxyHeader>,
+    /// `access-log-format`, Apache `LogFormat` syntax.
+    pub access_log_format: String,
+    /// Options of `[[static]]` entries, by prefix (none: the defaults).
+    pub statics: Vec<StaticOptions>,
+}
+
+/// `header-timeout` when not configured (mod_reqtimeout's `header=20`).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(20);
+/// `keep-alive-timeout` when not configured (Apache's `KeepAliveTimeout`).
+pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// `max-connections` when not configured.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Apache's combined format plus `%D` (microseconds), the default.
+pub const COMBINED_LOG_FORMAT: &str =
+    "%h %l %u %t \"%r\" %>s %b \"%{Referer}i\" \"%{User-Agent}i\" %D";
+
+impl Default for Edge {
+    fn default() -> Self {
+        Self {
+            listeners: Vec::new(),
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            keep_alive_timeout: DEFAULT_KEEP_ALIVE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            trusted_proxies: Vec::new(),
+            trusted_proxy_headers: ProxyHeader::ALL.to_vec(),
+            access_log_format: COMBINED_LOG_FORMAT.to_string(),
+            statics: Vec::new(),
+        }
+    }
+}
+
+impl Edge {
+    /// The options of the listener at `addr` (plain HTTP/1.1 when none).
+    pub fn listener(&self, addr: SocketAddr) -> ListenerOptions {
+        self.listeners
+            .iter()
+            .find(|l| l.addr == addr)
+            .cloned()
+            .unwrap_or(ListenerOptions {
+                addr,
+                tls: None,
+                h2c: false,
+            })
+    }
+
+    /// Whether the static alias at `prefix` follows symlinks out of its folder.
+    pub fn follows_symlinks(&self, prefix: &str) -> bool {
+        self.statics
+            .iter()
+            .any(|s| s.path == prefix && s.follow_symlinks)
+    }
+}
+
+/// One listener's protocol options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerOptions {
+    pub addr: SocketAddr,
+    /// `tls-cert` + `tls-key`: serve HTTPS (HTTP/2 by ALPN).
+    pub tls: Option<TlsFiles>,
+    /// `h2c = true`: HTTP/2 with prior knowledge on a plain listener.
+    pub h2c: bool,
+}
+
+/// PEM files of a TLS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Options of one `[[static]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticOptions {
+    /// The alias's prefix, as in [`StaticAlias::path`].
+    pub path: String,
+    /// `follow-symlinks = true`: serve symlinks that point out of the folder.
+    pub follow_symlinks: bool,
+}
+
+/// A proxy header that `trusted-proxy-headers` may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProxyHeader {
+    XForwardedFor,
+    XForwardedProto,
+    XForwardedHost,
+    XForwardedPort,
+    Forwarded,
+}
+
+impl ProxyHeader {
+    pub const ALL: [ProxyHeader; 5] = [
+        ProxyHeader::XForwardedFor,
+        ProxyHeader::XForwardedProto,
+        ProxyHeader::XForwardedHost,
+        ProxyHeader::XForwardedPort,
+        ProxyHeader::Forwarded,
+    ];
+
+    /// The header's name as written in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyHeader::XForwardedFor => "X-Forwarded-For",
+            ProxyHeader::XForwardedProto => "X-Forwarded-Proto",
+            ProxyHeader::XForwardedHost => "X-Forwarded-Host",
+            ProxyHeader::XForwardedPort => "X-Forwarded-Port",
+            ProxyHeader::Forwarded => "Forwarded",
+        }
+    }
+
+    /// Parses a header name, any case.
+    pub fn from_name(name: &str) -> Option<ProxyHeader> {
+        Self::ALL
+            .into_iter()
+            .find(|h| h.name().eq_ignore_ascii_case(name.trim()))
     }
 }
 

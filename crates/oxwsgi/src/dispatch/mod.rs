@@ -11,5 +11,5 @@ pub mod slot;
 pub use exchange::{exchange, ExchangeError};
 pub use pool::{Lease, LeaseError, SlotPool};
 pub use request_body::{BodyError, RequestBody};
-pub use response_body::ResponseBody;
+pub use response_body::{ResponseBody, StreamError};
 pub use slot::{ProcessId, Slot, SlotError};

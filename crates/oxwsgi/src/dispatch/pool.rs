@@ -362,6 +362,15 @@ impl SlotPool {
             .collect()
     }
 
+    /// The OS pid of the process the pool knows as `id`.
+    pub fn pid_of(&self, id: ProcessId) -> Option<u32> {
+        self.lock()
+            .processes
+            .iter()
+            .find(|p| p.id == id)
+            .map(|p| p.pid)
+    }
+
     /// Load per process, in the order they were added.
     pub fn load(&self) -> Vec<ProcessLoad> {
         self.lock()

@@ -1,8 +1,9 @@
-//! The response body hyper sends to the client: either bytes already in hand
-//! or a stream of the daemon's body frames, which returns its slot to the
-//! pool at the daemon's last frame (or drains it if the client goes away).
+//! The response body hyper sends to the client: bytes already in hand, a
+//! stream of the daemon's body frames, which returns its slot to the pool at
+//! the daemon's last frame (or drains it if the client goes away), or a
+//! range of a static file read in bounded chunks.
 //!
-//! A streamed body obeys the request's `request-timeout` too: at the
+//! A streamed daemon body obeys the request's `request-timeout` too: at the
 //! deadline the client connection is cut (the head is gone, so no 504 can be
 //! sent), the process is recycled with its stacks dumped, and the slot is
 //! drained in the background until the daemon lets go of it.
@@ -11,7 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
 use oxwsgi_protocol::Kind;
 
@@ -29,7 +30,14 @@ pub enum StreamError {
     Slot(#[from] SlotError),
     #[error("request-timeout exceeded while the response was being sent")]
     Timeout,
+    #[error("cannot read the static file: {0}")]
+    File(std::io::Error),
+    #[error("the static file ended {0} bytes early (truncated while being sent?)")]
+    FileShort(u64),
 }
+
+/// How much of a static file is read per body frame.
+const FILE_CHUNK: usize = 64 * 1024;
 
 /// A response body: whole, or streamed from a daemon slot.
 #[derive(Debug)]
@@ -46,6 +54,15 @@ pub type ByteCounter = prometheus_client::metrics::counter::Counter;
 enum Inner {
     Full(Option<Bytes>),
     Stream(SlotStream),
+    File(FileStream),
+}
+
+#[derive(Debug)]
+struct FileStream {
+    file: tokio::fs::File,
+    /// Bytes still to send.
+    remaining: u64,
+    buf: BytesMut,
 }
 
 #[derive(Debug)]
@@ -69,6 +86,19 @@ impl ResponseBody {
     pub fn empty() -> Self {
         Self {
             inner: Inner::Full(None),
+            sent: None,
+        }
+    }
+
+    /// `length` bytes of `file` from its current position (the caller
+    /// seeks to the range's start), read in 64 KiB frames.
+    pub fn file(file: tokio::fs::File, length: u64) -> Self {
+        Self {
+            inner: Inner::File(FileStream {
+                file,
+                remaining: length,
+                buf: BytesMut::new(),
+            }),
             sent: None,
         }
     }
@@ -186,6 +216,7 @@ impl Body for ResponseBody {
         match &self.inner {
             Inner::Full(bytes) => bytes.is_none(),
             Inner::Stream(stream) => stream.lease.is_none(),
+            Inner::File(file) => file.remaining == 0,
         }
     }
 
@@ -194,6 +225,7 @@ impl Body for ResponseBody {
             Inner::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Inner::Full(None) => SizeHint::with_exact(0),
             Inner::Stream(_) => SizeHint::default(),
+            Inner::File(file) => SizeHint::with_exact(file.remaining),
         }
     }
 }
@@ -206,6 +238,7 @@ impl ResponseBody {
         let stream = match &mut self.inner {
             Inner::Full(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Inner::Stream(stream) => stream,
+            Inner::File(file) => return file.poll_chunk(cx),
         };
         if stream.lease.is_none() {
             return Poll::Ready(None);
@@ -251,6 +284,38 @@ impl ResponseBody {
                     Poll::Ready(Some(Err(SlotError::Unexpected(other).into())))
                 }
             };
+        }
+    }
+}
+
+impl FileStream {
+    fn poll_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let want = usize::try_from(self.remaining).map_or(FILE_CHUNK, |r| r.min(FILE_CHUNK));
+        if self.buf.capacity() < want {
+            self.buf.reserve(want);
+        }
+        let mut limited = tokio::io::AsyncReadExt::take(&mut self.file, want as u64);
+        match tokio_util::io::poll_read_buf(Pin::new(&mut limited), cx, &mut self.buf) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(error)) => {
+                self.remaining = 0;
+                Poll::Ready(Some(Err(StreamError::File(error))))
+            }
+            Poll::Ready(Ok(0)) => {
+                let short = self.remaining;
+                self.remaining = 0;
+                Poll::Ready(Some(Err(StreamError::FileShort(short))))
+            }
+            Poll::Ready(Ok(n)) => {
+                self.remaining -= n as u64;
+                Poll::Ready(Some(Ok(Frame::data(self.buf.split().freeze()))))
+            }
         }
     }
 }

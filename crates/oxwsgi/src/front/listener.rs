@@ -1,40 +1,135 @@
-//! Listeners: accept TCP connections and serve HTTP/1.1 on each with hyper
-//! (keep-alive, pipelining, header read timeout), under a graceful-shutdown
-//! watcher so a stop lets in-flight requests finish.
+//! Listeners: accept TCP connections (at most `max-connections` open at
+//! once; more wait in the listen backlog), terminate TLS where configured,
+//! and serve HTTP/1.1 (keep-alive, pipelining) or HTTP/2 (by ALPN on TLS,
+//! by prior knowledge on an `h2c` listener) with hyper on each.
+//!
+//! Timeouts: the TLS handshake and each request head must arrive within
+//! `header-timeout`; a connection with no request in flight and no bytes
+//! moving for `keep-alive-timeout` (before its first request:
+//! `header-timeout`) is closed gracefully by a per-connection watchdog. A
+//! stop closes idle connections and lets in-flight requests finish.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
 
-use super::service::{handle, Connection, SharedFront};
+use super::conn_io::{Activity, EdgeStream, Tap};
+use super::service::{handle, Connection, RequestTicket, SharedFront};
+use super::tls::ALPN_H2;
+use crate::config::model::{Edge, Limits};
 
-/// How long a client may take to send a whole request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// What a listener speaks.
+#[derive(Clone)]
+pub enum Protocol {
+    /// HTTP/1.1 only.
+    Plain,
+    /// HTTP/1.1, or HTTP/2 with prior knowledge.
+    H2c,
+    /// TLS; HTTP/2 or HTTP/1.1 by ALPN.
+    Tls(TlsAcceptor),
+}
 
-/// Binds every address, failing on the first that cannot be bound.
-pub async fn bind_all(addrs: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
-    let mut listeners = Vec::with_capacity(addrs.len());
-    for addr in addrs {
-        let listener = TcpListener::bind(addr).await.map_err(|error| {
-            std::io::Error::new(error.kind(), format!("cannot listen on {addr}: {error}"))
-        })?;
-        listeners.push(listener);
+/// Settings every connection of the site shares.
+#[derive(Debug, Clone)]
+pub struct ConnSettings {
+    pub header_timeout: Duration,
+    pub keep_alive_timeout: Duration,
+    pub limits: Limits,
+}
+
+impl ConnSettings {
+    pub fn new(edge: &Edge, limits: &Limits) -> Self {
+        Self {
+            header_timeout: edge.header_timeout,
+            keep_alive_timeout: edge.keep_alive_timeout,
+            limits: limits.clone(),
+        }
     }
-    Ok(listeners)
+}
+
+/// The HTTP builders for the three kinds of connection.
+struct Builders {
+    http1: auto::Builder<TokioExecutor>,
+    http2: auto::Builder<TokioExecutor>,
+    both: auto::Builder<TokioExecutor>,
+}
+
+fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_timeout)
+        .keep_alive(true)
+        .max_headers(settings.limits.request_fields);
+    let header_list = settings
+        .limits
+        .request_fields
+        .saturating_mul(settings.limits.request_field_size.saturating_add(32));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(100)
+        .max_header_list_size(u32::try_from(header_list).unwrap_or(u32::MAX))
+        // Bounded buffering: at most a window per stream is buffered for
+        // request bodies, `max_send_buf_size` per stream for responses.
+        .initial_stream_window_size(256 * 1024)
+        .initial_connection_window_size(1024 * 1024)
+        .max_send_buf_size(256 * 1024);
+    builder
+}
+
+impl Builders {
+    fn new(settings: &ConnSettings) -> Arc<Self> {
+        Arc::new(Self {
+            http1: builder(settings).http1_only(),
+            http2: builder(settings).http2_only(),
+            both: builder(settings),
+        })
+    }
+}
+
+/// Open connections, capped; a stop waits for them to end.
+#[derive(Debug)]
+pub struct Connections {
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+impl Connections {
+    pub fn new(max: usize) -> Arc<Self> {
+        let max = max.clamp(1, Semaphore::MAX_PERMITS);
+        Arc::new(Self {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+        })
+    }
+
+    /// Waits until every connection has ended.
+    pub async fn all_closed(&self) {
+        let max = u32::try_from(self.max).unwrap_or(u32::MAX);
+        let _ = self.permits.acquire_many(max).await;
+    }
 }
 
 /// Accepts connections on `listener` until `stop` turns true.
 pub async fn accept_loop(
     listener: TcpListener,
+    protocol: Protocol,
     front: SharedFront,
-    graceful: Arc<GracefulShutdown>,
+    settings: ConnSettings,
+    connections: Arc<Connections>,
     mut stop: watch::Receiver<bool>,
 ) {
     let local = match listener.local_addr() {
@@ -44,14 +139,15 @@ pub async fn accept_loop(
             return;
         }
     };
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true)
-        .pipeline_flush(true)
-        .max_headers(front.load().limits.request_fields);
+    let builders = Builders::new(&settings);
     loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&connections.permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = stop.changed() => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -66,20 +162,158 @@ pub async fn accept_loop(
             _ = stop.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn = Connection {
+        let conn = Conn {
+            front: Arc::clone(&front),
+            builders: Arc::clone(&builders),
+            settings: settings.clone(),
+            stop: stop.clone(),
             local,
             peer,
-            https: false,
+            _permit: permit,
         };
-        let front = Arc::clone(&front);
+        tokio::spawn(conn.serve(stream, protocol.clone()));
+    }
+}
+
+/// One accepted connection.
+struct Conn {
+    front: SharedFront,
+    builders: Arc<Builders>,
+    settings: ConnSettings,
+    stop: watch::Receiver<bool>,
+    local: SocketAddr,
+    peer: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Conn {
+    async fn serve(self, stream: TcpStream, protocol: Protocol) {
+        let peer = self.peer;
+        // The framing tracker follows HTTP/1 bytes: the socket's on a plain
+        // connection, the decrypted ones (through `Tap`) on TLS.
+        let plain = !matches!(protocol, Protocol::Tls(_));
+        let activity = Activity::new(true);
+        let io = EdgeStream::new(stream, Arc::clone(&activity), plain);
+        match protocol {
+            Protocol::Plain | Protocol::H2c => {
+                let builders = Arc::clone(&self.builders);
+                let builder = match protocol {
+                    Protocol::H2c => &builders.both,
+                    _ => &builders.http1,
+                };
+                let service = self.service(false, &activity);
+                let conn = builder.serve_connection(TokioIo::new(io), service);
+                self.drive(conn, &activity).await;
+            }
+            Protocol::Tls(acceptor) => {
+                let handshake =
+                    tokio::time::timeout(self.settings.header_timeout, acceptor.accept(io)).await;
+                let tls = match handshake {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(error)) => {
+                        tracing::debug!(%peer, "TLS handshake failed: {error}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(ALPN_H2);
+                let builders = Arc::clone(&self.builders);
+                let service = self.service(true, &activity);
+                if h2 {
+                    let conn = builders.http2.serve_connection(TokioIo::new(tls), service);
+                    self.drive(conn, &activity).await;
+                } else {
+                    let tapped = Tap::new(tls, Arc::clone(&activity));
+                    let conn = builders
+                        .http1
+                        .serve_connection(TokioIo::new(tapped), service);
+                    self.drive(conn, &activity).await;
+                }
+            }
+        }
+    }
+
+    fn service(
+        &self,
+        https: bool,
+        activity: &Arc<Activity>,
+    ) -> impl hyper::service::Service<
+        Request<Incoming>,
+        Response = hyper::Response<super::service::TrackedBody>,
+        Error = Infallible,
+        Future = impl std::future::Future<
+            Output = Result<hyper::Response<super::service::TrackedBody>, Infallible>,
+        > + Send,
+    > + Clone
+           + Send
+           + 'static {
+        let conn = Connection {
+            local: self.local,
+            peer: self.peer,
+            https,
+        };
+        let front = Arc::clone(&self.front);
+        let activity = Arc::clone(activity);
         // Each request uses the front current when it arrives, so a reload
         // switches new requests over while older ones finish on the old one.
-        let service = service_fn(move |request| handle(front.load_full(), conn, request));
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, "connection ended: {error}");
+        service_fn(move |request| {
+            let (index, in_flight) = activity.start_request();
+            let ticket = RequestTicket {
+                activity: Arc::clone(&activity),
+                index,
+                in_flight,
+            };
+            handle(front.load_full(), conn, request, ticket)
+        })
+    }
+
+    /// Runs `conn` to its end under the idle watchdog and the stop signal.
+    async fn drive<C>(mut self, conn: C, activity: &Arc<Activity>)
+    where
+        C: GracefulConnection,
+        C::Error: std::fmt::Display,
+    {
+        let peer = self.peer;
+        let mut conn = std::pin::pin!(conn);
+        let mut closing = *self.stop.borrow();
+        if closing {
+            conn.as_mut().graceful_shutdown();
+        }
+        loop {
+            let idle_limit = if activity.requests() == 0 {
+                self.settings.header_timeout
+            } else {
+                self.settings.keep_alive_timeout
+            };
+            // Re-checked at least every second: a request may start and
+            // end (switching to the keep-alive limit) while this sleeps.
+            let check_in = idle_limit
+                .saturating_sub(activity.idle_for())
+                .clamp(Duration::from_millis(100), Duration::from_secs(1));
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%peer, "connection ended: {error}");
+                    }
+                    return;
+                }
+                changed = self.stop.changed(), if !closing => {
+                    if changed.is_err() || *self.stop.borrow() {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+                _ = tokio::time::sleep(check_in), if !closing => {
+                    if activity.in_flight() == 0 && activity.idle_for() >= idle_limit {
+                        tracing::debug!(%peer, "closing an idle connection");
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
             }
-        });
+        }
     }
 }

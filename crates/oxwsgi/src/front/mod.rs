@@ -1,9 +1,15 @@
 //! The front: everything between a client connection and a group's
-//! dispatcher (listeners, routing, static files, access log).
+//! dispatcher (listeners, TLS, HTTP/1 and HTTP/2, routing, static files,
+//! proxy headers, access log).
 
 pub mod access_log;
 pub mod cgi;
+pub mod conn_io;
+pub mod head_tracker;
 pub mod listener;
+pub mod proxy_headers;
 pub mod router;
 pub mod service;
+pub mod static_files;
+pub mod tls;
 pub mod validate;

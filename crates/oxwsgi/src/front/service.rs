@@ -1,7 +1,8 @@
-//! The per-request path through the front: validate the head, route it,
-//! read a small body, turn the head into a protocol `RequestHead`, lease a
-//! slot of the mount's group and run the exchange; map failures to the
-//! status codes of DESIGN.md §7.
+//! The per-request path through the front: validate the head, apply trusted
+//! proxy headers, route it (static alias or mount), read a small body, turn
+//! the head into a protocol `RequestHead`, lease a slot of the mount's group
+//! and run the exchange; map failures to the status codes of DESIGN.md §7;
+//! write the access-log line.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,7 +17,11 @@ use oxwsgi_protocol::RequestHead;
 
 use super::access_log::{AccessLog, AccessRecord};
 use super::cgi::{decode_path, environ_headers};
+use super::conn_io::{Activity, InFlight};
+use super::head_tracker::Flag;
+use super::proxy_headers::{Forwarded, ProxyTrust};
 use super::router::{Router, Target};
+use super::static_files::StaticRoot;
 use super::validate::{validate, Framing, Head};
 use crate::admin::metrics::GroupMetrics;
 use crate::config::model::{Limits, Site};
@@ -48,7 +53,12 @@ pub struct Front {
     pub mounts: Vec<MountRoute>,
     /// Indexed by group.
     pub pools: Vec<Arc<SlotPool>>,
+    /// Indexed by group: the group's name (for the access log).
+    pub group_names: Vec<String>,
+    /// Indexed like `Site::statics`.
+    pub statics: Vec<StaticRoot>,
     pub limits: Limits,
+    pub proxy: ProxyTrust,
     pub access_log: AccessLog,
     /// Request metrics, indexed by group (empty: not recorded anywhere).
     pub metrics: Vec<GroupMetrics>,
@@ -75,11 +85,24 @@ impl Front {
                 request_timeout: site.group(&mount.group).and_then(|g| g.timeouts.request),
             })
             .collect();
+        let mut group_names = vec![String::new(); pools.len()];
+        for (mount, target) in site.mounts.iter().zip(targets) {
+            if let Some(name) = group_names.get_mut(target.group) {
+                name.clone_from(&mount.group);
+            }
+        }
         Self {
             router: Router::new(&site.mounts, &site.statics),
             mounts,
             pools,
+            group_names,
+            statics: site
+                .statics
+                .iter()
+                .map(|s| StaticRoot::new(s.dir.clone(), site.edge.follows_symlinks(&s.path)))
+                .collect(),
             limits: site.limits.clone(),
+            proxy: ProxyTrust::new(&site.edge.trusted_proxies, &site.edge.trusted_proxy_headers),
             access_log,
             metrics: Vec::new(),
             unrouted: GroupMetrics::default(),
@@ -94,17 +117,6 @@ impl Front {
     }
 }
 
-/// What one request did, for the metrics.
-#[derive(Debug, Default)]
-struct RequestStats {
-    /// The group that answered it, if any.
-    group: Option<usize>,
-    /// How long it waited for a thread.
-    queue_wait: Option<Duration>,
-    /// Request body bytes received.
-    body_bytes: u64,
-}
-
 /// The connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
 pub struct Connection {
@@ -113,57 +125,165 @@ pub struct Connection {
     pub https: bool,
 }
 
+/// What the request is, after trusted proxy headers.
+struct Client {
+    /// When the request arrived (seconds since the epoch).
+    request_start: f64,
+    local: std::net::IpAddr,
+    remote: std::net::IpAddr,
+    remote_port: u16,
+    https: bool,
+    server_port: u16,
+}
+
+impl Client {
+    fn new(conn: &Connection, forwarded: &Forwarded, request_start: f64) -> Self {
+        Self {
+            request_start,
+            local: conn.local.ip(),
+            remote: forwarded.remote_addr.unwrap_or(conn.peer.ip()),
+            remote_port: if forwarded.remote_addr.is_some() {
+                0
+            } else {
+                conn.peer.port()
+            },
+            https: forwarded.scheme.map_or(conn.https, |s| s == "https"),
+            server_port: forwarded.port.unwrap_or_else(|| match forwarded.scheme {
+                Some("https") if forwarded.host.is_some() => 443,
+                Some("http") if forwarded.host.is_some() => 80,
+                _ => conn.local.port(),
+            }),
+        }
+    }
+}
+
+/// Who answered a request and what it cost, for the access log and the
+/// metrics.
+#[derive(Debug, Default)]
+struct Served {
+    /// The group that answered it, if any.
+    group: Option<usize>,
+    daemon_pid: Option<u32>,
+    /// How long it waited for a thread.
+    queue_wait: Option<Duration>,
+    /// Request body bytes received.
+    body_bytes: u64,
+}
+
+/// A request's place on its connection: its index (for the framing
+/// tracker's flags) and the in-flight guard, dropped with the response body.
+pub struct RequestTicket {
+    pub activity: Arc<Activity>,
+    pub index: u64,
+    pub in_flight: InFlight,
+}
+
+impl RequestTicket {
+    /// What the connection's framing tracker found in this request.
+    fn flag(&self) -> Option<Flag> {
+        let tracker = self.activity.tracker.as_ref()?;
+        tracker.lock().ok()?.flag(self.index)
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it
+/// has been sent (or dropped).
+#[derive(Debug)]
+pub struct TrackedBody {
+    body: ResponseBody,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = dispatch::StreamError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// Handles one request; never fails (errors are responses).
 pub async fn handle(
     front: Arc<Front>,
     conn: Connection,
     request: Request<Incoming>,
-) -> Result<Response<ResponseBody>, Infallible> {
+    ticket: RequestTicket,
+) -> Result<Response<TrackedBody>, Infallible> {
     let started = Instant::now();
     let request_start = epoch_seconds();
-    let (parts, body) = request.into_parts();
-    let target = request_target(&parts.uri);
-    let mut stats = RequestStats::default();
-    let response = match route_and_run(
-        &front,
-        &conn,
-        &parts,
-        &target,
-        body,
-        request_start,
-        &mut stats,
-    )
-    .await
-    {
-        Ok(response) => response,
-        Err(failure) => failure.into_response(),
-    };
-    let metrics = stats
+    let (mut parts, body) = request.into_parts();
+    let target = request_target(&parts.uri, parts.version);
+    if parts.version == Version::HTTP_2 && !parts.headers.contains_key(HOST) {
+        // HTTP/2 carries the host in `:authority`; the app sees it as Host.
+        if let Some(value) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(HOST, value);
+        }
+    }
+    let forwarded = front.proxy.apply(conn.peer.ip(), &mut parts.headers);
+    let client = Client::new(&conn, &forwarded, request_start);
+    let mut served = Served::default();
+    let response =
+        match route_and_run(&front, &client, &parts, &target, body, &mut served, &ticket).await {
+            Ok(response) => response,
+            Err(failure) => failure.into_response(),
+        };
+    let metrics = served
         .group
         .and_then(|group| front.metrics.get(group))
         .unwrap_or(&front.unrouted);
     metrics.answered(response.status().as_u16(), started.elapsed());
-    metrics.received(stats.body_bytes);
-    if let Some(waited) = stats.queue_wait {
+    metrics.received(served.body_bytes);
+    if let Some(waited) = served.queue_wait {
         metrics.queued(waited);
     }
     let response = response.map(|body| body.count_into(metrics.bytes_out.clone()));
-    front.access_log.record(&AccessRecord {
-        peer: conn.peer,
-        method: &parts.method,
-        target: &target,
-        version: parts.version,
-        status: response.status(),
-        length: response
-            .headers()
-            .get(hyper::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok()),
-        referer: parts.headers.get(hyper::header::REFERER),
-        user_agent: parts.headers.get(hyper::header::USER_AGENT),
-        elapsed: started.elapsed(),
-    });
-    Ok(response)
+    if front.access_log.is_enabled() {
+        let server_name = server_name(&parts, &conn);
+        let response_headers = response.headers();
+        front.access_log.record(&AccessRecord {
+            remote: client.remote,
+            local: conn.local,
+            method: &parts.method,
+            target: &target,
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            version: parts.version,
+            status: response.status(),
+            length: response_headers
+                .get(hyper::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
+            request_headers: &parts.headers,
+            response_headers,
+            server_name: &server_name,
+            elapsed: started.elapsed(),
+            group: served
+                .group
+                .and_then(|g| front.group_names.get(g))
+                .map(String::as_str),
+            daemon_pid: served.daemon_pid,
+        });
+    }
+    Ok(response.map(|body| TrackedBody {
+        body,
+        _in_flight: ticket.in_flight,
+    }))
 }
 
 /// A request that ends in an error answer from the front itself.
@@ -214,12 +334,12 @@ pub fn error_response(status: StatusCode, message: &str, close: bool) -> Respons
 
 async fn route_and_run(
     front: &Front,
-    conn: &Connection,
+    client: &Client,
     parts: &hyper::http::request::Parts,
     target: &str,
     body: Incoming,
-    request_start: f64,
-    stats: &mut RequestStats,
+    served: &mut Served,
+    ticket: &RequestTicket,
 ) -> Result<Response<ResponseBody>, Failure> {
     let head = Head {
         method: &parts.method,
@@ -229,6 +349,13 @@ async fn route_and_run(
     };
     let framing = validate(&head, &front.limits)
         .map_err(|rejection| Failure::closing(rejection.status, rejection.reason))?;
+    if ticket.flag() == Some(Flag::LengthWithTransferEncoding) {
+        // hyper dropped the Content-Length before we could see it.
+        return Err(Failure::closing(
+            StatusCode::BAD_REQUEST,
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
     if parts.method == Method::OPTIONS && target == "*" {
         let mut response = Response::new(ResponseBody::empty());
         response.headers_mut().insert(
@@ -245,15 +372,19 @@ async fn route_and_run(
         .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, "no application is mounted here"))?;
     let mount_index = match route.target {
         Target::Mount(index) => index,
-        Target::Static(_) => {
-            return Err(Failure::new(
-                StatusCode::NOT_FOUND,
-                "static aliases are not served yet",
-            ))
+        Target::Static(index) => {
+            let root = front
+                .statics
+                .get(index)
+                .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, "no such static alias"))?;
+            // A body sent with GET/HEAD is ignored (hyper discards it).
+            return Ok(root
+                .serve(&parts.method, route.path_info, &parts.headers)
+                .await);
         }
     };
     let mount = &front.mounts[mount_index];
-    stats.group = Some(mount.target.group);
+    served.group = Some(mount.target.group);
 
     let body = match framing {
         Framing::Length(0) => RequestBody::Complete(Vec::new()),
@@ -275,22 +406,30 @@ async fn route_and_run(
                 }
             })?,
     };
+    // A whole body read: the tracker has seen its last chunk-size line.
+    // (A body larger than the buffer streams on; see docs/design.md §9.)
+    if matches!(body, RequestBody::Complete(_)) && ticket.flag() == Some(Flag::BadChunkSize) {
+        return Err(Failure::closing(
+            StatusCode::BAD_REQUEST,
+            "malformed chunk size",
+        ));
+    }
 
-    stats.body_bytes = match (&body, framing) {
+    served.body_bytes = match (&body, framing) {
         (RequestBody::Complete(pieces), _) => pieces.iter().map(|p| p.len() as u64).sum(),
         (RequestBody::Partial { .. }, Framing::Length(length)) => length,
         (RequestBody::Partial { read, .. }, Framing::Chunked) => *read,
     };
     let headers = environ_headers(&parts.headers, mount.pass_authorization);
-    let server_name = server_name(parts, conn);
-    let server_port = conn.local.port().to_string();
-    let remote_addr = conn.peer.ip().to_string();
-    let remote_port = conn.peer.port().to_string();
+    let server_name = server_name_of(parts, client);
+    let server_port = client.server_port.to_string();
+    let remote_addr = client.remote.to_string();
+    let remote_port = client.remote_port.to_string();
     let queue_start = epoch_seconds();
     let mut encoded = Vec::with_capacity(512);
     RequestHead {
         mount: mount.target.mount_id,
-        request_start,
+        request_start: client.request_start,
         queue_start,
         method: parts.method.as_str().as_bytes(),
         script_name: route.script_name,
@@ -302,7 +441,7 @@ async fn route_and_run(
         server_protocol: protocol_name(parts.version).as_bytes(),
         remote_addr: remote_addr.as_bytes(),
         remote_port: remote_port.as_bytes(),
-        url_scheme: if conn.https { b"https" } else { b"http" },
+        url_scheme: if client.https { b"https" } else { b"http" },
         headers: headers
             .iter()
             .map(|(k, v)| (k.as_slice(), v.as_slice()))
@@ -313,9 +452,12 @@ async fn route_and_run(
     let pool = &front.pools[mount.target.group];
     let waiting = Instant::now();
     let leased = lease_slot(pool, mount.queue_timeout, parts.uri.clone()).await;
-    stats.queue_wait = Some(waiting.elapsed());
+    served.queue_wait = Some(waiting.elapsed());
     let lease = leased?;
     let process = lease.process();
+    if front.access_log.wants_daemon_pid() {
+        served.daemon_pid = pool.pid_of(process);
+    }
     let slot_index = lease.slot_index();
     // Pinned here so a timed-out exchange (and its lease) outlives the
     // recycle request below: the process must be marked timed out before
@@ -389,9 +531,9 @@ async fn lease_slot(
     })
 }
 
-/// The request target as the client sent it.
-fn request_target(uri: &hyper::Uri) -> String {
-    if uri.scheme().is_some() {
+/// The request target as the client sent it (HTTP/2: the `:path`).
+fn request_target(uri: &hyper::Uri, version: Version) -> String {
+    if uri.scheme().is_some() && version != Version::HTTP_2 {
         uri.to_string()
     } else {
         uri.path_and_query()
@@ -403,13 +545,24 @@ fn request_target(uri: &hyper::Uri) -> String {
 /// `SERVER_NAME`: the Host header's (or absolute target's) host, without
 /// the port, else the local address.
 fn server_name(parts: &hyper::http::request::Parts, conn: &Connection) -> String {
+    host_name(parts).unwrap_or_else(|| conn.local.ip().to_string())
+}
+
+fn server_name_of(parts: &hyper::http::request::Parts, client: &Client) -> String {
+    host_name(parts).unwrap_or_else(|| client.local.to_string())
+}
+
+/// The absolute target's host, else the Host header's (a trusted proxy's
+/// `X-Forwarded-Host` has replaced it already).
+fn host_name(parts: &hyper::http::request::Parts) -> Option<String> {
     if let Some(host) = parts.uri.host() {
-        return host.to_owned();
+        return Some(host.to_owned());
     }
-    if let Some(host) = parts.headers.get(HOST).and_then(|h| h.to_str().ok()) {
-        return strip_port(host).to_owned();
-    }
-    conn.local.ip().to_string()
+    parts
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|host| strip_port(host).to_owned())
 }
 
 fn strip_port(host: &str) -> &str {
@@ -450,11 +603,13 @@ mod tests {
 
     #[test]
     fn targets_keep_their_wire_form() {
+        let v11 = Version::HTTP_11;
         let origin: hyper::Uri = "/a%20b?x=1".parse().unwrap();
-        assert_eq!(request_target(&origin), "/a%20b?x=1");
+        assert_eq!(request_target(&origin, v11), "/a%20b?x=1");
         let absolute: hyper::Uri = "http://example.com/foo?q=1".parse().unwrap();
-        assert_eq!(request_target(&absolute), "http://example.com/foo?q=1");
+        assert_eq!(request_target(&absolute, v11), "http://example.com/foo?q=1");
+        assert_eq!(request_target(&absolute, Version::HTTP_2), "/foo?q=1");
         let star: hyper::Uri = "*".parse().unwrap();
-        assert_eq!(request_target(&star), "*");
+        assert_eq!(request_target(&star, v11), "*");
     }
 }

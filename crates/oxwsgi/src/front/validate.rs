@@ -61,6 +61,7 @@ pub fn validate(head: &Head<'_>, limits: &Limits) -> Result<Framing, Rejection> 
             "CONNECT is not supported",
         ));
     }
+    check_target_form(head)?;
     let length = content_length(headers)?;
     let chunked = transfer_encoding(headers)?;
     match (length, chunked) {
@@ -72,6 +73,26 @@ pub fn validate(head: &Head<'_>, limits: &Limits) -> Result<Framing, Rejection> 
         (Some(length), false) => Ok(Framing::Length(length)),
         (None, false) => Ok(Framing::Length(0)),
     }
+}
+
+/// RFC 9112 §3.2: the asterisk form is for OPTIONS only, the authority
+/// form for CONNECT only (refused above).
+fn check_target_form(head: &Head<'_>) -> Result<(), Rejection> {
+    let target = head.target;
+    if target == "*" {
+        if *head.method != Method::OPTIONS {
+            return Err(reject(
+                StatusCode::BAD_REQUEST,
+                "asterisk-form target with a method other than OPTIONS",
+            ));
+        }
+    } else if !target.starts_with('/') && !target.contains("://") {
+        return Err(reject(
+            StatusCode::BAD_REQUEST,
+            "authority-form target without CONNECT",
+        ));
+    }
+    Ok(())
 }
 
 fn check_limits(head: &Head<'_>, limits: &Limits) -> Result<(), Rejection> {

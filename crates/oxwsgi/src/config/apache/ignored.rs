@@ -11,7 +11,7 @@ use crate::config::warning::{Warning, WarningKind};
 const ROUTING: &str = "Apache answers some URLs through it; oxwsgi does not implement it, so those requests reach the mounts and static aliases (or 404)";
 const ACCESS: &str =
     "access control is not enforced by oxwsgi: every client reaches these URLs (protect them in the application, or in front of oxwsgi)";
-const TLS: &str = "oxwsgi does not terminate TLS: put a TLS proxy in front";
+const TLS: &str = "oxwsgi reads only SSLCertificateFile and SSLCertificateKeyFile of a <VirtualHost> (TLS 1.2/1.3 with its own cipher choice)";
 const HEADERS: &str = "oxwsgi does not add or change headers";
 
 /// What oxwsgi's ignoring a directive means, when it matters.

@@ -6,13 +6,19 @@
 //! a `Listen` already covers it (a site file usually has no `Listen`: it is
 //! in Debian's `ports.conf`); `<VirtualHost *>` and `*:*` name no port and
 //! add nothing. Without either, the site listens on 127.0.0.1:8000.
+//!
+//! A virtual host with `SSLCertificateFile` (and `SSLCertificateKeyFile`,
+//! else the key is read from the certificate file, as Apache allows) makes
+//! the listener serving its address a TLS listener; the first such virtual
+//! host of a listener wins (oxwsgi has no SNI).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
 
-use super::eval::{Item, VirtualHost};
+use super::eval::{resolve, Item, VirtualHost};
 use crate::config::addr::parse_addr;
 use crate::config::error::ConfigError;
-use crate::config::model::DEFAULT_LISTEN;
+use crate::config::model::{ListenerOptions, TlsFiles, DEFAULT_LISTEN};
 use crate::config::warning::{Warning, WarningKind};
 
 /// The listeners for `Listen` items and virtual hosts, in config order.
@@ -40,7 +46,7 @@ pub(super) fn listeners(
         if protocol.is_some_and(|p| p.eq_ignore_ascii_case("https")) {
             warnings.push(item.loc.warning(
                 WarningKind::Behaviour,
-                format!("Listen {addr} https: oxwsgi does not terminate TLS; it serves plain HTTP on {socket}"),
+                format!("Listen {addr} https: the protocol is not used; {socket} serves TLS only when a <VirtualHost> on it sets SSLCertificateFile"),
             ));
         }
         add(&mut out, socket);
@@ -98,6 +104,67 @@ fn add(out: &mut Vec<SocketAddr>, addr: SocketAddr) {
     if !out.contains(&addr) {
         out.push(addr);
     }
+}
+
+/// TLS options for the listeners whose virtual hosts set
+/// `SSLCertificateFile` (items: the SSL certificate directives written
+/// directly in a virtual host).
+pub(super) fn tls_listeners(
+    items: &[&Item],
+    vhosts: &[VirtualHost],
+    listen: &[SocketAddr],
+    base: &Path,
+    warnings: &mut Vec<Warning>,
+) -> Vec<ListenerOptions> {
+    let mut out: Vec<ListenerOptions> = Vec::new();
+    for (index, vhost) in vhosts.iter().enumerate() {
+        let last = |key: &str| {
+            items
+                .iter()
+                .rev()
+                .find(|item| item.ctx.vhost == Some(index) && item.key == key)
+        };
+        let Some(cert) = last("sslcertificatefile") else {
+            if let Some(key) = last("sslcertificatekeyfile") {
+                warnings.push(key.loc.warning(
+                    WarningKind::Behaviour,
+                    "SSLCertificateKeyFile without SSLCertificateFile in this virtual host: no TLS".to_string(),
+                ));
+            }
+            continue;
+        };
+        let key = last("sslcertificatekeyfile").unwrap_or(cert);
+        let (Some(cert_path), Some(key_path)) = (cert.args.first(), key.args.first()) else {
+            continue;
+        };
+        let files = TlsFiles {
+            cert: resolve(base, cert_path),
+            key: resolve(base, key_path),
+        };
+        for addr in &vhost.addrs {
+            let Some(socket) = vhost_addr(addr).and_then(|text| parse_addr(&text).ok()) else {
+                continue;
+            };
+            let Some(&listener) = listen.iter().find(|l| covered(&[**l], socket)) else {
+                continue;
+            };
+            match out.iter().find(|o| o.addr == listener) {
+                Some(first) if first.tls.as_ref() != Some(&files) => {
+                    warnings.push(cert.loc.warning(
+                        WarningKind::Behaviour,
+                        format!("{listener} already serves another virtual host's certificate (oxwsgi has no SNI): this one is not used"),
+                    ));
+                }
+                Some(_) => {}
+                None => out.push(ListenerOptions {
+                    addr: listener,
+                    tls: Some(files.clone()),
+                    h2c: false,
+                }),
+            }
+        }
+    }
+    out
 }
 
 /// A listener on the same port, on every address or on this one.

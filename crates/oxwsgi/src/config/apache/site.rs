@@ -11,7 +11,7 @@ use super::aliases::{alias, on_off, script_alias, script_alias_match};
 use super::daemon::{daemon_group, path_list};
 use super::eval::{resolve, Evaluated, Item, Scope};
 use super::ignored::Ignored;
-use super::listen::listeners;
+use super::listen::{listeners, tls_listeners};
 use super::mounts::{body_limit, layout, Embedded, Settings};
 use crate::config::error::ConfigError;
 use crate::config::model::{PythonChoice, Site};
@@ -82,6 +82,7 @@ pub(super) fn build(ev: Evaluated) -> Result<(Site, Vec<Warning>), ConfigError> 
     let mut embedded = Embedded::default();
     let (mut daemons, mut listens, mut mount_items, mut static_items, mut imports) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut tls_items = Vec::new();
 
     for item in &items {
         if let Some((label, at)) = &item.ctx.opaque {
@@ -190,6 +191,11 @@ pub(super) fn build(ev: Evaluated) -> Result<(Site, Vec<Warning>), ConfigError> 
                 check_context(item, Allowed::Main)?;
                 embedded.restricted = on_off(one_arg(item)?).unwrap_or(false);
             }
+            "sslcertificatefile" | "sslcertificatekeyfile"
+                if item.ctx.vhost.is_some() && item.ctx.sections.is_empty() =>
+            {
+                tls_items.push(item);
+            }
             _ => ignored.add(item),
         }
     }
@@ -216,6 +222,7 @@ pub(super) fn build(ev: Evaluated) -> Result<(Site, Vec<Warning>), ConfigError> 
     }
 
     site.listen = listeners(&listens, &vhosts, &mut warnings)?;
+    site.edge.listeners = tls_listeners(&tls_items, &vhosts, &site.listen, &base, &mut warnings);
 
     let mut decls = Vec::new();
     for item in mount_items {

@@ -328,6 +328,27 @@ fn daemon_process_values_mod_wsgi_refuses_are_errors() {
 }
 
 #[test]
+fn ssl_virtual_hosts_make_tls_listeners() {
+    let f = Files::new();
+    let (site, _) = f.load(
+        "Listen 80\nListen 443\n<VirtualHost *:80>\n</VirtualHost>\n<VirtualHost *:443>\nSSLEngine on\nSSLCertificateFile certs/site.pem\nSSLCertificateKeyFile /etc/ssl/site.key\n</VirtualHost>\n",
+    );
+    assert_eq!(site.edge.listeners.len(), 1);
+    let tls = &site.edge.listeners[0];
+    assert_eq!(tls.addr, "0.0.0.0:443".parse().unwrap());
+    let files = tls.tls.as_ref().unwrap();
+    assert_eq!(files.cert, f.path("certs/site.pem"));
+    assert_eq!(files.key, PathBuf::from("/etc/ssl/site.key"));
+    // The key may be in the certificate file.
+    let (site, _) = f.load("<VirtualHost *:8443>\nSSLCertificateFile /c.pem\n</VirtualHost>\n");
+    let files = site.edge.listeners[0].tls.as_ref().unwrap();
+    assert_eq!(files.key, PathBuf::from("/c.pem"));
+    // Outside a virtual host it is ignored (with the other SSL directives).
+    let (site, _) = f.load("Listen 443\nSSLCertificateFile /c.pem\n");
+    assert!(site.edge.listeners.is_empty());
+}
+
+#[test]
 fn listeners() {
     let f = Files::new();
     let (site, _) = f.load("Listen 80\nListen 127.0.0.1:8080\n<VirtualHost *:80>\n</VirtualHost>\n<VirtualHost *:8443 127.0.0.1:9000>\n</VirtualHost>\n<VirtualHost *>\n</VirtualHost>\n");

@@ -22,7 +22,7 @@ use ::toml::de::{DeTable, DeValue};
 
 use super::error::ConfigError;
 use super::group_keys::GROUP_KEYS;
-use super::model::{AccessLog, Site};
+use super::model::{AccessLog, ListenerOptions, ProxyHeader, Site, StaticOptions, TlsFiles};
 use groups::read_groups;
 use mounts::{assign_groups, check_prefixes, read_mounts, read_statics};
 use reader::{Doc, Field, Table};
@@ -36,6 +36,12 @@ const TOP_KEYS: &[&str] = &[
     "limit-request-fields",
     "limit-request-field-size",
     "limit-request-body",
+    "header-timeout",
+    "keep-alive-timeout",
+    "max-connections",
+    "trusted-proxies",
+    "trusted-proxy-headers",
+    "access-log-format",
     "groups",
     "mount",
     "static",
@@ -53,7 +59,10 @@ pub(super) const MOUNT_KEYS: &[&str] = &[
     "preload",
 ];
 
-pub(super) const STATIC_KEYS: &[&str] = &["path", "dir"];
+pub(super) const STATIC_KEYS: &[&str] = &["path", "dir", "follow-symlinks"];
+
+/// Keys of a `listen` table (`[[listen]]` or `{ addr = ... }`).
+const LISTEN_KEYS: &[&str] = &["addr", "tls-cert", "tls-key", "h2c"];
 
 /// Parses a native config. `file` is the path as the user gave it (used in
 /// messages); `base_dir` is the absolute directory relative paths are
@@ -125,7 +134,9 @@ fn read_site(top: &Table<'_>) -> Result<Site, ConfigError> {
     let mut site = Site::default();
 
     if let Some(f) = top.get("listen") {
-        site.listen = read_listen(&f)?;
+        let (addrs, options) = read_listen(&f)?;
+        site.listen = addrs;
+        site.edge.listeners = options;
     }
     if let Some(f) = top.get("admin") {
         let admin = f.addr()?;
@@ -152,6 +163,7 @@ fn read_site(top: &Table<'_>) -> Result<Site, ConfigError> {
         };
     }
     read_limits(top, &mut site)?;
+    read_edge(top, &mut site)?;
 
     let defined = read_groups(top)?;
     let mounts = read_mounts(top)?;
@@ -160,28 +172,172 @@ fn read_site(top: &Table<'_>) -> Result<Site, ConfigError> {
     assign_groups(top.doc, &defined, mounts, &mut site)?;
     site.groups
         .splice(0..0, defined.into_iter().map(|d| d.group));
+    site.edge.statics = statics
+        .iter()
+        .filter(|s| s.follow_symlinks)
+        .map(|s| StaticOptions {
+            path: s.alias.path.clone(),
+            follow_symlinks: true,
+        })
+        .collect();
     site.statics = statics.into_iter().map(|s| s.alias).collect();
     Ok(site)
 }
 
-fn read_listen(f: &Field<'_>) -> Result<Vec<SocketAddr>, ConfigError> {
+/// `listen`: one `"HOST:PORT"`, or an array of them and of tables
+/// (`{ addr = ..., tls-cert = ..., tls-key = ..., h2c = true }`, which is
+/// also what `[[listen]]` tables are).
+fn read_listen(f: &Field<'_>) -> Result<(Vec<SocketAddr>, Vec<ListenerOptions>), ConfigError> {
+    const EXPECTED: &str =
+        "a \"HOST:PORT\" string, or an array of them and of { addr = ... } tables";
     let items = match f.elements() {
         Some(items) => items,
-        None if matches!(f.value.get_ref(), DeValue::String(_)) => return Ok(vec![f.addr()?]),
-        None => return Err(f.expected("a \"HOST:PORT\" string or an array of them")),
+        None if matches!(f.value.get_ref(), DeValue::String(_)) => {
+            return Ok((vec![f.addr()?], Vec::new()))
+        }
+        None => return Err(f.expected(EXPECTED)),
     };
     if items.is_empty() {
         return Err(f.error("must name at least one address"));
     }
     let mut out: Vec<SocketAddr> = Vec::with_capacity(items.len());
+    let mut options = Vec::new();
     for item in &items {
-        let addr = item.addr()?;
-        if out.contains(&addr) {
-            return Err(item.error(format_args!("lists {addr} twice")));
+        let (addr, twice) = match item.table("[[listen]]".to_string()) {
+            Some(t) => {
+                let listener = read_listener(&t)?;
+                let addr = listener.addr;
+                if listener.tls.is_some() || listener.h2c {
+                    options.push(listener);
+                }
+                let twice = out.contains(&addr).then(|| {
+                    let message = format!("lists {addr} twice");
+                    match t.get("addr") {
+                        Some(at) => at.error(message),
+                        None => item.error(message),
+                    }
+                });
+                (addr, twice)
+            }
+            None if matches!(item.value.get_ref(), DeValue::String(_)) => {
+                let addr = item.addr()?;
+                let twice = out
+                    .contains(&addr)
+                    .then(|| item.error(format_args!("lists {addr} twice")));
+                (addr, twice)
+            }
+            None => return Err(item.expected(EXPECTED)),
+        };
+        if let Some(error) = twice {
+            return Err(error);
         }
         out.push(addr);
     }
-    Ok(out)
+    Ok((out, options))
+}
+
+fn read_listener(t: &Table<'_>) -> Result<ListenerOptions, ConfigError> {
+    t.check_keys(LISTEN_KEYS, |_| None)?;
+    let Some(addr) = t.get("addr") else {
+        return Err(t.error(
+            Some("addr"),
+            "a [[listen]] table needs `addr = \"HOST:PORT\"`".to_string(),
+        ));
+    };
+    let addr = addr.addr()?;
+    let tls = match (t.get("tls-cert"), t.get("tls-key")) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.path()?,
+            key: key.path()?,
+        }),
+        (None, None) => None,
+        (Some(cert), None) => return Err(cert.error("needs `tls-key` beside it")),
+        (None, Some(key)) => return Err(key.error("needs `tls-cert` beside it")),
+    };
+    let h2c = match t.get("h2c") {
+        Some(f) => {
+            let h2c = f.bool()?;
+            if h2c && tls.is_some() {
+                return Err(f.error(
+                    "is for plain listeners: a TLS listener offers HTTP/2 by ALPN already",
+                ));
+            }
+            h2c
+        }
+        None => false,
+    };
+    Ok(ListenerOptions { addr, tls, h2c })
+}
+
+/// The edge keys: timeouts, the connection cap, proxies, log format.
+fn read_edge(top: &Table<'_>, site: &mut Site) -> Result<(), ConfigError> {
+    let edge = &mut site.edge;
+    let positive_secs = |f: &Field<'_>| -> Result<std::time::Duration, ConfigError> {
+        let d = f.seconds()?;
+        if d.is_zero() {
+            return Err(f.error("must be more than 0 seconds"));
+        }
+        Ok(d)
+    };
+    if let Some(f) = top.get("header-timeout") {
+        edge.header_timeout = positive_secs(&f)?;
+    }
+    if let Some(f) = top.get("keep-alive-timeout") {
+        edge.keep_alive_timeout = positive_secs(&f)?;
+    }
+    if let Some(f) = top.get("max-connections") {
+        edge.max_connections = f.count(1)?;
+    }
+    if let Some(f) = top.get("trusted-proxies") {
+        let items = match f.elements() {
+            Some(items) => items,
+            None => vec![Field {
+                doc: f.doc,
+                table: f.table,
+                key: f.key.clone(),
+                value: f.value,
+            }],
+        };
+        edge.trusted_proxies = items
+            .iter()
+            .map(|item| {
+                let text = item.str()?;
+                crate::front::proxy_headers::parse_net(text)
+                    .map_err(|e| item.error(format_args!("is invalid: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(f) = top.get("trusted-proxy-headers") {
+        let Some(items) = f.elements() else {
+            return Err(f.expected("an array of header names"));
+        };
+        let mut headers = Vec::new();
+        for item in &items {
+            let name = item.str()?;
+            let Some(header) = ProxyHeader::from_name(name) else {
+                let known = ProxyHeader::ALL.map(ProxyHeader::name);
+                let mut message = format!(
+                    "names `{name}`, not a proxy header oxwsgi knows ({})",
+                    known.join(", ")
+                );
+                if let Some(near) = crate::config::error::suggest(name, known) {
+                    message.push_str(&format!("; did you mean `{near}`?"));
+                }
+                return Err(item.error(message));
+            };
+            if !headers.contains(&header) {
+                headers.push(header);
+            }
+        }
+        edge.trusted_proxy_headers = headers;
+    }
+    if let Some(f) = top.get("access-log-format") {
+        let format = f.non_empty_str()?;
+        crate::front::access_log::LogFormat::parse(format)
+            .map_err(|e| f.error(format_args!("is invalid: {e}")))?;
+        edge.access_log_format = format.to_string();
+    }
+    Ok(())
 }
 
 fn read_limits(top: &Table<'_>, site: &mut Site) -> Result<(), ConfigError> {

@@ -138,6 +138,8 @@ fn read_mount(t: &Table<'_>) -> Result<PendingMount, ConfigError> {
 /// A static alias as read, with where its path was.
 pub(super) struct PendingStatic {
     pub(super) alias: StaticAlias,
+    /// `follow-symlinks = true`.
+    pub(super) follow_symlinks: bool,
     path_span: Span,
 }
 
@@ -152,11 +154,16 @@ pub(super) fn read_statics(top: &Table<'_>) -> Result<Vec<PendingStatic>, Config
                 format!("static {path:?} has no `dir` (the folder it serves)"),
             ));
         };
+        let follow_symlinks = match t.get("follow-symlinks") {
+            Some(f) => f.bool()?,
+            None => false,
+        };
         out.push(PendingStatic {
             alias: StaticAlias {
                 path,
                 dir: dir.path()?,
             },
+            follow_symlinks,
             path_span,
         });
     }

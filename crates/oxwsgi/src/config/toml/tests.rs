@@ -117,6 +117,7 @@ fn the_mission_config() {
                 dir: "/var/www/mysite/static".into(),
             }],
             reload: false,
+            edge: Default::default(),
         }
     );
 }
@@ -147,7 +148,7 @@ fn listen_forms() {
     );
     assert_eq!(
         err("\nlisten = 8000"),
-        "site.toml:2: `listen` must be a \"HOST:PORT\" string or an array of them, got 8000"
+        "site.toml:2: `listen` must be a \"HOST:PORT\" string, or an array of them and of { addr = ... } tables, got 8000"
     );
     assert_eq!(
         err("listen = [\n  \"127.0.0.1:80\",\n  \"8000\",\n]"),
@@ -951,4 +952,60 @@ module = "b"
     let e = err("[groups.g]\ninterpreter-gil = \"mine\"");
     assert!(e.contains("interpreter-gil"), "{e}");
     assert!(e.contains("\"shared\" or \"own\""), "{e}");
+}
+
+#[test]
+fn edge_keys() {
+    let site = ok(r#"
+header-timeout = 7
+keep-alive-timeout = 3
+max-connections = 50
+trusted-proxies = ["10.0.0.0/8", "127.0.0.1"]
+trusted-proxy-headers = ["X-Forwarded-For", "x-forwarded-proto"]
+access-log-format = "%h %>s %{group}x"
+
+[[listen]]
+addr = "127.0.0.1:8443"
+tls-cert = "/etc/cert.pem"
+tls-key = "/etc/key.pem"
+
+[[listen]]
+addr = "127.0.0.1:8080"
+h2c = true
+
+[[static]]
+path = "/static"
+dir = "/srv/static"
+follow-symlinks = true
+"#);
+    assert_eq!(
+        site.listen,
+        vec![addr("127.0.0.1:8443"), addr("127.0.0.1:8080")]
+    );
+    let edge = &site.edge;
+    assert_eq!(edge.header_timeout, std::time::Duration::from_secs(7));
+    assert_eq!(edge.keep_alive_timeout, std::time::Duration::from_secs(3));
+    assert_eq!(edge.max_connections, 50);
+    assert_eq!(edge.trusted_proxies.len(), 2);
+    assert_eq!(edge.trusted_proxy_headers.len(), 2);
+    assert_eq!(edge.access_log_format, "%h %>s %{group}x");
+    let tls = edge.listener(addr("127.0.0.1:8443")).tls.unwrap();
+    assert_eq!(tls.cert, std::path::PathBuf::from("/etc/cert.pem"));
+    assert!(edge.listener(addr("127.0.0.1:8080")).h2c);
+    assert!(edge.follows_symlinks("/static"));
+}
+
+#[test]
+fn edge_key_errors() {
+    assert_eq!(
+        err("listen = [{ addr = \"127.0.0.1:1\", tls-cert = \"/c.pem\" }]"),
+        "site.toml:1: `tls-cert` in [[listen]] needs `tls-key` beside it"
+    );
+    assert!(
+        err("trusted-proxies = [\"10.0.0.0/33\"]").starts_with("site.toml:1: `trusted-proxies`")
+    );
+    assert!(err("access-log-format = \"%Z\"").contains("`%Z` is not a supported log code"));
+    assert!(err("trusted-proxy-headers = [\"X-Forwarded-Fro\"]")
+        .contains("not a proxy header oxwsgi knows"));
+    assert!(err("header-timeout = 0").contains("must be more than 0 seconds"));
 }
