@@ -4,6 +4,7 @@ file:line and key), start-up failures (exit 2)."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -35,6 +36,18 @@ def test_serve_options(server):
     assert (e["SCRIPT_NAME"], e["PATH_INFO"]) == ("/app", "/x")
     assert e["wsgi.multiprocess"] is True and e["wsgi.multithread"] is True
     assert oxhttp.get(srv.port, "/other").status == 404
+    assert srv.stop() == 0
+
+
+def test_front_threads(server):
+    srv = server("front-threads").start_serve(HELLO, "--front-threads", "3")
+    assert oxhttp.get(srv.port, "/").status == 200
+    assert "front: 3 runtime thread(s)" in srv.stderr_text()
+    assert srv.stop() == 0
+    srv = server("front-threads-default").start_serve(HELLO)
+    assert oxhttp.get(srv.port, "/").status == 200
+    default = max(1, (len(os.sched_getaffinity(0)) + 1) // 2)
+    assert f"front: {default} runtime thread(s)" in srv.stderr_text()
     assert srv.stop() == 0
 
 

@@ -176,6 +176,9 @@ pub struct ServeArgs {
     /// Restart the daemons when the application's Python code changes.
     #[arg(long)]
     pub reload: bool,
+    /// Threads of the front's runtime [default: half the CPUs, at least 1].
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub front_threads: Option<usize>,
 
     /// Name of the daemon process group [default: derived from --mount].
     #[arg(long, value_name = "NAME", help_heading = "Daemon group")]

@@ -65,7 +65,10 @@ fn run(site: Site, reload: Option<SiteLoader>) -> ExitCode {
         eprintln!("oxwsgi: cannot open the error log: {error}");
         return ExitCode::from(2);
     }
+    let front_threads = site.edge.front_threads();
+    tracing::info!("front: {front_threads} runtime thread(s)");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(front_threads)
         .enable_all()
         .build()
     {

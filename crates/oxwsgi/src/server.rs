@@ -294,9 +294,11 @@ async fn reload_site(
         || new.header_timeout != old.header_timeout
         || new.keep_alive_timeout != old.keep_alive_timeout
         || new.max_connections != old.max_connections
+        || new.front_threads != old.front_threads
     {
         tracing::warn!(
-            "listen addresses or edge settings (TLS files, h2c, timeouts, max-connections) changed: \
+            "listen addresses or edge settings (TLS files, h2c, timeouts, max-connections, \
+             front-threads) changed: \
              they take effect only after a restart; certificates were re-read"
         );
     }

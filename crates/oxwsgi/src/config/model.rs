@@ -110,6 +110,9 @@ pub struct Edge {
     /// `max-connections`: open client connections at most; more wait in
     /// the listen backlog.
     pub max_connections: usize,
+    /// `front-threads`: the front's runtime threads (`None`: see
+    /// [`Edge::front_threads`]).
+    pub front_threads: Option<usize>,
     /// `trusted-proxies`: peers whose proxy headers are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `trusted-proxy-headers`: which proxy headers are believed from them.
@@ -137,6 +140,7 @@ impl Default for Edge {
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             keep_alive_timeout: DEFAULT_KEEP_ALIVE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            front_threads: None,
             trusted_proxies: Vec::new(),
             trusted_proxy_headers: ProxyHeader::ALL.to_vec(),
             access_log_format: COMBINED_LOG_FORMAT.to_string(),
@@ -146,6 +150,18 @@ impl Default for Edge {
 }
 
 impl Edge {
+    /// How many threads the front's runtime runs: `front-threads`, else
+    /// half the CPUs this process may use (at least 1). The daemons need
+    /// the other half: on a 2-core machine one front thread serves hello
+    /// world ~10 % faster than two, which wake each other to steal work.
+    pub fn front_threads(&self) -> usize {
+        self.front_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |cpus| cpus.get().div_ceil(2))
+                .max(1)
+        })
+    }
+
     /// The options of the listener at `addr` (plain HTTP/1.1 when none).
     pub fn listener(&self, addr: SocketAddr) -> ListenerOptions {
         self.listeners

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use super::error::ConfigError;
 use super::group_keys;
 use super::model::{
-    expand_display_name, AccessLog, AppSource, Group, Mount, PythonChoice, Site, StaticAlias,
+    expand_display_name, AccessLog, AppSource, Edge, Group, Mount, PythonChoice, Site, StaticAlias,
     DEFAULT_CALLABLE, GLOBAL_APPLICATION_GROUP,
 };
 use super::names;
@@ -150,6 +150,10 @@ fn build(args: &ServeArgs, cwd: &Path) -> Result<Site, ConfigError> {
         }],
         statics,
         reload: args.reload,
+        edge: Edge {
+            front_threads: args.front_threads,
+            ..Edge::default()
+        },
         ..Site::default()
     })
 }

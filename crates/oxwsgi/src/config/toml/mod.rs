@@ -39,6 +39,7 @@ const TOP_KEYS: &[&str] = &[
     "header-timeout",
     "keep-alive-timeout",
     "max-connections",
+    "front-threads",
     "trusted-proxies",
     "trusted-proxy-headers",
     "access-log-format",
@@ -287,6 +288,9 @@ fn read_edge(top: &Table<'_>, site: &mut Site) -> Result<(), ConfigError> {
     }
     if let Some(f) = top.get("max-connections") {
         edge.max_connections = f.count(1)?;
+    }
+    if let Some(f) = top.get("front-threads") {
+        edge.front_threads = Some(f.count(1)?);
     }
     if let Some(f) = top.get("trusted-proxies") {
         let items = match f.elements() {

@@ -960,6 +960,7 @@ fn edge_keys() {
 header-timeout = 7
 keep-alive-timeout = 3
 max-connections = 50
+front-threads = 3
 trusted-proxies = ["10.0.0.0/8", "127.0.0.1"]
 trusted-proxy-headers = ["X-Forwarded-For", "x-forwarded-proto"]
 access-log-format = "%h %>s %{group}x"
@@ -986,6 +987,7 @@ follow-symlinks = true
     assert_eq!(edge.header_timeout, std::time::Duration::from_secs(7));
     assert_eq!(edge.keep_alive_timeout, std::time::Duration::from_secs(3));
     assert_eq!(edge.max_connections, 50);
+    assert_eq!(edge.front_threads(), 3);
     assert_eq!(edge.trusted_proxies.len(), 2);
     assert_eq!(edge.trusted_proxy_headers.len(), 2);
     assert_eq!(edge.access_log_format, "%h %>s %{group}x");
@@ -1008,4 +1010,6 @@ fn edge_key_errors() {
     assert!(err("trusted-proxy-headers = [\"X-Forwarded-Fro\"]")
         .contains("not a proxy header oxwsgi knows"));
     assert!(err("header-timeout = 0").contains("must be more than 0 seconds"));
+    assert!(err("front-threads = 0").contains("front-threads"));
+    assert!(Site::default().edge.front_threads() >= 1);
 }
