@@ -287,6 +287,16 @@ def app_gen(environ, start_response):
     return Gen([b"", b"one", b"", b"two"])
 
 
+class ClosingList(list):
+    def close(self):
+        CLOSED.append("list closed")
+
+
+def app_list_subclass(environ, start_response):
+    start_response("200 OK", [])
+    return ClosingList([b"a", b"b"])
+
+
 def app_gen_fail(environ, start_response):
     start_response("200 OK", [])
     return Gen([b"one"], fail=True)
@@ -757,6 +767,13 @@ def test_generator_streams_and_is_closed(worker):
     r = worker.app("gen")
     assert (r.body, r.body_length, r.body_frames) == (b"onetwo", BODY_LENGTH_UNKNOWN, [3, 3])
     assert worker.app("closed").json() == ["closed"]
+
+
+def test_list_subclass_is_sent_whole_and_closed(worker):
+    # An exact list has no close() and is not looked up; a subclass may.
+    r = worker.app("list_subclass")
+    assert (r.body, r.body_length) == (b"ab", 2)
+    assert worker.app("closed").json() == ["list closed"]
 
 
 def test_empty_generator_sends_head_at_end(worker):
