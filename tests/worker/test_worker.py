@@ -297,6 +297,18 @@ def app_list_subclass(environ, start_response):
     return ClosingList([b"a", b"b"])
 
 
+def app_mutate_environ(environ, start_response):
+    # The environ is the request's own dict: none of this may reach the
+    # next request.
+    environ["REQUEST_METHOD"] = "MUTATED"
+    del environ["SCRIPT_NAME"]
+    environ["wsgi.run_once"] = True
+    environ["x.added"] = "added"
+    environ.clear()
+    start_response("200 OK", [])
+    return [b"mutated"]
+
+
 def app_gen_fail(environ, start_response):
     start_response("200 OK", [])
     return Gen([b"one"], fail=True)
@@ -676,6 +688,40 @@ def test_environ(worker):
         assert env.get(key) == value, key
     assert "HTTPS" not in env
     assert env["_thread"] == "oxwsgi-slot-0"
+
+
+def test_environ_is_fresh_per_request(worker):
+    first = worker.app("environ", slot=0).json()
+    assert worker.app("mutate_environ", slot=0).body == b"mutated"
+    assert worker.app("mutate_environ", slot=1).body == b"mutated"
+    again = worker.app("environ", slot=1).json()
+    for key in ("REQUEST_METHOD", "SCRIPT_NAME", "wsgi.run_once"):
+        assert again[key] == first[key], key
+    assert "x.added" not in again
+    # Fields that differ from the earlier requests' are the request's own.
+    env = worker.request(
+        mount=M_APPS, method=b"POST", script_name=b"/other", path=b"/environ",
+        query=b"q=1", scheme=b"https").json()
+    assert env["REQUEST_METHOD"] == ["str", "POST"]
+    assert env["SCRIPT_NAME"] == ["str", "/other"]
+    assert env["QUERY_STRING"] == ["str", "q=1"]
+    assert env["wsgi.url_scheme"] == ["str", "https"]
+    assert env["HTTPS"] == ["str", "on"]
+    env = worker.app("environ").json()
+    assert (env["REQUEST_METHOD"], env["SCRIPT_NAME"]) == (["str", "GET"], ["str", "/app"])
+    assert env["wsgi.url_scheme"] == ["str", "http"] and "HTTPS" not in env
+
+
+def test_environ_items_win_over_headers_of_the_same_name(worker):
+    env = worker.app(
+        "environ",
+        headers=[(b"REQUEST_METHOD", b"EVIL"), (b"wsgi.input", b"x"),
+                 (b"X_OTHER", b"kept"), (b"HTTP_SOMETHING_RARE", b"rare")],
+    ).json()
+    assert env["REQUEST_METHOD"] == ["str", "GET"]
+    assert env["wsgi.input"] == ["Input", None]
+    assert env["X_OTHER"] == ["str", "kept"]
+    assert env["HTTP_SOMETHING_RARE"] == ["str", "rare"]
 
 
 def test_environ_https_and_latin1_path(worker):

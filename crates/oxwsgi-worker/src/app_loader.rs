@@ -10,6 +10,8 @@
 //! An import failure is logged once, with its traceback; the mount then
 //! answers every request with `ResponseAbort`, and the other mounts work.
 
+use std::sync::OnceLock;
+
 use oxwsgi_protocol::worker_config::WorkerMount;
 use pyo3::exceptions::{PyAttributeError, PyValueError};
 use pyo3::prelude::*;
@@ -47,6 +49,7 @@ pub fn load(py: Python<'_>, mount: &Mount, cache: &PyCache) -> LoadedApp {
             .script
             .as_deref()
             .map(|s| PyString::new(py, s).unbind()),
+        environ_template: OnceLock::new(),
     }
 }
 
