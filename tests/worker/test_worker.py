@@ -363,6 +363,44 @@ def app_no_start(environ, start_response):
     return [b"body"]
 
 
+HEAD_CASES = [
+    (200, []),
+    ("200 caf\u0100", []),
+    ("20 OK", []),
+    ("200OK", []),
+    ("200 O\nK", []),
+    ("200 OK\x7f", []),
+    ("\ud800 OK", []),
+    ("200 OK", ()),
+    ("200 OK", [("A",)]),
+    ("200 OK", [["A", "b"]]),
+    ("200 OK", [(b"A", "b")]),
+    ("200 OK", [("A", 1)]),
+    ("200 OK", [("", "x")]),
+    ("200 OK", [("X Y", "x")]),
+    ("200 OK", [("X-\u00e9", "x")]),
+    ("200 OK", [("Keep-Alive", "x")]),
+    ("200 OK", [("tE", "x")]),
+    ("200 OK", [("X", "caf\u0100")]),
+    ("200 OK", [("X", "a\x00b")]),
+    ("200 OK", [("X", "\ud800")]),
+    ("200 OK", [("\ud800", 1)]),
+    ("200 OK", [("X", "v" * (17 * 1024 * 1024))]),
+    ("299 caf\u00e9", [("X-A", "a\tb"), ("X-B", "caf\u00e9"), ("X-C", ""), ("Accept-Ranges", "x")]),
+    ("200 OK", [("X-D", "d")] * 3),
+]
+
+
+def app_head_case(environ, start_response):
+    status, headers = HEAD_CASES[int(environ["QUERY_STRING"])]
+    try:
+        start_response(status, headers)
+    except Exception as e:
+        start_response("200 OK", [])
+        return [("%s: %s" % (type(e).__name__, e)).encode("utf-8", "backslashreplace")]
+    return [b"accepted"]
+
+
 def app_bad_status(environ, start_response):
     start_response("OK", [])
     return [b""]
@@ -888,6 +926,47 @@ def test_invalid_responses_abort(worker, name, message):
     r = worker.app(name)
     assert r.abort is not None and r.abort.startswith(message), r
     assert worker.app("hello").body == b"hello"
+
+
+HEAD_CASE_RESULTS = [
+    "TypeError: status must be a str, not int",
+    "ValueError: response status \"200 caf\u0100\" cannot be encoded as latin-1",
+    "ValueError: invalid status \"20 OK\": must be a 3-digit code, a space and a reason phrase",
+    "ValueError: invalid status \"200OK\": must be a 3-digit code, a space and a reason phrase",
+    "ValueError: invalid status \"200 O\\nK\": must be a 3-digit code, a space and a reason phrase",
+    "ValueError: invalid status \"200 OK\\u{7f}\": must be a 3-digit code, a space and a reason phrase",
+    "UnicodeEncodeError: 'utf-8' codec can't encode character '\\ud800' in position 0: surrogates not allowed",
+    "TypeError: response headers must be a list, not tuple",
+    "TypeError: each response header must be a (name, value) tuple, not tuple",
+    "TypeError: each response header must be a (name, value) tuple, not list",
+    "TypeError: response header name must be a str, not bytes",
+    "TypeError: response header value must be a str, not int",
+    "ValueError: invalid response header name \"\"",
+    "ValueError: invalid response header name \"X Y\"",
+    "ValueError: invalid response header name \"X-\u00e9\"",
+    "ValueError: hop-by-hop header \"Keep-Alive\" is not allowed in a WSGI response (PEP 3333)",
+    "ValueError: hop-by-hop header \"tE\" is not allowed in a WSGI response (PEP 3333)",
+    "ValueError: response header value \"caf\u0100\" cannot be encoded as latin-1",
+    "ValueError: response header \"X\" has a control character (CR, LF, NUL, ...) in its value",
+    "UnicodeEncodeError: 'utf-8' codec can't encode character '\\ud800' in position 0: surrogates not allowed",
+    "UnicodeEncodeError: 'utf-8' codec can't encode character '\\ud800' in position 0: surrogates not allowed",
+    "ValueError: response headers too large (17825823 bytes)",
+]
+
+
+@pytest.mark.parametrize("case", range(len(HEAD_CASE_RESULTS)))
+def test_start_response_rejects(worker, case):
+    r = worker.app("head_case", query=str(case).encode())
+    assert (r.status, r.body.decode()) == ("200 OK", HEAD_CASE_RESULTS[case])
+
+
+def test_start_response_accepts_latin1_and_tabs(worker):
+    r = worker.app("head_case", query=str(len(HEAD_CASE_RESULTS)).encode())
+    assert r.body == b"accepted"
+    assert r.status == "299 caf\u00e9"
+    assert r.headers == [("X-A", "a\tb"), ("X-B", "caf\u00e9"), ("X-C", ""), ("Accept-Ranges", "x")]
+    r = worker.app("head_case", query=str(len(HEAD_CASE_RESULTS) + 1).encode())
+    assert r.headers == [("X-D", "d")] * 3
 
 
 def test_exc_info_replaces_pending_head(worker):

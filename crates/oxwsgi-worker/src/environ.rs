@@ -13,11 +13,11 @@
 //! fixed keys, so the copy has room for the headers and rarely grows.
 
 use oxwsgi_protocol::RequestHead;
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyString};
 
 use crate::cache::{Keys, PyCache};
+use crate::native_str;
 use crate::worker::{Interp, LoadedApp, Worker};
 
 /// How many request-head fields are set from the head's bytes.
@@ -110,20 +110,6 @@ impl EnvironTemplate {
     }
 }
 
-/// A native string from raw bytes, decoded as latin-1 (PEP 3333).
-fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyString>> {
-    let len = ffi::Py_ssize_t::try_from(bytes.len())
-        .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("field too long"))?;
-    // SAFETY: attached (`py`); the pointer and length describe `bytes`,
-    // which CPython only reads; a NULL errors handler is "strict", which
-    // latin-1 never needs. The result is a new reference to a str (or NULL
-    // with an exception set, which becomes the `Err`).
-    unsafe {
-        let ptr = ffi::PyUnicode_DecodeLatin1(bytes.as_ptr().cast(), len, std::ptr::null());
-        Ok(Bound::from_owned_ptr_or_err(py, ptr)?.cast_into_unchecked())
-    }
-}
-
 /// A field's value: the cached string for `http` and `https`, else new.
 fn field_value<'py>(
     py: Python<'py>,
@@ -133,7 +119,7 @@ fn field_value<'py>(
     match bytes {
         b"http" => Ok(cache.http.bind(py).clone()),
         b"https" => Ok(cache.https.bind(py).clone()),
-        other => latin1(py, other),
+        other => native_str::from_latin1(py, other),
     }
 }
 
@@ -195,7 +181,7 @@ pub fn build<'py>(
         if may_shadow(name) && template_dict.contains(&key)? {
             continue;
         }
-        env.set_item(key, latin1(py, value)?)?;
+        env.set_item(key, native_str::from_latin1(py, value)?)?;
     }
     if head.url_scheme == b"https" {
         env.set_item(k.https.bind(py), cache.on.bind(py))?;

@@ -22,6 +22,7 @@ mod input;
 mod interp;
 mod interpreters;
 mod log;
+mod native_str;
 mod pyutil;
 mod request;
 mod response;
