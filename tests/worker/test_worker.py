@@ -309,6 +309,11 @@ def app_mutate_environ(environ, start_response):
     return [b"mutated"]
 
 
+def app_module_name(environ, start_response):
+    start_response("200 OK", [])
+    return [__name__.encode()]
+
+
 def app_gen_fail(environ, start_response):
     start_response("200 OK", [])
     return Gen([b"one"], fail=True)
@@ -726,6 +731,13 @@ def test_environ(worker):
         assert env.get(key) == value, key
     assert "HTTPS" not in env
     assert env["_thread"] == "oxwsgi-slot-0"
+
+
+def test_script_module_is_named_as_mod_wsgi_does(worker):
+    import hashlib
+    path = str(worker.tmp / "apps.py").encode()
+    expect = "_mod_wsgi_" + hashlib.md5(path).hexdigest()
+    assert worker.app("module_name").body.decode() == expect
 
 
 def test_environ_is_fresh_per_request(worker):

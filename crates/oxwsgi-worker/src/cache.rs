@@ -108,8 +108,6 @@ pub struct PyCache {
     pub shells: Option<Shells>,
     /// Attribute names looked up on every response.
     pub close: Py<PyString>,
-    /// `traceback.format_exception`.
-    pub format_exception: Py<PyAny>,
     /// [`COMMON_HEADER_KEYS`], interned, by their bytes.
     header_keys: Vec<(&'static [u8], Py<PyString>)>,
 }
@@ -145,10 +143,6 @@ impl PyCache {
             file_wrapper,
             shells,
             close: PyString::intern(py, "close").unbind(),
-            format_exception: py
-                .import("traceback")?
-                .getattr("format_exception")?
-                .unbind(),
             header_keys: COMMON_HEADER_KEYS
                 .iter()
                 .map(|key| (key.as_bytes(), PyString::intern(py, key).unbind()))

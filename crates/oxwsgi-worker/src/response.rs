@@ -38,7 +38,7 @@ pub fn respond(
         (Ok(_), Err(err)) => Err(Failure::App(err)),
         (Err(failure), Ok(())) => Err(failure),
         (Err(failure), Err(err)) => {
-            let text = pyutil::traceback(py, &cache.format_exception, &err);
+            let text = pyutil::traceback(py, &err);
             py.detach(|| {
                 log::error(&format!(
                     "Exception in close() of the response, after an earlier error:\n{text}"

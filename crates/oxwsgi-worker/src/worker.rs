@@ -100,7 +100,7 @@ impl Interp {
         if let Some(loaded) = cell.get() {
             return Some(loaded);
         }
-        let loaded = app_loader::load(py, mount, &self.cache);
+        let loaded = app_loader::load(py, mount);
         Some(cell.get_or_init(|| loaded))
     }
 
