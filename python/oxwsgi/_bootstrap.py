@@ -1,7 +1,7 @@
 # oxwsgi daemon bootstrap, run by the front as `<python> -c <this file>`.
 # Loads the worker extension named by OXWSGI_WORKER_LIB and hands it the
 # JSON config in OXWSGI_WORKER_CONFIG; the WSGI work happens in Rust.
-# Before that it sets up the process-level watchdogs that must work even
+# Before `run` it sets up the process-level watchdogs that must work even
 # when the GIL is stuck or that are plain CPython facilities:
 #   - SIGUSR1 writes every thread's stack to stderr (faulthandler, then the
 #     worker for threads inside sub-interpreters), which the front sends when
@@ -11,20 +11,29 @@
 #     the GIL is released now and then;
 #   - the control channel: one-line commands from the front, such as
 #     `interrupt SLOT` (raise RequestTimeout in that slot's thread).
+#
+# Memory: every module imported here stays in every daemon, so the bootstrap
+# imports only what it needs (no json, ctypes, socket, importlib.util: the
+# worker parses the config and raises in threads itself).
 import sys
 if sys.path and sys.path[0] in ("", "."):
     del sys.path[0]
 import os
-import json
 import importlib.machinery
-import importlib.util
 
-_config = json.loads(os.environ["OXWSGI_WORKER_CONFIG"])
-if _config.get("umask") is not None:
-    os.umask(_config["umask"])
+_path = os.environ["OXWSGI_WORKER_LIB"]
+_loader = importlib.machinery.ExtensionFileLoader("_oxwsgi_worker", _path)
+_spec = importlib.machinery.ModuleSpec("_oxwsgi_worker", _loader, origin=_path)
+_worker = _loader.create_module(_spec)
+_loader.exec_module(_worker)
+sys.modules["_oxwsgi_worker"] = _worker
+# (umask, deadlock_timeout, control_fd), each None when not set.
+_config = _worker.bootstrap_settings(os.environ["OXWSGI_WORKER_CONFIG"])
+if _config[0] is not None:
+    os.umask(_config[0])
 
 
-def _oxwsgi_watchdogs(config):
+def _oxwsgi_watchdogs(worker, deadlock, control_fd):
     import faulthandler
     import signal
     import threading
@@ -33,14 +42,11 @@ def _oxwsgi_watchdogs(config):
     def dump_subinterpreters(signum, frame):
         # faulthandler only sees the main interpreter's threads: the worker
         # adds the stacks of the sub-interpreters serving a request.
-        worker = sys.modules.get("_oxwsgi_worker")
-        if worker is not None:
-            worker.dump_stacks()
+        worker.dump_stacks()
 
     signal.signal(signal.SIGUSR1, dump_subinterpreters)
     faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True, chain=True)
 
-    deadlock = config.get("deadlock_timeout")
     if deadlock:
         def rearm():
             while True:
@@ -48,11 +54,7 @@ def _oxwsgi_watchdogs(config):
                 time.sleep(1)
         threading.Thread(target=rearm, name="oxwsgi-deadlock", daemon=True).start()
 
-    control_fd = config.get("control_fd")
     if control_fd is not None:
-        import ctypes
-        import socket
-
         class RequestTimeout(Exception):
             """Raised in a request's thread when it exceeded request-timeout."""
 
@@ -60,20 +62,18 @@ def _oxwsgi_watchdogs(config):
             name = "oxwsgi-slot-%d" % slot
             # A request running in a sub-interpreter (named application
             # group) is interrupted by the worker, in that interpreter.
-            worker = sys.modules.get("_oxwsgi_worker")
-            if worker is not None and worker.interrupt(slot):
+            if worker.interrupt(slot):
                 sys.stderr.write("[oxwsgi] interrupted %s: request-timeout\n" % name)
                 return
             for thread in threading.enumerate():
                 if thread.name == name and thread.ident is not None:
-                    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                        ctypes.c_ulong(thread.ident), ctypes.py_object(RequestTimeout))
+                    worker.raise_in_thread(thread.ident, RequestTimeout)
                     sys.stderr.write("[oxwsgi] interrupted %s: request-timeout\n" % name)
 
         def serve_control():
             os.set_inheritable(control_fd, False)
-            channel = socket.socket(fileno=control_fd)
-            for line in channel.makefile("r", encoding="ascii", errors="replace"):
+            # A socket, read as a plain file: lines until the front closes it.
+            for line in open(control_fd, "r", encoding="ascii", errors="replace"):
                 command, _, argument = line.strip().partition(" ")
                 if command == "interrupt" and argument.isdigit():
                     interrupt(int(argument))
@@ -81,13 +81,7 @@ def _oxwsgi_watchdogs(config):
         threading.Thread(target=serve_control, name="oxwsgi-control", daemon=True).start()
 
 
-_oxwsgi_watchdogs(_config)
-_path = os.environ["OXWSGI_WORKER_LIB"]
-_loader = importlib.machinery.ExtensionFileLoader("_oxwsgi_worker", _path)
-_spec = importlib.util.spec_from_file_location("_oxwsgi_worker", _path, loader=_loader)
-_worker = importlib.util.module_from_spec(_spec)
-_loader.exec_module(_worker)
-sys.modules["_oxwsgi_worker"] = _worker
+_oxwsgi_watchdogs(_worker, _config[1], _config[2])
 del _path, _loader, _spec, _config, _oxwsgi_watchdogs
 try:
     _status = _worker.run(os.environ["OXWSGI_WORKER_CONFIG"])

@@ -287,6 +287,33 @@ def app_gen(environ, start_response):
     return Gen([b"", b"one", b"", b"two"])
 
 
+class ClosingList(list):
+    def close(self):
+        CLOSED.append("list closed")
+
+
+def app_list_subclass(environ, start_response):
+    start_response("200 OK", [])
+    return ClosingList([b"a", b"b"])
+
+
+def app_mutate_environ(environ, start_response):
+    # The environ is the request's own dict: none of this may reach the
+    # next request.
+    environ["REQUEST_METHOD"] = "MUTATED"
+    del environ["SCRIPT_NAME"]
+    environ["wsgi.run_once"] = True
+    environ["x.added"] = "added"
+    environ.clear()
+    start_response("200 OK", [])
+    return [b"mutated"]
+
+
+def app_module_name(environ, start_response):
+    start_response("200 OK", [])
+    return [__name__.encode()]
+
+
 def app_gen_fail(environ, start_response):
     start_response("200 OK", [])
     return Gen([b"one"], fail=True)
@@ -339,6 +366,44 @@ def app_str_body(environ, start_response):
 
 def app_no_start(environ, start_response):
     return [b"body"]
+
+
+HEAD_CASES = [
+    (200, []),
+    ("200 caf\u0100", []),
+    ("20 OK", []),
+    ("200OK", []),
+    ("200 O\nK", []),
+    ("200 OK\x7f", []),
+    ("\ud800 OK", []),
+    ("200 OK", ()),
+    ("200 OK", [("A",)]),
+    ("200 OK", [["A", "b"]]),
+    ("200 OK", [(b"A", "b")]),
+    ("200 OK", [("A", 1)]),
+    ("200 OK", [("", "x")]),
+    ("200 OK", [("X Y", "x")]),
+    ("200 OK", [("X-\u00e9", "x")]),
+    ("200 OK", [("Keep-Alive", "x")]),
+    ("200 OK", [("tE", "x")]),
+    ("200 OK", [("X", "caf\u0100")]),
+    ("200 OK", [("X", "a\x00b")]),
+    ("200 OK", [("X", "\ud800")]),
+    ("200 OK", [("\ud800", 1)]),
+    ("200 OK", [("X", "v" * (17 * 1024 * 1024))]),
+    ("299 caf\u00e9", [("X-A", "a\tb"), ("X-B", "caf\u00e9"), ("X-C", ""), ("Accept-Ranges", "x")]),
+    ("200 OK", [("X-D", "d")] * 3),
+]
+
+
+def app_head_case(environ, start_response):
+    status, headers = HEAD_CASES[int(environ["QUERY_STRING"])]
+    try:
+        start_response(status, headers)
+    except Exception as e:
+        start_response("200 OK", [])
+        return [("%s: %s" % (type(e).__name__, e)).encode("utf-8", "backslashreplace")]
+    return [b"accepted"]
 
 
 def app_bad_status(environ, start_response):
@@ -668,6 +733,47 @@ def test_environ(worker):
     assert env["_thread"] == "oxwsgi-slot-0"
 
 
+def test_script_module_is_named_as_mod_wsgi_does(worker):
+    import hashlib
+    path = str(worker.tmp / "apps.py").encode()
+    expect = "_mod_wsgi_" + hashlib.md5(path).hexdigest()
+    assert worker.app("module_name").body.decode() == expect
+
+
+def test_environ_is_fresh_per_request(worker):
+    first = worker.app("environ", slot=0).json()
+    assert worker.app("mutate_environ", slot=0).body == b"mutated"
+    assert worker.app("mutate_environ", slot=1).body == b"mutated"
+    again = worker.app("environ", slot=1).json()
+    for key in ("REQUEST_METHOD", "SCRIPT_NAME", "wsgi.run_once"):
+        assert again[key] == first[key], key
+    assert "x.added" not in again
+    # Fields that differ from the earlier requests' are the request's own.
+    env = worker.request(
+        mount=M_APPS, method=b"POST", script_name=b"/other", path=b"/environ",
+        query=b"q=1", scheme=b"https").json()
+    assert env["REQUEST_METHOD"] == ["str", "POST"]
+    assert env["SCRIPT_NAME"] == ["str", "/other"]
+    assert env["QUERY_STRING"] == ["str", "q=1"]
+    assert env["wsgi.url_scheme"] == ["str", "https"]
+    assert env["HTTPS"] == ["str", "on"]
+    env = worker.app("environ").json()
+    assert (env["REQUEST_METHOD"], env["SCRIPT_NAME"]) == (["str", "GET"], ["str", "/app"])
+    assert env["wsgi.url_scheme"] == ["str", "http"] and "HTTPS" not in env
+
+
+def test_environ_items_win_over_headers_of_the_same_name(worker):
+    env = worker.app(
+        "environ",
+        headers=[(b"REQUEST_METHOD", b"EVIL"), (b"wsgi.input", b"x"),
+                 (b"X_OTHER", b"kept"), (b"HTTP_SOMETHING_RARE", b"rare")],
+    ).json()
+    assert env["REQUEST_METHOD"] == ["str", "GET"]
+    assert env["wsgi.input"] == ["Input", None]
+    assert env["X_OTHER"] == ["str", "kept"]
+    assert env["HTTP_SOMETHING_RARE"] == ["str", "rare"]
+
+
 def test_environ_https_and_latin1_path(worker):
     env = worker.request(mount=M_APPS, path=b"/environ/caf\xe9", scheme=b"https", slot=1).json()
     assert env["wsgi.url_scheme"] == ["str", "https"]
@@ -759,6 +865,13 @@ def test_generator_streams_and_is_closed(worker):
     assert worker.app("closed").json() == ["closed"]
 
 
+def test_list_subclass_is_sent_whole_and_closed(worker):
+    # An exact list has no close() and is not looked up; a subclass may.
+    r = worker.app("list_subclass")
+    assert (r.body, r.body_length) == (b"ab", 2)
+    assert worker.app("closed").json() == ["list closed"]
+
+
 def test_empty_generator_sends_head_at_end(worker):
     r = worker.app("gen_empty")
     assert (r.status, r.body, r.body_length, r.frames) == (
@@ -825,6 +938,47 @@ def test_invalid_responses_abort(worker, name, message):
     r = worker.app(name)
     assert r.abort is not None and r.abort.startswith(message), r
     assert worker.app("hello").body == b"hello"
+
+
+HEAD_CASE_RESULTS = [
+    "TypeError: status must be a str, not int",
+    "ValueError: response status \"200 caf\u0100\" cannot be encoded as latin-1",
+    "ValueError: invalid status \"20 OK\": must be a 3-digit code, a space and a reason phrase",
+    "ValueError: invalid status \"200OK\": must be a 3-digit code, a space and a reason phrase",
+    "ValueError: invalid status \"200 O\\nK\": must be a 3-digit code, a space and a reason phrase",
+    "ValueError: invalid status \"200 OK\\u{7f}\": must be a 3-digit code, a space and a reason phrase",
+    "UnicodeEncodeError: 'utf-8' codec can't encode character '\\ud800' in position 0: surrogates not allowed",
+    "TypeError: response headers must be a list, not tuple",
+    "TypeError: each response header must be a (name, value) tuple, not tuple",
+    "TypeError: each response header must be a (name, value) tuple, not list",
+    "TypeError: response header name must be a str, not bytes",
+    "TypeError: response header value must be a str, not int",
+    "ValueError: invalid response header name \"\"",
+    "ValueError: invalid response header name \"X Y\"",
+    "ValueError: invalid response header name \"X-\u00e9\"",
+    "ValueError: hop-by-hop header \"Keep-Alive\" is not allowed in a WSGI response (PEP 3333)",
+    "ValueError: hop-by-hop header \"tE\" is not allowed in a WSGI response (PEP 3333)",
+    "ValueError: response header value \"caf\u0100\" cannot be encoded as latin-1",
+    "ValueError: response header \"X\" has a control character (CR, LF, NUL, ...) in its value",
+    "UnicodeEncodeError: 'utf-8' codec can't encode character '\\ud800' in position 0: surrogates not allowed",
+    "UnicodeEncodeError: 'utf-8' codec can't encode character '\\ud800' in position 0: surrogates not allowed",
+    "ValueError: response headers too large (17825823 bytes)",
+]
+
+
+@pytest.mark.parametrize("case", range(len(HEAD_CASE_RESULTS)))
+def test_start_response_rejects(worker, case):
+    r = worker.app("head_case", query=str(case).encode())
+    assert (r.status, r.body.decode()) == ("200 OK", HEAD_CASE_RESULTS[case])
+
+
+def test_start_response_accepts_latin1_and_tabs(worker):
+    r = worker.app("head_case", query=str(len(HEAD_CASE_RESULTS)).encode())
+    assert r.body == b"accepted"
+    assert r.status == "299 caf\u00e9"
+    assert r.headers == [("X-A", "a\tb"), ("X-B", "caf\u00e9"), ("X-C", ""), ("Accept-Ranges", "x")]
+    r = worker.app("head_case", query=str(len(HEAD_CASE_RESULTS) + 1).encode())
+    assert r.headers == [("X-D", "d")] * 3
 
 
 def test_exc_info_replaces_pending_head(worker):

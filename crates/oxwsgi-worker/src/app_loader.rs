@@ -10,25 +10,28 @@
 //! An import failure is logged once, with its traceback; the mount then
 //! answers every request with `ResponseAbort`, and the other mounts work.
 
+use std::fmt::Write;
+use std::sync::OnceLock;
+
+use md5::{Digest, Md5};
 use oxwsgi_protocol::worker_config::WorkerMount;
 use pyo3::exceptions::{PyAttributeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyDict, PyString};
 
 use crate::app_group::AppGroup;
-use crate::cache::PyCache;
 use crate::log;
 use crate::pyutil;
 use crate::worker::{LoadedApp, Mount};
 
 /// Loads one mount's application in the current interpreter; never fails
 /// (a failed import is logged and leaves `app` empty).
-pub fn load(py: Python<'_>, mount: &Mount, cache: &PyCache) -> LoadedApp {
+pub fn load(py: Python<'_>, mount: &Mount) -> LoadedApp {
     let config = &mount.config;
     let app = match import(py, config) {
         Ok(app) => Some(app.unbind()),
         Err(err) => {
-            let text = pyutil::traceback(py, &cache.format_exception, &err);
+            let text = pyutil::traceback(py, &err);
             let group = match &mount.app_group {
                 AppGroup::Global => String::new(),
                 _ => format!(" in application group '{}'", config.application_group),
@@ -47,6 +50,7 @@ pub fn load(py: Python<'_>, mount: &Mount, cache: &PyCache) -> LoadedApp {
             .script
             .as_deref()
             .map(|s| PyString::new(py, s).unbind()),
+        environ_template: OnceLock::new(),
     }
 }
 
@@ -72,17 +76,23 @@ fn import<'py>(py: Python<'py>, config: &WorkerMount) -> PyResult<Bound<'py, PyA
         })
 }
 
+/// mod_wsgi's module name for a script: `_mod_wsgi_` + the md5 hex digest
+/// of its path (computed here rather than with `hashlib`, which would map
+/// OpenSSL's libcrypto into every daemon: +3.9 MiB).
+fn script_module_name(path: &str) -> String {
+    let digest = Md5::digest(path.as_bytes());
+    let mut name = String::with_capacity(10 + 2 * digest.len());
+    name.push_str("_mod_wsgi_");
+    for byte in digest {
+        // Writing to a String cannot fail.
+        let _ = write!(name, "{byte:02x}");
+    }
+    name
+}
+
 /// mod_wsgi's way of loading a script file as a module.
 fn load_script<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyAny>> {
-    let digest = py
-        .import("hashlib")?
-        .call_method(
-            "md5",
-            (path.as_bytes(),),
-            Some(&[("usedforsecurity", false)].into_py_dict(py)?),
-        )?
-        .call_method0("hexdigest")?;
-    let name = format!("_mod_wsgi_{}", digest.cast::<PyString>()?.to_cow()?);
+    let name = script_module_name(path);
     let modules = py.import("sys")?.getattr("modules")?;
     // Mounted twice in one interpreter, a script is one module (as in
     // mod_wsgi): its module-level state is shared by both mounts.

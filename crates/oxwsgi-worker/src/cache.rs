@@ -58,6 +58,39 @@ keys! {
     queue_start = "mod_wsgi.queue_start",
 }
 
+/// The CGI keys of the request headers most clients send, kept interned so
+/// that a request's environ does not make and intern them again.
+const COMMON_HEADER_KEYS: &[&str] = &[
+    "HTTP_HOST",
+    "HTTP_USER_AGENT",
+    "HTTP_ACCEPT",
+    "HTTP_ACCEPT_ENCODING",
+    "HTTP_ACCEPT_LANGUAGE",
+    "HTTP_CONNECTION",
+    "HTTP_COOKIE",
+    "HTTP_REFERER",
+    "HTTP_ORIGIN",
+    "HTTP_AUTHORIZATION",
+    "HTTP_CACHE_CONTROL",
+    "HTTP_PRAGMA",
+    "HTTP_IF_NONE_MATCH",
+    "HTTP_IF_MODIFIED_SINCE",
+    "HTTP_UPGRADE_INSECURE_REQUESTS",
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_X_FORWARDED_PROTO",
+    "HTTP_X_FORWARDED_HOST",
+    "HTTP_X_REAL_IP",
+    "HTTP_X_REQUESTED_WITH",
+    "HTTP_SEC_FETCH_DEST",
+    "HTTP_SEC_FETCH_MODE",
+    "HTTP_SEC_FETCH_SITE",
+    "HTTP_SEC_FETCH_USER",
+    "HTTP_DNT",
+    "HTTP_TE",
+    "CONTENT_TYPE",
+    "CONTENT_LENGTH",
+];
+
 /// All cached Python objects of one interpreter.
 pub struct PyCache {
     pub keys: Keys,
@@ -75,8 +108,8 @@ pub struct PyCache {
     pub shells: Option<Shells>,
     /// Attribute names looked up on every response.
     pub close: Py<PyString>,
-    /// `traceback.format_exception`.
-    pub format_exception: Py<PyAny>,
+    /// [`COMMON_HEADER_KEYS`], interned, by their bytes.
+    header_keys: Vec<(&'static [u8], Py<PyString>)>,
 }
 
 impl PyCache {
@@ -110,10 +143,19 @@ impl PyCache {
             file_wrapper,
             shells,
             close: PyString::intern(py, "close").unbind(),
-            format_exception: py
-                .import("traceback")?
-                .getattr("format_exception")?
-                .unbind(),
+            header_keys: COMMON_HEADER_KEYS
+                .iter()
+                .map(|key| (key.as_bytes(), PyString::intern(py, key).unbind()))
+                .collect(),
         })
+    }
+
+    /// The interned environ key for a header's CGI name, if it is a
+    /// common one.
+    pub fn header_key(&self, name: &[u8]) -> Option<&Py<PyString>> {
+        self.header_keys
+            .iter()
+            .find(|(bytes, _)| *bytes == name)
+            .map(|(_, key)| key)
     }
 }

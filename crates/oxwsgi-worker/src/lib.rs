@@ -22,6 +22,7 @@ mod input;
 mod interp;
 mod interpreters;
 mod log;
+mod native_str;
 mod pyutil;
 mod request;
 mod response;
@@ -39,7 +40,9 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _oxwsgi_worker(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run::run, m)?)?;
+    m.add_function(wrap_pyfunction!(run::bootstrap_settings, m)?)?;
     m.add_function(wrap_pyfunction!(run::interrupt, m)?)?;
+    m.add_function(wrap_pyfunction!(run::raise_in_thread, m)?)?;
     m.add_function(wrap_pyfunction!(run::subinterpreters, m)?)?;
     m.add_function(wrap_pyfunction!(run::dump_stacks, m)?)?;
     m.add_class::<file_wrapper::FileWrapper>()?;

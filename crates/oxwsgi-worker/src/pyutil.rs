@@ -20,10 +20,15 @@ fn name_of(ty: &Bound<'_, PyAny>) -> Option<String> {
 }
 
 /// The full traceback of `err`, as `traceback.format_exception` prints it.
-pub fn traceback(py: Python<'_>, format_exception: &Py<PyAny>, err: &PyErr) -> String {
-    let formatted = format_exception
-        .bind(py)
-        .call1((err.get_type(py), err.value(py), err.traceback(py)))
+/// `traceback` is imported (in the current interpreter) on the first error
+/// only: it weighs 1.5 MiB that a daemon without errors need not carry.
+pub fn traceback(py: Python<'_>, err: &PyErr) -> String {
+    let formatted = py
+        .import("traceback")
+        .and_then(|module| module.getattr("format_exception"))
+        .and_then(|format_exception| {
+            format_exception.call1((err.get_type(py), err.value(py), err.traceback(py)))
+        })
         .and_then(|lines| {
             let mut text = String::new();
             for line in lines.try_iter()? {

@@ -116,7 +116,7 @@ pub fn handle(
         Ok(()) => None,
         Err(Failure::Conn(err)) => Some(err),
         Err(failure) => {
-            report(py, interp, mount, &sender, failure);
+            report(py, mount, &sender, failure);
             None
         }
     };
@@ -190,16 +190,10 @@ fn call_app(
 
 /// Logs a failure and tells the front with `ResponseAbort` (the front
 /// answers 500 if no head was sent yet, else drops the client connection).
-fn report(
-    py: Python<'_>,
-    interp: &Interp,
-    mount: Option<&Mount>,
-    sender: &Sender,
-    failure: Failure,
-) {
+fn report(py: Python<'_>, mount: Option<&Mount>, sender: &Sender, failure: Failure) {
     let message = match failure {
         Failure::App(err) => {
-            let text = pyutil::traceback(py, &interp.cache.format_exception, &err);
+            let text = pyutil::traceback(py, &err);
             let context = match mount {
                 Some(m) => format!("mount '{}', {}", m.path, m.source),
                 None => "no mount".to_owned(),

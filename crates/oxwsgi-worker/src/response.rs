@@ -38,7 +38,7 @@ pub fn respond(
         (Ok(_), Err(err)) => Err(Failure::App(err)),
         (Err(failure), Ok(())) => Err(failure),
         (Err(failure), Err(err)) => {
-            let text = pyutil::traceback(py, &cache.format_exception, &err);
+            let text = pyutil::traceback(py, &err);
             py.detach(|| {
                 log::error(&format!(
                     "Exception in close() of the response, after an earlier error:\n{text}"
@@ -105,8 +105,14 @@ fn bytes<'py>(item: &Bound<'py, PyAny>) -> Result<Bound<'py, PyBytes>, Failure> 
     })
 }
 
-/// Calls `result.close()` if it has one.
+/// Calls `result.close()` if it has one. An exact `list` or `tuple` has
+/// none: the lookup is skipped (a failed lookup builds and discards an
+/// `AttributeError`, a tenth of a hello-world request's instructions);
+/// subclasses, which may define `close`, are looked up as usual.
 fn close(result: &Bound<'_, PyAny>, cache: &PyCache) -> PyResult<()> {
+    if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+        return Ok(());
+    }
     if let Some(close) = result.getattr_opt(cache.close.bind(result.py()))? {
         close.call0()?;
     }

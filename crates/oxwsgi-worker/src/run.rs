@@ -5,14 +5,16 @@
 //! thread per slot and waits for them all.
 //!
 //! Also the small functions the bootstrap calls besides `run`:
-//! `interrupt(slot)` for the control thread, `dump_stacks()` for its
-//! SIGUSR1 handler, and `subinterpreters()`.
+//! `bootstrap_settings(config_json)` before it, `interrupt(slot)` and
+//! `raise_in_thread(ident, exc)` for the control thread, `dump_stacks()`
+//! for its SIGUSR1 handler, and `subinterpreters()`.
 
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use oxwsgi_protocol::worker_config::WorkerConfig;
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -188,6 +190,26 @@ fn preload(py: Python<'_>, worker: &Worker, threads: &mut ThreadStates) {
         let _inside = interp::enter(py, tstate);
         sub.state.app(py, index, mount);
     }
+}
+
+/// `bootstrap_settings(config_json)`: what the bootstrap needs before
+/// `run`: `(umask, deadlock_timeout, control_fd)`, each `None` when unset.
+/// Parsed here so that the bootstrap does not import `json` (1.4 MiB in
+/// every daemon).
+#[pyfunction]
+pub fn bootstrap_settings(config_json: &str) -> PyResult<(Option<u32>, Option<u64>, Option<i32>)> {
+    let config: WorkerConfig = serde_json::from_str(config_json)
+        .map_err(|err| PyValueError::new_err(format!("invalid worker configuration: {err}")))?;
+    Ok((config.umask, config.deadlock_timeout, config.control_fd))
+}
+
+/// `raise_in_thread(ident, exc)`: for the control thread. Raises `exc` in
+/// the main interpreter's thread `ident` (`threading.get_ident()`) when it
+/// next runs Python code; returns how many threads were affected. What
+/// `ctypes.pythonapi.PyThreadState_SetAsyncExc` does, without `ctypes`.
+#[pyfunction]
+pub fn raise_in_thread(py: Python<'_>, ident: u64, exc: &Bound<'_, PyAny>) -> i32 {
+    interp::set_async_exc(py, ident, Some(exc))
 }
 
 /// `interrupt(slot)`: for the control thread. Raises `RequestTimeout` in

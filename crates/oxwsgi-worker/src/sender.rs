@@ -14,34 +14,13 @@
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use oxwsgi_protocol::{encode_frame, Kind, ResponseHead, BODY_LENGTH_UNKNOWN};
+use oxwsgi_protocol::{encode_frame, Kind, BODY_LENGTH_UNKNOWN};
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::prelude::*;
 
 use crate::conn::Batch;
 use crate::error::{ConnError, Failure};
-
-/// A validated status line and header list, waiting to be sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingHead {
-    pub status: Vec<u8>,
-    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-impl PendingHead {
-    fn encode(&self, buf: &mut Vec<u8>, body_length: u64) {
-        ResponseHead {
-            status: &self.status,
-            body_length,
-            headers: self
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_slice(), v.as_slice()))
-                .collect(),
-        }
-        .encode(buf);
-    }
-}
+use crate::head::PendingHead;
 
 /// Why a send was refused.
 #[derive(Debug, thiserror::Error)]

@@ -13,6 +13,7 @@ use pyo3::types::PyString;
 use crate::app_group::AppGroup;
 use crate::app_loader;
 use crate::cache::PyCache;
+use crate::environ::EnvironTemplate;
 use crate::interpreters::{SlotMark, SubInterp, SubInterpreters};
 
 /// One mounted application as configured.
@@ -50,6 +51,9 @@ pub struct LoadedApp {
     pub app: Option<Py<PyAny>>,
     /// `SCRIPT_FILENAME`, for a script.
     pub script_filename: Option<Py<PyString>>,
+    /// The constant part of this mount's environ here, made on its first
+    /// request.
+    pub environ_template: OnceLock<EnvironTemplate>,
 }
 
 /// The Python objects of one interpreter: its cache, its name and each
@@ -96,7 +100,7 @@ impl Interp {
         if let Some(loaded) = cell.get() {
             return Some(loaded);
         }
-        let loaded = app_loader::load(py, mount, &self.cache);
+        let loaded = app_loader::load(py, mount);
         Some(cell.get_or_init(|| loaded))
     }
 
