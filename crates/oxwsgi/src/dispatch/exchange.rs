@@ -82,8 +82,9 @@ pub async fn exchange(
         }
         other => return Err(SlotError::Unexpected(other).into()),
     }
+    let payload = payload.freeze();
     let head = ResponseHead::decode(&payload).map_err(SlotError::from)?;
-    let mut response = match build_head(&head) {
+    let mut response = match build_head(&head, &payload) {
         Ok(response) => response,
         Err(error) => {
             // The daemon goes on with the body: read it to its end so the
@@ -136,7 +137,9 @@ impl Drop for InFlight {
 }
 
 /// Turns the daemon's status and headers into a hyper response head.
-fn build_head(head: &ResponseHead<'_>) -> Result<Response<()>, ExchangeError> {
+/// `head` is decoded from `payload`: header values and a custom reason
+/// phrase are views of it, not copies.
+fn build_head(head: &ResponseHead<'_>, payload: &Bytes) -> Result<Response<()>, ExchangeError> {
     let invalid = |what: &str| ExchangeError::InvalidResponse(what.to_owned());
     let code = head.status.get(..3).ok_or_else(|| invalid("status"))?;
     let status = StatusCode::from_bytes(code).map_err(|_| invalid("status code"))?;
@@ -144,7 +147,7 @@ fn build_head(head: &ResponseHead<'_>) -> Result<Response<()>, ExchangeError> {
     let mut response = Response::new(());
     *response.status_mut() = status;
     if !reason.is_empty() && status.canonical_reason().map(str::as_bytes) != Some(reason) {
-        let reason = hyper::ext::ReasonPhrase::try_from(Bytes::copy_from_slice(reason))
+        let reason = hyper::ext::ReasonPhrase::try_from(payload.slice_ref(reason))
             .map_err(|_| invalid("reason phrase"))?;
         response.extensions_mut().insert(reason);
     }
@@ -152,7 +155,8 @@ fn build_head(head: &ResponseHead<'_>) -> Result<Response<()>, ExchangeError> {
     headers.reserve(head.headers.len());
     for (name, value) in &head.headers {
         let name = HeaderName::from_bytes(name).map_err(|_| invalid("header name"))?;
-        let value = HeaderValue::from_bytes(value).map_err(|_| invalid("header value"))?;
+        let value = HeaderValue::from_maybe_shared(payload.slice_ref(value))
+            .map_err(|_| invalid("header value"))?;
         headers.append(name, value);
     }
     Ok(response)
@@ -162,17 +166,23 @@ fn build_head(head: &ResponseHead<'_>) -> Result<Response<()>, ExchangeError> {
 mod tests {
     use super::*;
 
-    fn head<'a>(status: &'a [u8], headers: Vec<(&'a [u8], &'a [u8])>) -> ResponseHead<'a> {
+    /// Encodes a response head and decodes it back, as the exchange does.
+    fn build(status: &[u8], headers: Vec<(&[u8], &[u8])>) -> Result<Response<()>, ExchangeError> {
+        let mut encoded = Vec::new();
         ResponseHead {
             status,
             body_length: BODY_LENGTH_UNKNOWN,
             headers,
         }
+        .encode(&mut encoded);
+        let payload = Bytes::from(encoded).slice(oxwsgi_protocol::HEADER_LEN..);
+        let head = ResponseHead::decode(&payload).unwrap();
+        build_head(&head, &payload)
     }
 
     #[test]
     fn canonical_reason_needs_no_extension() {
-        let response = build_head(&head(b"200 OK", vec![])).unwrap();
+        let response = build(b"200 OK", vec![]).unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert!(response
             .extensions()
@@ -182,7 +192,7 @@ mod tests {
 
     #[test]
     fn custom_reason_is_kept() {
-        let response = build_head(&head(b"200 Fine Thanks", vec![])).unwrap();
+        let response = build(b"200 Fine Thanks", vec![]).unwrap();
         let reason = response
             .extensions()
             .get::<hyper::ext::ReasonPhrase>()
@@ -192,18 +202,18 @@ mod tests {
 
     #[test]
     fn repeated_headers_are_kept() {
-        let response = build_head(&head(
+        let response = build(
             b"302 Found",
             vec![(b"Set-Cookie", b"a=1"), (b"Set-Cookie", b"b=2")],
-        ))
+        )
         .unwrap();
         assert_eq!(response.headers().get_all("set-cookie").iter().count(), 2);
     }
 
     #[test]
     fn bad_status_and_header_are_rejected() {
-        assert!(build_head(&head(b"2x0 OK", vec![])).is_err());
-        assert!(build_head(&head(b"20", vec![])).is_err());
-        assert!(build_head(&head(b"200 OK", vec![(b"X-A", b"a\r\nb")])).is_err());
+        assert!(build(b"2x0 OK", vec![]).is_err());
+        assert!(build(b"20", vec![]).is_err());
+        assert!(build(b"200 OK", vec![(b"X-A", b"a\r\nb")]).is_err());
     }
 }

@@ -7,6 +7,8 @@
 //! * `Authorization` is passed unless the mount hides it;
 //! * repeated fields are joined with `, ` (`Cookie` with `; `).
 
+use std::borrow::Cow;
+
 use hyper::header::{HeaderMap, HeaderName};
 
 /// One environ entry built from headers.
@@ -60,9 +62,10 @@ fn cgi_key(name: &HeaderName, pass_authorization: bool) -> Option<Vec<u8>> {
     Some(key)
 }
 
-/// Percent-decodes a request path into the bytes `PATH_INFO` is made of.
-pub fn decode_path(path: &str) -> Vec<u8> {
-    percent_encoding::percent_decode_str(path).collect()
+/// Percent-decodes a request path into the bytes `PATH_INFO` is made of
+/// (borrowed when it has no escapes).
+pub fn decode_path(path: &str) -> Cow<'_, [u8]> {
+    percent_encoding::percent_decode_str(path).into()
 }
 
 #[cfg(test)]
@@ -153,8 +156,9 @@ mod tests {
 
     #[test]
     fn path_is_percent_decoded_to_bytes() {
-        assert_eq!(decode_path("/a%20b/%C3%A9"), b"/a b/\xc3\xa9".to_vec());
-        assert_eq!(decode_path("/%2e%2e/x"), b"/../x".to_vec());
-        assert_eq!(decode_path("/bad%zz"), b"/bad%zz".to_vec());
+        assert_eq!(&*decode_path("/a%20b/%C3%A9"), b"/a b/\xc3\xa9");
+        assert_eq!(&*decode_path("/%2e%2e/x"), b"/../x");
+        assert_eq!(&*decode_path("/bad%zz"), b"/bad%zz");
+        assert!(matches!(decode_path("/plain/path"), Cow::Borrowed(_)));
     }
 }

@@ -25,7 +25,8 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::conn_io::{Activity, EdgeStream, Tap};
-use super::service::{handle, Connection, RequestTicket, SharedFront};
+use super::connection::Connection;
+use super::service::{handle, RequestTicket, SharedFront};
 use super::tls::ALPN_H2;
 use crate::config::model::{Edge, Limits};
 
@@ -58,6 +59,9 @@ impl ConnSettings {
     }
 }
 
+/// hyper's default `max_headers` for HTTP/1 (see [`builder`]).
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
+
 /// The HTTP builders for the three kinds of connection.
 struct Builders {
     http1: auto::Builder<TokioExecutor>,
@@ -71,8 +75,13 @@ fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_timeout)
-        .keep_alive(true)
-        .max_headers(settings.limits.request_fields);
+        .keep_alive(true);
+    // hyper's own limit is 100 fields, kept on the stack; setting any limit
+    // explicitly makes it build a 100-entry array per request instead
+    // (~2 400 instructions), so only a different limit is set.
+    if settings.limits.request_fields != HYPER_DEFAULT_MAX_HEADERS {
+        builder.http1().max_headers(settings.limits.request_fields);
+    }
     let header_list = settings
         .limits
         .request_fields
@@ -250,11 +259,7 @@ impl Conn {
     > + Clone
            + Send
            + 'static {
-        let conn = Connection {
-            local: self.local,
-            peer: self.peer,
-            https,
-        };
+        let conn = Arc::new(Connection::new(self.local, self.peer, https));
         let front = Arc::clone(&self.front);
         let activity = Arc::clone(activity);
         // Each request uses the front current when it arrives, so a reload
@@ -266,7 +271,7 @@ impl Conn {
                 index,
                 in_flight,
             };
-            handle(front.load_full(), conn, request, ticket)
+            handle(front.load_full(), Arc::clone(&conn), request, ticket)
         })
     }
 
