@@ -8,58 +8,92 @@
 //! * repeated fields are joined with `, ` (`Cookie` with `; `).
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use hyper::header::{HeaderMap, HeaderName};
 
-/// One environ entry built from headers.
-pub type CgiPair = (Vec<u8>, Vec<u8>);
+/// A request's headers as environ pairs, all in one buffer: a request
+/// costs three allocations however many headers it has.
+#[derive(Debug, Default)]
+pub struct EnvironHeaders {
+    /// Every key and value, back to back.
+    text: Vec<u8>,
+    /// Where each pair's key and value are in `text`.
+    spans: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl EnvironHeaders {
+    /// The pairs, in first-appearance order of their header names.
+    pub fn pairs(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
+        self.spans
+            .iter()
+            .map(|(key, value)| (&self.text[key.clone()], &self.text[value.clone()]))
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
 
 /// Converts `headers` to environ pairs, in first-appearance order.
-pub fn environ_headers(headers: &HeaderMap, pass_authorization: bool) -> Vec<CgiPair> {
-    let mut pairs: Vec<CgiPair> = Vec::with_capacity(headers.keys_len());
+pub fn environ_headers(headers: &HeaderMap, pass_authorization: bool) -> EnvironHeaders {
+    // Each key is at most the name plus `HTTP_`; values are copied as is.
+    let size = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 5 + value.len() + 2)
+        .sum();
+    let mut out = EnvironHeaders {
+        text: Vec::with_capacity(size),
+        spans: Vec::with_capacity(headers.keys_len()),
+    };
     for name in headers.keys() {
-        let Some(key) = cgi_key(name, pass_authorization) else {
+        let key_start = out.text.len();
+        if !push_cgi_key(&mut out.text, name, pass_authorization) {
             continue;
-        };
+        }
+        let value_start = out.text.len();
         let separator: &[u8] = if name == hyper::header::COOKIE {
             b"; "
         } else {
             b", "
         };
-        let mut values = headers.get_all(name).iter();
-        let mut value = values
-            .next()
-            .map(|v| v.as_bytes().to_vec())
-            .unwrap_or_default();
-        for more in values {
-            value.extend_from_slice(separator);
-            value.extend_from_slice(more.as_bytes());
+        for (n, value) in headers.get_all(name).iter().enumerate() {
+            if n > 0 {
+                out.text.extend_from_slice(separator);
+            }
+            out.text.extend_from_slice(value.as_bytes());
         }
-        pairs.push((key, value));
+        out.spans
+            .push((key_start..value_start, value_start..out.text.len()));
     }
-    pairs
+    out
 }
 
-/// The environ key for a header name, or `None` if it must be dropped.
-fn cgi_key(name: &HeaderName, pass_authorization: bool) -> Option<Vec<u8>> {
+/// Appends the environ key for a header name to `text`; false (nothing
+/// appended) if the header must be dropped.
+fn push_cgi_key(text: &mut Vec<u8>, name: &HeaderName, pass_authorization: bool) -> bool {
     let name = name.as_str(); // hyper gives names in lower case
     if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        return None;
+        return false;
     }
     match name {
-        "proxy" => return None,
-        "authorization" if !pass_authorization => return None,
-        "content-type" => return Some(b"CONTENT_TYPE".to_vec()),
-        "content-length" => return Some(b"CONTENT_LENGTH".to_vec()),
-        _ => {}
+        "proxy" => return false,
+        "authorization" if !pass_authorization => return false,
+        "content-type" => text.extend_from_slice(b"CONTENT_TYPE"),
+        "content-length" => text.extend_from_slice(b"CONTENT_LENGTH"),
+        _ => {
+            text.extend_from_slice(b"HTTP_");
+            text.extend(name.bytes().map(|b| match b {
+                b'-' => b'_',
+                other => other.to_ascii_uppercase(),
+            }));
+        }
     }
-    let mut key = Vec::with_capacity(5 + name.len());
-    key.extend_from_slice(b"HTTP_");
-    key.extend(name.bytes().map(|b| match b {
-        b'-' => b'_',
-        other => other.to_ascii_uppercase(),
-    }));
-    Some(key)
+    true
 }
 
 /// Percent-decodes a request path into the bytes `PATH_INFO` is made of
@@ -84,10 +118,15 @@ mod tests {
         headers
     }
 
-    fn as_strings(pairs: Vec<CgiPair>) -> Vec<(String, String)> {
+    fn as_strings(pairs: EnvironHeaders) -> Vec<(String, String)> {
         pairs
-            .into_iter()
-            .map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap()))
+            .pairs()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8(k.to_vec()).unwrap(),
+                    String::from_utf8(v.to_vec()).unwrap(),
+                )
+            })
             .collect()
     }
 

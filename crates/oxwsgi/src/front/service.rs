@@ -444,10 +444,7 @@ async fn route_and_run(
         remote_addr: client.remote_text.as_bytes(),
         remote_port: client.remote_port_text.as_bytes(),
         url_scheme: if client.https { b"https" } else { b"http" },
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.as_slice(), v.as_slice()))
-            .collect(),
+        headers: headers.pairs().collect(),
     }
     .encode(&mut encoded);
 
