@@ -10,8 +10,10 @@
 //! stop closes idle connections and lets in-flight requests finish.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -276,49 +278,95 @@ impl Conn {
     }
 
     /// Runs `conn` to its end under the idle watchdog and the stop signal.
+    ///
+    /// The watchdog's timer and the stop signal are registered with this
+    /// task once, then polled again only when they may have fired (the
+    /// timer's deadline went by, the stop value changed): a `select!` over
+    /// the three would poll all of them on every wake-up of the connection,
+    /// a few times per request.
     async fn drive<C>(mut self, conn: C, activity: &Arc<Activity>)
     where
         C: GracefulConnection,
         C::Error: std::fmt::Display,
     {
         let peer = self.peer;
+        let settings = self.settings.clone();
         let mut conn = std::pin::pin!(conn);
         let mut closing = *self.stop.borrow();
         if closing {
             conn.as_mut().graceful_shutdown();
         }
-        loop {
-            let idle_limit = if activity.requests() == 0 {
-                self.settings.header_timeout
-            } else {
-                self.settings.keep_alive_timeout
-            };
-            // Re-checked at least every second: a request may start and
-            // end (switching to the keep-alive limit) while this sleeps.
-            let check_in = idle_limit
-                .saturating_sub(activity.idle_for())
-                .clamp(Duration::from_millis(100), Duration::from_secs(1));
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(error) = result {
-                        tracing::debug!(%peer, "connection ended: {error}");
-                    }
-                    return;
+        let mut stop_requested = std::pin::pin!(stop_requested(self.stop.clone()));
+        let mut watchdog = std::pin::pin!(tokio::time::sleep(check_in(&settings, activity)));
+        // Whether the stop signal and the timer are registered with the task.
+        let mut armed = false;
+        let result = std::future::poll_fn(|cx| loop {
+            if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+                return Poll::Ready(result);
+            }
+            if closing {
+                return Poll::Pending;
+            }
+            if !armed || self.stop.has_changed().unwrap_or(true) {
+                self.stop.mark_unchanged();
+                if stop_requested.as_mut().poll(cx).is_ready() {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                    continue;
                 }
-                changed = self.stop.changed(), if !closing => {
-                    if changed.is_err() || *self.stop.borrow() {
-                        closing = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                }
-                _ = tokio::time::sleep(check_in), if !closing => {
-                    if activity.in_flight() == 0 && activity.idle_for() >= idle_limit {
+            }
+            if !armed || watchdog.is_elapsed() {
+                if watchdog.as_mut().poll(cx).is_ready() {
+                    if activity.in_flight() == 0
+                        && activity.idle_for() >= idle_limit(&settings, activity)
+                    {
                         tracing::debug!(%peer, "closing an idle connection");
                         closing = true;
                         conn.as_mut().graceful_shutdown();
+                        continue;
+                    }
+                    let next = tokio::time::Instant::now() + check_in(&settings, activity);
+                    watchdog.as_mut().reset(next);
+                    // Registers the new deadline (at least 100 ms away).
+                    if watchdog.as_mut().poll(cx).is_ready() {
+                        continue;
                     }
                 }
             }
+            armed = true;
+            return Poll::Pending;
+        })
+        .await;
+        if let Err(error) = result {
+            tracing::debug!(%peer, "connection ended: {error}");
+        }
+    }
+}
+
+/// How long a connection may stay idle: `header-timeout` before its first
+/// request, `keep-alive-timeout` after.
+fn idle_limit(settings: &ConnSettings, activity: &Activity) -> Duration {
+    if activity.requests() == 0 {
+        settings.header_timeout
+    } else {
+        settings.keep_alive_timeout
+    }
+}
+
+/// When the idle watchdog looks next: at the idle limit, but at least
+/// every second (a request may start and end, switching to the keep-alive
+/// limit, meanwhile) and at most ten times a second.
+fn check_in(settings: &ConnSettings, activity: &Activity) -> Duration {
+    idle_limit(settings, activity)
+        .saturating_sub(activity.idle_for())
+        .clamp(Duration::from_millis(100), Duration::from_secs(1))
+}
+
+/// Resolves once the stop signal turns true (or its sender is gone).
+async fn stop_requested(mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
         }
     }
 }
