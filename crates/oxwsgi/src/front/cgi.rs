@@ -50,23 +50,36 @@ pub fn environ_headers(headers: &HeaderMap, pass_authorization: bool) -> Environ
         text: Vec::with_capacity(size),
         spans: Vec::with_capacity(headers.keys_len()),
     };
-    for name in headers.keys() {
+    // `iter` yields each name's values one after the other, names in
+    // first-appearance order: a value whose name is the previous one's
+    // continues that pair (no second lookup per name).
+    let mut previous: Option<(&HeaderName, bool)> = None;
+    for (name, value) in headers.iter() {
+        if let Some((previous_name, kept)) = previous {
+            if previous_name == name {
+                if kept {
+                    let separator: &[u8] = if name == hyper::header::COOKIE {
+                        b"; "
+                    } else {
+                        b", "
+                    };
+                    out.text.extend_from_slice(separator);
+                    out.text.extend_from_slice(value.as_bytes());
+                    if let Some((_, span)) = out.spans.last_mut() {
+                        span.end = out.text.len();
+                    }
+                }
+                continue;
+            }
+        }
         let key_start = out.text.len();
-        if !push_cgi_key(&mut out.text, name, pass_authorization) {
+        let kept = push_cgi_key(&mut out.text, name, pass_authorization);
+        previous = Some((name, kept));
+        if !kept {
             continue;
         }
         let value_start = out.text.len();
-        let separator: &[u8] = if name == hyper::header::COOKIE {
-            b"; "
-        } else {
-            b", "
-        };
-        for (n, value) in headers.get_all(name).iter().enumerate() {
-            if n > 0 {
-                out.text.extend_from_slice(separator);
-            }
-            out.text.extend_from_slice(value.as_bytes());
-        }
+        out.text.extend_from_slice(value.as_bytes());
         out.spans
             .push((key_start..value_start, value_start..out.text.len()));
     }
@@ -182,6 +195,27 @@ mod tests {
             vec![
                 ("HTTP_ACCEPT".into(), "a, b".into()),
                 ("HTTP_COOKIE".into(), "x=1; y=2".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn repeats_of_a_dropped_header_stay_dropped() {
+        let pairs = environ_headers(
+            &map(&[
+                ("proxy", "a"),
+                ("accept", "x"),
+                ("proxy", "b"),
+                ("accept", "y"),
+                ("user-agent", "t"),
+            ]),
+            true,
+        );
+        assert_eq!(
+            as_strings(pairs),
+            vec![
+                ("HTTP_ACCEPT".into(), "x, y".into()),
+                ("HTTP_USER_AGENT".into(), "t".into()),
             ]
         );
     }
