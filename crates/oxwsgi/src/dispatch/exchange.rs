@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
 use hyper::{Response, StatusCode};
-use oxwsgi_protocol::{Kind, ResponseHead, BODY_LENGTH_UNKNOWN};
+use oxwsgi_protocol::{Kind, RequestHead, ResponseHead, BODY_LENGTH_UNKNOWN};
 
 use super::pool::Lease;
 use super::request_body::{encode_body, encode_end, Pump, RequestBody};
@@ -26,7 +26,8 @@ pub enum ExchangeError {
     InvalidResponse(String),
 }
 
-/// Runs one exchange. `head` is the encoded `RequestHead` frame.
+/// Runs one exchange: `head` and the request body go to the daemon as
+/// frames, encoded into the slot's reusable write buffer.
 ///
 /// Cancel-safe where it matters: once the request is with the daemon, a
 /// dropped exchange (client gone, `request-timeout`) leaves an [`InFlight`]
@@ -38,18 +39,21 @@ pub enum ExchangeError {
 /// deadline is cut off (see [`ResponseBody`]).
 pub async fn exchange(
     mut lease: Lease,
-    mut head: Vec<u8>,
+    head: &RequestHead<'_>,
     body: RequestBody,
     body_limit: u64,
     deadline: Option<tokio::time::Instant>,
 ) -> Result<Response<ResponseBody>, ExchangeError> {
+    let mut frames = lease.slot().take_write_buffer();
+    head.encode(&mut frames);
     let pump = match body {
         RequestBody::Complete(pieces) => {
             for piece in &pieces {
-                encode_body(&mut head, piece);
+                encode_body(&mut frames, piece);
             }
-            encode_end(&mut head, false);
-            lease.slot().write_all(&head).await?;
+            encode_end(&mut frames, false);
+            lease.slot().write_all(&frames).await?;
+            lease.slot().restore_write_buffer(frames);
             None
         }
         RequestBody::Partial {
@@ -58,9 +62,10 @@ pub async fn exchange(
             read,
         } => {
             for piece in &pieces {
-                encode_body(&mut head, piece);
+                encode_body(&mut frames, piece);
             }
-            lease.slot().write_all(&head).await?;
+            lease.slot().write_all(&frames).await?;
+            lease.slot().restore_write_buffer(frames);
             let writer = lease.slot().take_writer().ok_or(SlotError::Closed)?;
             Some(Pump::start(writer, rest, read, body_limit))
         }

@@ -25,6 +25,10 @@ pub enum SlotError {
 /// The least free space offered to one read from the socket.
 const MIN_READ: usize = 8 * 1024;
 
+/// The largest write buffer a slot keeps between requests (a request with
+/// a larger body gets a fresh one next time).
+const KEPT_WRITE_BUFFER: usize = 64 * 1024;
+
 /// A slot's read buffer capacity when it is created or given back.
 const INITIAL_BUFFER: usize = 16 * 1024;
 
@@ -46,6 +50,8 @@ pub struct Slot {
     buf: BytesMut,
     /// Whether `buf` was grown for a frame of [`LARGE_FRAME`] or more.
     grown: bool,
+    /// Where the next request's frames are encoded, kept between requests.
+    write_buf: Vec<u8>,
     /// The supervisor's id of the owning process (not the pid: pids repeat).
     pub process: ProcessId,
     /// The daemon's pid, from its `Hello`.
@@ -62,6 +68,7 @@ impl Slot {
             writer: Some(writer),
             buf: BytesMut::with_capacity(INITIAL_BUFFER),
             grown: false,
+            write_buf: Vec::new(),
             process,
             pid: 0,
             index: 0,
@@ -73,6 +80,20 @@ impl Slot {
         let writer = self.writer.as_mut().ok_or(SlotError::Closed)?;
         writer.write_all(bytes).await?;
         Ok(())
+    }
+
+    /// The slot's (empty) buffer for encoding the next request's frames;
+    /// give it back with [`Slot::restore_write_buffer`].
+    pub fn take_write_buffer(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.write_buf)
+    }
+
+    /// Keeps `buffer` for the next request unless it grew large.
+    pub fn restore_write_buffer(&mut self, mut buffer: Vec<u8>) {
+        if buffer.capacity() <= KEPT_WRITE_BUFFER {
+            buffer.clear();
+            self.write_buf = buffer;
+        }
     }
 
     /// Lends the write half out (to a request-body pump).

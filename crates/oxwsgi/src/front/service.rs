@@ -428,8 +428,7 @@ async fn route_and_run(
     let headers = environ_headers(&parts.headers, mount.pass_authorization);
     let server_name = host_name(parts).unwrap_or(client.local_text);
     let queue_start = epoch_seconds();
-    let mut encoded = Vec::with_capacity(512);
-    RequestHead {
+    let request_head = RequestHead {
         mount: mount.target.mount_id,
         request_start: client.request_start,
         queue_start,
@@ -445,8 +444,7 @@ async fn route_and_run(
         remote_port: client.remote_port_text.as_bytes(),
         url_scheme: if client.https { b"https" } else { b"http" },
         headers: headers.pairs().collect(),
-    }
-    .encode(&mut encoded);
+    };
 
     let pool = &front.pools[mount.target.group];
     let waiting = Instant::now();
@@ -466,7 +464,7 @@ async fn route_and_run(
         .map(|limit| tokio::time::Instant::now() + limit);
     let mut exchange = std::pin::pin!(dispatch::exchange(
         lease,
-        encoded,
+        &request_head,
         body,
         mount.body_limit,
         deadline
