@@ -290,14 +290,14 @@ impl Conn {
         C::Error: std::fmt::Display,
     {
         let peer = self.peer;
-        let settings = self.settings.clone();
+        let settings = &self.settings;
         let mut conn = std::pin::pin!(conn);
         let mut closing = *self.stop.borrow();
         if closing {
             conn.as_mut().graceful_shutdown();
         }
         let mut stop_requested = std::pin::pin!(stop_requested(self.stop.clone()));
-        let mut watchdog = std::pin::pin!(tokio::time::sleep(check_in(&settings, activity)));
+        let mut watchdog = std::pin::pin!(tokio::time::sleep(check_in(settings, activity)));
         // Whether the stop signal and the timer are registered with the task.
         let mut armed = false;
         let result = std::future::poll_fn(|cx| loop {
@@ -315,22 +315,22 @@ impl Conn {
                     continue;
                 }
             }
-            if !armed || watchdog.is_elapsed() {
+            let timer_fired =
+                (!armed || watchdog.is_elapsed()) && watchdog.as_mut().poll(cx).is_ready();
+            if timer_fired {
+                if activity.in_flight() == 0
+                    && activity.idle_for() >= idle_limit(settings, activity)
+                {
+                    tracing::debug!(%peer, "closing an idle connection");
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                    continue;
+                }
+                let next = tokio::time::Instant::now() + check_in(settings, activity);
+                watchdog.as_mut().reset(next);
+                // Registers the new deadline (at least 100 ms away).
                 if watchdog.as_mut().poll(cx).is_ready() {
-                    if activity.in_flight() == 0
-                        && activity.idle_for() >= idle_limit(&settings, activity)
-                    {
-                        tracing::debug!(%peer, "closing an idle connection");
-                        closing = true;
-                        conn.as_mut().graceful_shutdown();
-                        continue;
-                    }
-                    let next = tokio::time::Instant::now() + check_in(&settings, activity);
-                    watchdog.as_mut().reset(next);
-                    // Registers the new deadline (at least 100 ms away).
-                    if watchdog.as_mut().poll(cx).is_ready() {
-                        continue;
-                    }
+                    continue;
                 }
             }
             armed = true;
