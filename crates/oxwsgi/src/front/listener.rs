@@ -12,6 +12,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -213,7 +214,7 @@ impl Conn {
                     _ => &builders.http1,
                 };
                 let service = self.service(false, &activity);
-                let conn = builder.serve_connection(TokioIo::new(io), service);
+                let conn = Box::pin(builder.serve_connection(TokioIo::new(io), service));
                 self.drive(conn, &activity).await;
             }
             Protocol::Tls(acceptor) => {
@@ -234,14 +235,15 @@ impl Conn {
                 let builders = Arc::clone(&self.builders);
                 let service = self.service(true, &activity);
                 if h2 {
-                    let conn = builders.http2.serve_connection(TokioIo::new(tls), service);
+                    let conn =
+                        Box::pin(builders.http2.serve_connection(TokioIo::new(tls), service));
                     self.drive(conn, &activity).await;
                 } else {
                     let tapped = Tap::new(tls, Arc::clone(&activity));
                     let conn = builders
                         .http1
                         .serve_connection(TokioIo::new(tapped), service);
-                    self.drive(conn, &activity).await;
+                    self.drive(Box::pin(conn), &activity).await;
                 }
             }
         }
@@ -284,14 +286,17 @@ impl Conn {
     /// timer's deadline went by, the stop value changed): a `select!` over
     /// the three would poll all of them on every wake-up of the connection,
     /// a few times per request.
-    async fn drive<C>(mut self, conn: C, activity: &Arc<Activity>)
+    ///
+    /// `conn` comes boxed: hyper's connection state is several KiB, and
+    /// inline it would make this task's future that large for every
+    /// protocol at once, copied whole when the task is spawned.
+    async fn drive<C>(mut self, mut conn: Pin<Box<C>>, activity: &Arc<Activity>)
     where
         C: GracefulConnection,
         C::Error: std::fmt::Display,
     {
         let peer = self.peer;
         let settings = &self.settings;
-        let mut conn = std::pin::pin!(conn);
         let mut closing = *self.stop.borrow();
         if closing {
             conn.as_mut().graceful_shutdown();
