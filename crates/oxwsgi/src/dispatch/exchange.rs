@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
 use hyper::{Response, StatusCode};
-use oxwsgi_protocol::{Kind, ResponseHead, BODY_LENGTH_UNKNOWN};
+use oxwsgi_protocol::{Kind, RequestHead, ResponseHead, BODY_LENGTH_UNKNOWN};
 
 use super::pool::Lease;
 use super::request_body::{encode_body, encode_end, Pump, RequestBody};
@@ -26,7 +26,8 @@ pub enum ExchangeError {
     InvalidResponse(String),
 }
 
-/// Runs one exchange. `head` is the encoded `RequestHead` frame.
+/// Runs one exchange: `head` and the request body go to the daemon as
+/// frames, encoded into the slot's reusable write buffer.
 ///
 /// Cancel-safe where it matters: once the request is with the daemon, a
 /// dropped exchange (client gone, `request-timeout`) leaves an [`InFlight`]
@@ -38,18 +39,21 @@ pub enum ExchangeError {
 /// deadline is cut off (see [`ResponseBody`]).
 pub async fn exchange(
     mut lease: Lease,
-    mut head: Vec<u8>,
+    head: &RequestHead<'_>,
     body: RequestBody,
     body_limit: u64,
     deadline: Option<tokio::time::Instant>,
 ) -> Result<Response<ResponseBody>, ExchangeError> {
+    let mut frames = lease.slot().take_write_buffer();
+    head.encode(&mut frames);
     let pump = match body {
         RequestBody::Complete(pieces) => {
             for piece in &pieces {
-                encode_body(&mut head, piece);
+                encode_body(&mut frames, piece);
             }
-            encode_end(&mut head, false);
-            lease.slot().write_all(&head).await?;
+            encode_end(&mut frames, false);
+            lease.slot().write_all(&frames).await?;
+            lease.slot().restore_write_buffer(frames);
             None
         }
         RequestBody::Partial {
@@ -58,9 +62,10 @@ pub async fn exchange(
             read,
         } => {
             for piece in &pieces {
-                encode_body(&mut head, piece);
+                encode_body(&mut frames, piece);
             }
-            lease.slot().write_all(&head).await?;
+            lease.slot().write_all(&frames).await?;
+            lease.slot().restore_write_buffer(frames);
             let writer = lease.slot().take_writer().ok_or(SlotError::Closed)?;
             Some(Pump::start(writer, rest, read, body_limit))
         }
@@ -82,8 +87,9 @@ pub async fn exchange(
         }
         other => return Err(SlotError::Unexpected(other).into()),
     }
+    let payload = payload.freeze();
     let head = ResponseHead::decode(&payload).map_err(SlotError::from)?;
-    let mut response = match build_head(&head) {
+    let mut response = match build_head(&head, &payload) {
         Ok(response) => response,
         Err(error) => {
             // The daemon goes on with the body: read it to its end so the
@@ -136,7 +142,9 @@ impl Drop for InFlight {
 }
 
 /// Turns the daemon's status and headers into a hyper response head.
-fn build_head(head: &ResponseHead<'_>) -> Result<Response<()>, ExchangeError> {
+/// `head` is decoded from `payload`: header values and a custom reason
+/// phrase are views of it, not copies.
+fn build_head(head: &ResponseHead<'_>, payload: &Bytes) -> Result<Response<()>, ExchangeError> {
     let invalid = |what: &str| ExchangeError::InvalidResponse(what.to_owned());
     let code = head.status.get(..3).ok_or_else(|| invalid("status"))?;
     let status = StatusCode::from_bytes(code).map_err(|_| invalid("status code"))?;
@@ -144,7 +152,7 @@ fn build_head(head: &ResponseHead<'_>) -> Result<Response<()>, ExchangeError> {
     let mut response = Response::new(());
     *response.status_mut() = status;
     if !reason.is_empty() && status.canonical_reason().map(str::as_bytes) != Some(reason) {
-        let reason = hyper::ext::ReasonPhrase::try_from(Bytes::copy_from_slice(reason))
+        let reason = hyper::ext::ReasonPhrase::try_from(payload.slice_ref(reason))
             .map_err(|_| invalid("reason phrase"))?;
         response.extensions_mut().insert(reason);
     }
@@ -152,7 +160,8 @@ fn build_head(head: &ResponseHead<'_>) -> Result<Response<()>, ExchangeError> {
     headers.reserve(head.headers.len());
     for (name, value) in &head.headers {
         let name = HeaderName::from_bytes(name).map_err(|_| invalid("header name"))?;
-        let value = HeaderValue::from_bytes(value).map_err(|_| invalid("header value"))?;
+        let value = HeaderValue::from_maybe_shared(payload.slice_ref(value))
+            .map_err(|_| invalid("header value"))?;
         headers.append(name, value);
     }
     Ok(response)
@@ -162,17 +171,23 @@ fn build_head(head: &ResponseHead<'_>) -> Result<Response<()>, ExchangeError> {
 mod tests {
     use super::*;
 
-    fn head<'a>(status: &'a [u8], headers: Vec<(&'a [u8], &'a [u8])>) -> ResponseHead<'a> {
+    /// Encodes a response head and decodes it back, as the exchange does.
+    fn build(status: &[u8], headers: Vec<(&[u8], &[u8])>) -> Result<Response<()>, ExchangeError> {
+        let mut encoded = Vec::new();
         ResponseHead {
             status,
             body_length: BODY_LENGTH_UNKNOWN,
             headers,
         }
+        .encode(&mut encoded);
+        let payload = Bytes::from(encoded).slice(oxwsgi_protocol::HEADER_LEN..);
+        let head = ResponseHead::decode(&payload).unwrap();
+        build_head(&head, &payload)
     }
 
     #[test]
     fn canonical_reason_needs_no_extension() {
-        let response = build_head(&head(b"200 OK", vec![])).unwrap();
+        let response = build(b"200 OK", vec![]).unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert!(response
             .extensions()
@@ -182,7 +197,7 @@ mod tests {
 
     #[test]
     fn custom_reason_is_kept() {
-        let response = build_head(&head(b"200 Fine Thanks", vec![])).unwrap();
+        let response = build(b"200 Fine Thanks", vec![]).unwrap();
         let reason = response
             .extensions()
             .get::<hyper::ext::ReasonPhrase>()
@@ -192,18 +207,18 @@ mod tests {
 
     #[test]
     fn repeated_headers_are_kept() {
-        let response = build_head(&head(
+        let response = build(
             b"302 Found",
             vec![(b"Set-Cookie", b"a=1"), (b"Set-Cookie", b"b=2")],
-        ))
+        )
         .unwrap();
         assert_eq!(response.headers().get_all("set-cookie").iter().count(), 2);
     }
 
     #[test]
     fn bad_status_and_header_are_rejected() {
-        assert!(build_head(&head(b"2x0 OK", vec![])).is_err());
-        assert!(build_head(&head(b"20", vec![])).is_err());
-        assert!(build_head(&head(b"200 OK", vec![(b"X-A", b"a\r\nb")])).is_err());
+        assert!(build(b"2x0 OK", vec![]).is_err());
+        assert!(build(b"20", vec![]).is_err());
+        assert!(build(b"200 OK", vec![(b"X-A", b"a\r\nb")]).is_err());
     }
 }

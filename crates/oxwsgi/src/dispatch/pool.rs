@@ -4,6 +4,12 @@
 //! A request leases a free slot of the least-loaded live process, or waits in
 //! the queue; a returned slot goes straight to the oldest waiter. The pool
 //! never blocks: every operation is a short critical section.
+//!
+//! Within a process, free slots are a stack: the most recently released slot
+//! is leased first (LIFO), so below saturation the same few daemon threads
+//! stay hot (caches, no wake-up of a long-asleep thread) and fewer threads
+//! take turns on the process's GIL. Processes still share the load
+//! (least-loaded first, ties in rotation), and waiters stay FIFO.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -441,6 +447,7 @@ impl PoolState {
             return Err(uri);
         };
         let entry = &mut self.processes[rotated];
+        // The most recently released slot (LIFO, see the module docs).
         let Some(slot) = entry.idle.pop() else {
             return Err(uri);
         };
@@ -584,6 +591,31 @@ mod tests {
             lease.finish();
         }
         assert_eq!(seen.len(), 2, "sequential requests reach both processes");
+    }
+
+    #[tokio::test]
+    async fn the_most_recently_released_slot_is_leased_first() {
+        let pool = SlotPool::new();
+        let mut peers = Vec::new();
+        let (t, _r) = terms(None);
+        pool.add_process(1, 101, slots(1, 4, &mut peers), t);
+        let first = pool.lease().await.unwrap();
+        let second = pool.lease().await.unwrap();
+        let (first_index, second_index) = (first.slot_index(), second.slot_index());
+        second.finish();
+        first.finish();
+        // `first` came back last: it is the hot one.
+        for _ in 0..3 {
+            let again = pool.lease().await.unwrap();
+            assert_eq!(again.slot_index(), first_index);
+            again.finish();
+        }
+        let a = pool.lease().await.unwrap();
+        let b = pool.lease().await.unwrap();
+        assert_eq!(
+            (a.slot_index(), b.slot_index()),
+            (first_index, second_index)
+        );
     }
 
     #[tokio::test]

@@ -25,6 +25,19 @@ pub enum SlotError {
 /// The least free space offered to one read from the socket.
 const MIN_READ: usize = 8 * 1024;
 
+/// The largest write buffer a slot keeps between requests (a request with
+/// a larger body gets a fresh one next time).
+const KEPT_WRITE_BUFFER: usize = 64 * 1024;
+
+/// A slot's read buffer capacity when it is created or given back.
+const INITIAL_BUFFER: usize = 16 * 1024;
+
+/// A frame this large grows the read buffer to hold it; once the frame is
+/// taken out, the slot starts a fresh buffer of [`INITIAL_BUFFER`], so the
+/// large allocation lives only as long as the frame itself (otherwise every
+/// slot that ever carried a 1 MiB body would keep 1 MiB for good).
+const LARGE_FRAME: usize = 256 * 1024;
+
 /// Identifies the daemon process a slot belongs to.
 pub type ProcessId = u64;
 
@@ -35,6 +48,10 @@ pub struct Slot {
     /// `None` while a request-body pump task has borrowed it.
     writer: Option<OwnedWriteHalf>,
     buf: BytesMut,
+    /// Whether `buf` was grown for a frame of [`LARGE_FRAME`] or more.
+    grown: bool,
+    /// Where the next request's frames are encoded, kept between requests.
+    write_buf: Vec<u8>,
     /// The supervisor's id of the owning process (not the pid: pids repeat).
     pub process: ProcessId,
     /// The daemon's pid, from its `Hello`.
@@ -49,7 +66,9 @@ impl Slot {
         Self {
             reader,
             writer: Some(writer),
-            buf: BytesMut::with_capacity(16 * 1024),
+            buf: BytesMut::with_capacity(INITIAL_BUFFER),
+            grown: false,
+            write_buf: Vec::new(),
             process,
             pid: 0,
             index: 0,
@@ -61,6 +80,20 @@ impl Slot {
         let writer = self.writer.as_mut().ok_or(SlotError::Closed)?;
         writer.write_all(bytes).await?;
         Ok(())
+    }
+
+    /// The slot's (empty) buffer for encoding the next request's frames;
+    /// give it back with [`Slot::restore_write_buffer`].
+    pub fn take_write_buffer(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.write_buf)
+    }
+
+    /// Keeps `buffer` for the next request unless it grew large.
+    pub fn restore_write_buffer(&mut self, mut buffer: Vec<u8>) {
+        if buffer.capacity() <= KEPT_WRITE_BUFFER {
+            buffer.clear();
+            self.write_buf = buffer;
+        }
     }
 
     /// Lends the write half out (to a request-body pump).
@@ -136,6 +169,7 @@ impl Slot {
                 self.buf.advance(*start);
                 let body = self.buf.split_to(*len).freeze();
                 self.buf.advance(offset - start - len);
+                self.shed_grown_buffer();
                 return Ok(Some(body));
             }
             pieces => {
@@ -147,6 +181,7 @@ impl Slot {
             }
         };
         self.buf.advance(offset);
+        self.shed_grown_buffer();
         Ok(Some(body))
     }
 
@@ -158,9 +193,74 @@ impl Slot {
         };
         if self.buf.len() < HEADER_LEN + len {
             self.buf.reserve(HEADER_LEN + len - self.buf.len());
+            self.grown |= len >= LARGE_FRAME;
             return Ok(None);
         }
         self.buf.advance(HEADER_LEN);
-        Ok(Some((kind, self.buf.split_to(len))))
+        let payload = self.buf.split_to(len);
+        self.shed_grown_buffer();
+        Ok(Some((kind, payload)))
+    }
+
+    /// After a large frame was taken out of a grown buffer: moves what is
+    /// left (the start of the next frame, if any) to a fresh small buffer,
+    /// so the large one is freed with the frame that still refers to it.
+    fn shed_grown_buffer(&mut self) {
+        if !self.grown {
+            return;
+        }
+        let mut fresh = BytesMut::with_capacity(INITIAL_BUFFER.max(self.buf.len()));
+        fresh.extend_from_slice(&self.buf);
+        self.buf = fresh;
+        self.grown = false;
+    }
+
+    /// The read buffer's capacity (for tests).
+    #[cfg(test)]
+    fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oxwsgi_protocol::encode_frame;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn a_large_frame_does_not_keep_its_buffer() {
+        let (front, mut daemon) = UnixStream::pair().unwrap();
+        let mut slot = Slot::new(front, 1);
+        let body = vec![7u8; 1 << 20];
+        let mut frames = Vec::new();
+        encode_frame(&mut frames, Kind::ResponseBody, &body);
+        encode_frame(&mut frames, Kind::ResponseEnd, &[]);
+        let writer = tokio::spawn(async move {
+            daemon.write_all(&frames).await.unwrap();
+            daemon
+        });
+        let (kind, payload) = slot.read_frame().await.unwrap();
+        assert_eq!((kind, payload.len()), (Kind::ResponseBody, 1 << 20));
+        assert!(
+            slot.buffer_capacity() <= 2 * INITIAL_BUFFER,
+            "the slot gave the large buffer up: {}",
+            slot.buffer_capacity()
+        );
+        let (kind, _) = slot.read_frame().await.unwrap();
+        assert_eq!(kind, Kind::ResponseEnd);
+        drop(writer.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn small_frames_keep_the_buffer() {
+        let (front, mut daemon) = UnixStream::pair().unwrap();
+        let mut slot = Slot::new(front, 1);
+        let mut frames = Vec::new();
+        encode_frame(&mut frames, Kind::ResponseBody, b"hello");
+        daemon.write_all(&frames).await.unwrap();
+        let (_, payload) = slot.read_frame().await.unwrap();
+        assert_eq!(&payload[..], b"hello");
+        assert!(!slot.grown);
     }
 }

@@ -7,62 +7,112 @@
 //! * `Authorization` is passed unless the mount hides it;
 //! * repeated fields are joined with `, ` (`Cookie` with `; `).
 
+use std::borrow::Cow;
+use std::ops::Range;
+
 use hyper::header::{HeaderMap, HeaderName};
 
-/// One environ entry built from headers.
-pub type CgiPair = (Vec<u8>, Vec<u8>);
+/// A request's headers as environ pairs, all in one buffer: a request
+/// costs three allocations however many headers it has.
+#[derive(Debug, Default)]
+pub struct EnvironHeaders {
+    /// Every key and value, back to back.
+    text: Vec<u8>,
+    /// Where each pair's key and value are in `text`.
+    spans: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl EnvironHeaders {
+    /// The pairs, in first-appearance order of their header names.
+    pub fn pairs(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
+        self.spans
+            .iter()
+            .map(|(key, value)| (&self.text[key.clone()], &self.text[value.clone()]))
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
 
 /// Converts `headers` to environ pairs, in first-appearance order.
-pub fn environ_headers(headers: &HeaderMap, pass_authorization: bool) -> Vec<CgiPair> {
-    let mut pairs: Vec<CgiPair> = Vec::with_capacity(headers.keys_len());
-    for name in headers.keys() {
-        let Some(key) = cgi_key(name, pass_authorization) else {
-            continue;
-        };
-        let separator: &[u8] = if name == hyper::header::COOKIE {
-            b"; "
-        } else {
-            b", "
-        };
-        let mut values = headers.get_all(name).iter();
-        let mut value = values
-            .next()
-            .map(|v| v.as_bytes().to_vec())
-            .unwrap_or_default();
-        for more in values {
-            value.extend_from_slice(separator);
-            value.extend_from_slice(more.as_bytes());
+pub fn environ_headers(headers: &HeaderMap, pass_authorization: bool) -> EnvironHeaders {
+    // Each key is at most the name plus `HTTP_`; values are copied as is.
+    let size = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 5 + value.len() + 2)
+        .sum();
+    let mut out = EnvironHeaders {
+        text: Vec::with_capacity(size),
+        spans: Vec::with_capacity(headers.keys_len()),
+    };
+    // `iter` yields each name's values one after the other, names in
+    // first-appearance order: a value whose name is the previous one's
+    // continues that pair (no second lookup per name).
+    let mut previous: Option<(&HeaderName, bool)> = None;
+    for (name, value) in headers.iter() {
+        if let Some((previous_name, kept)) = previous {
+            if previous_name == name {
+                if kept {
+                    let separator: &[u8] = if name == hyper::header::COOKIE {
+                        b"; "
+                    } else {
+                        b", "
+                    };
+                    out.text.extend_from_slice(separator);
+                    out.text.extend_from_slice(value.as_bytes());
+                    if let Some((_, span)) = out.spans.last_mut() {
+                        span.end = out.text.len();
+                    }
+                }
+                continue;
+            }
         }
-        pairs.push((key, value));
+        let key_start = out.text.len();
+        let kept = push_cgi_key(&mut out.text, name, pass_authorization);
+        previous = Some((name, kept));
+        if !kept {
+            continue;
+        }
+        let value_start = out.text.len();
+        out.text.extend_from_slice(value.as_bytes());
+        out.spans
+            .push((key_start..value_start, value_start..out.text.len()));
     }
-    pairs
+    out
 }
 
-/// The environ key for a header name, or `None` if it must be dropped.
-fn cgi_key(name: &HeaderName, pass_authorization: bool) -> Option<Vec<u8>> {
+/// Appends the environ key for a header name to `text`; false (nothing
+/// appended) if the header must be dropped.
+fn push_cgi_key(text: &mut Vec<u8>, name: &HeaderName, pass_authorization: bool) -> bool {
     let name = name.as_str(); // hyper gives names in lower case
     if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        return None;
+        return false;
     }
     match name {
-        "proxy" => return None,
-        "authorization" if !pass_authorization => return None,
-        "content-type" => return Some(b"CONTENT_TYPE".to_vec()),
-        "content-length" => return Some(b"CONTENT_LENGTH".to_vec()),
-        _ => {}
+        "proxy" => return false,
+        "authorization" if !pass_authorization => return false,
+        "content-type" => text.extend_from_slice(b"CONTENT_TYPE"),
+        "content-length" => text.extend_from_slice(b"CONTENT_LENGTH"),
+        _ => {
+            text.extend_from_slice(b"HTTP_");
+            text.extend(name.bytes().map(|b| match b {
+                b'-' => b'_',
+                other => other.to_ascii_uppercase(),
+            }));
+        }
     }
-    let mut key = Vec::with_capacity(5 + name.len());
-    key.extend_from_slice(b"HTTP_");
-    key.extend(name.bytes().map(|b| match b {
-        b'-' => b'_',
-        other => other.to_ascii_uppercase(),
-    }));
-    Some(key)
+    true
 }
 
-/// Percent-decodes a request path into the bytes `PATH_INFO` is made of.
-pub fn decode_path(path: &str) -> Vec<u8> {
-    percent_encoding::percent_decode_str(path).collect()
+/// Percent-decodes a request path into the bytes `PATH_INFO` is made of
+/// (borrowed when it has no escapes).
+pub fn decode_path(path: &str) -> Cow<'_, [u8]> {
+    percent_encoding::percent_decode_str(path).into()
 }
 
 #[cfg(test)]
@@ -81,10 +131,15 @@ mod tests {
         headers
     }
 
-    fn as_strings(pairs: Vec<CgiPair>) -> Vec<(String, String)> {
+    fn as_strings(pairs: EnvironHeaders) -> Vec<(String, String)> {
         pairs
-            .into_iter()
-            .map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap()))
+            .pairs()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8(k.to_vec()).unwrap(),
+                    String::from_utf8(v.to_vec()).unwrap(),
+                )
+            })
             .collect()
     }
 
@@ -145,6 +200,27 @@ mod tests {
     }
 
     #[test]
+    fn repeats_of_a_dropped_header_stay_dropped() {
+        let pairs = environ_headers(
+            &map(&[
+                ("proxy", "a"),
+                ("accept", "x"),
+                ("proxy", "b"),
+                ("accept", "y"),
+                ("user-agent", "t"),
+            ]),
+            true,
+        );
+        assert_eq!(
+            as_strings(pairs),
+            vec![
+                ("HTTP_ACCEPT".into(), "x, y".into()),
+                ("HTTP_USER_AGENT".into(), "t".into()),
+            ]
+        );
+    }
+
+    #[test]
     fn authorization_follows_the_mount() {
         let headers = map(&[("authorization", "Basic x")]);
         assert_eq!(environ_headers(&headers, true).len(), 1);
@@ -153,8 +229,9 @@ mod tests {
 
     #[test]
     fn path_is_percent_decoded_to_bytes() {
-        assert_eq!(decode_path("/a%20b/%C3%A9"), b"/a b/\xc3\xa9".to_vec());
-        assert_eq!(decode_path("/%2e%2e/x"), b"/../x".to_vec());
-        assert_eq!(decode_path("/bad%zz"), b"/bad%zz".to_vec());
+        assert_eq!(&*decode_path("/a%20b/%C3%A9"), b"/a b/\xc3\xa9");
+        assert_eq!(&*decode_path("/%2e%2e/x"), b"/../x");
+        assert_eq!(&*decode_path("/bad%zz"), b"/bad%zz");
+        assert!(matches!(decode_path("/plain/path"), Cow::Borrowed(_)));
     }
 }

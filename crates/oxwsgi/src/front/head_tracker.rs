@@ -16,6 +16,7 @@
 //! only means no extra checks, never a different framing.
 
 use std::collections::VecDeque;
+use std::mem::MaybeUninit;
 
 /// A problem the tracker found in one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,9 +111,11 @@ impl HeadTracker {
     fn head<'b>(&mut self, bytes: &'b [u8]) -> &'b [u8] {
         let old = self.pending.len();
         self.pending.extend_from_slice(bytes);
-        let mut headers = [httparse::EMPTY_HEADER; 128];
-        let mut request = httparse::Request::new(&mut headers);
-        let parsed = match request.parse(&self.pending) {
+        // Left uninitialised: httparse fills what it uses (initialising
+        // 128 entries cost more than the parse itself).
+        let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
+        let mut request = httparse::Request::new(&mut []);
+        let parsed = match request.parse_with_uninit_headers(&self.pending, &mut headers) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => {
                 if self.pending.len() > MAX_HEAD {

@@ -10,8 +10,11 @@
 //! stop closes idle connections and lets in-flight requests finish.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -25,7 +28,8 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::conn_io::{Activity, EdgeStream, Tap};
-use super::service::{handle, Connection, RequestTicket, SharedFront};
+use super::connection::Connection;
+use super::service::{handle, RequestTicket, SharedFront};
 use super::tls::ALPN_H2;
 use crate::config::model::{Edge, Limits};
 
@@ -58,6 +62,9 @@ impl ConnSettings {
     }
 }
 
+/// hyper's default `max_headers` for HTTP/1 (see [`builder`]).
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
+
 /// The HTTP builders for the three kinds of connection.
 struct Builders {
     http1: auto::Builder<TokioExecutor>,
@@ -71,8 +78,13 @@ fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_timeout)
-        .keep_alive(true)
-        .max_headers(settings.limits.request_fields);
+        .keep_alive(true);
+    // hyper's own limit is 100 fields, kept on the stack; setting any limit
+    // explicitly makes it build a 100-entry array per request instead
+    // (~2 400 instructions), so only a different limit is set.
+    if settings.limits.request_fields != HYPER_DEFAULT_MAX_HEADERS {
+        builder.http1().max_headers(settings.limits.request_fields);
+    }
     let header_list = settings
         .limits
         .request_fields
@@ -202,7 +214,7 @@ impl Conn {
                     _ => &builders.http1,
                 };
                 let service = self.service(false, &activity);
-                let conn = builder.serve_connection(TokioIo::new(io), service);
+                let conn = Box::pin(builder.serve_connection(TokioIo::new(io), service));
                 self.drive(conn, &activity).await;
             }
             Protocol::Tls(acceptor) => {
@@ -223,14 +235,15 @@ impl Conn {
                 let builders = Arc::clone(&self.builders);
                 let service = self.service(true, &activity);
                 if h2 {
-                    let conn = builders.http2.serve_connection(TokioIo::new(tls), service);
+                    let conn =
+                        Box::pin(builders.http2.serve_connection(TokioIo::new(tls), service));
                     self.drive(conn, &activity).await;
                 } else {
                     let tapped = Tap::new(tls, Arc::clone(&activity));
                     let conn = builders
                         .http1
                         .serve_connection(TokioIo::new(tapped), service);
-                    self.drive(conn, &activity).await;
+                    self.drive(Box::pin(conn), &activity).await;
                 }
             }
         }
@@ -250,11 +263,7 @@ impl Conn {
     > + Clone
            + Send
            + 'static {
-        let conn = Connection {
-            local: self.local,
-            peer: self.peer,
-            https,
-        };
+        let conn = Arc::new(Connection::new(self.local, self.peer, https));
         let front = Arc::clone(&self.front);
         let activity = Arc::clone(activity);
         // Each request uses the front current when it arrives, so a reload
@@ -266,54 +275,103 @@ impl Conn {
                 index,
                 in_flight,
             };
-            handle(front.load_full(), conn, request, ticket)
+            handle(front.load_full(), Arc::clone(&conn), request, ticket)
         })
     }
 
     /// Runs `conn` to its end under the idle watchdog and the stop signal.
-    async fn drive<C>(mut self, conn: C, activity: &Arc<Activity>)
+    ///
+    /// The watchdog's timer and the stop signal are registered with this
+    /// task once, then polled again only when they may have fired (the
+    /// timer's deadline went by, the stop value changed): a `select!` over
+    /// the three would poll all of them on every wake-up of the connection,
+    /// a few times per request.
+    ///
+    /// `conn` comes boxed: hyper's connection state is several KiB, and
+    /// inline it would make this task's future that large for every
+    /// protocol at once, copied whole when the task is spawned.
+    async fn drive<C>(mut self, mut conn: Pin<Box<C>>, activity: &Arc<Activity>)
     where
         C: GracefulConnection,
         C::Error: std::fmt::Display,
     {
         let peer = self.peer;
-        let mut conn = std::pin::pin!(conn);
+        let settings = &self.settings;
         let mut closing = *self.stop.borrow();
         if closing {
             conn.as_mut().graceful_shutdown();
         }
-        loop {
-            let idle_limit = if activity.requests() == 0 {
-                self.settings.header_timeout
-            } else {
-                self.settings.keep_alive_timeout
-            };
-            // Re-checked at least every second: a request may start and
-            // end (switching to the keep-alive limit) while this sleeps.
-            let check_in = idle_limit
-                .saturating_sub(activity.idle_for())
-                .clamp(Duration::from_millis(100), Duration::from_secs(1));
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(error) = result {
-                        tracing::debug!(%peer, "connection ended: {error}");
-                    }
-                    return;
-                }
-                changed = self.stop.changed(), if !closing => {
-                    if changed.is_err() || *self.stop.borrow() {
-                        closing = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                }
-                _ = tokio::time::sleep(check_in), if !closing => {
-                    if activity.in_flight() == 0 && activity.idle_for() >= idle_limit {
-                        tracing::debug!(%peer, "closing an idle connection");
-                        closing = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
+        let mut stop_requested = std::pin::pin!(stop_requested(self.stop.clone()));
+        let mut watchdog = std::pin::pin!(tokio::time::sleep(check_in(settings, activity)));
+        // Whether the stop signal and the timer are registered with the task.
+        let mut armed = false;
+        let result = std::future::poll_fn(|cx| loop {
+            if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+                return Poll::Ready(result);
+            }
+            if closing {
+                return Poll::Pending;
+            }
+            if !armed || self.stop.has_changed().unwrap_or(true) {
+                self.stop.mark_unchanged();
+                if stop_requested.as_mut().poll(cx).is_ready() {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                    continue;
                 }
             }
+            let timer_fired =
+                (!armed || watchdog.is_elapsed()) && watchdog.as_mut().poll(cx).is_ready();
+            if timer_fired {
+                if activity.in_flight() == 0
+                    && activity.idle_for() >= idle_limit(settings, activity)
+                {
+                    tracing::debug!(%peer, "closing an idle connection");
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                    continue;
+                }
+                let next = tokio::time::Instant::now() + check_in(settings, activity);
+                watchdog.as_mut().reset(next);
+                // Registers the new deadline (at least 100 ms away).
+                if watchdog.as_mut().poll(cx).is_ready() {
+                    continue;
+                }
+            }
+            armed = true;
+            return Poll::Pending;
+        })
+        .await;
+        if let Err(error) = result {
+            tracing::debug!(%peer, "connection ended: {error}");
+        }
+    }
+}
+
+/// How long a connection may stay idle: `header-timeout` before its first
+/// request, `keep-alive-timeout` after.
+fn idle_limit(settings: &ConnSettings, activity: &Activity) -> Duration {
+    if activity.requests() == 0 {
+        settings.header_timeout
+    } else {
+        settings.keep_alive_timeout
+    }
+}
+
+/// When the idle watchdog looks next: at the idle limit, but at least
+/// every second (a request may start and end, switching to the keep-alive
+/// limit, meanwhile) and at most ten times a second.
+fn check_in(settings: &ConnSettings, activity: &Activity) -> Duration {
+    idle_limit(settings, activity)
+        .saturating_sub(activity.idle_for())
+        .clamp(Duration::from_millis(100), Duration::from_secs(1))
+}
+
+/// Resolves once the stop signal turns true (or its sender is gone).
+async fn stop_requested(mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod access_log;
 pub mod cgi;
 pub mod conn_io;
+pub mod connection;
 pub mod head_tracker;
 pub mod listener;
 pub mod proxy_headers;

@@ -4,8 +4,9 @@
 //! and run the exchange; map failures to the status codes of DESIGN.md §7;
 //! write the access-log line.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,6 +19,7 @@ use oxwsgi_protocol::RequestHead;
 use super::access_log::{AccessLog, AccessRecord};
 use super::cgi::{decode_path, environ_headers};
 use super::conn_io::{Activity, InFlight};
+use super::connection::Connection;
 use super::head_tracker::Flag;
 use super::proxy_headers::{Forwarded, ProxyTrust};
 use super::router::{Router, Target};
@@ -117,42 +119,45 @@ impl Front {
     }
 }
 
-/// The connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
-pub struct Connection {
-    pub local: SocketAddr,
-    pub peer: SocketAddr,
-    pub https: bool,
-}
-
-/// What the request is, after trusted proxy headers.
-struct Client {
+/// What the request is, after trusted proxy headers. The address texts
+/// borrow the connection's, formatted once, unless a trusted proxy header
+/// replaced them.
+struct Client<'c> {
     /// When the request arrived (seconds since the epoch).
     request_start: f64,
-    local: std::net::IpAddr,
-    remote: std::net::IpAddr,
-    remote_port: u16,
+    /// The local address as text (`SERVER_NAME` without a host).
+    local_text: &'c str,
+    remote: IpAddr,
+    remote_text: Cow<'c, str>,
+    remote_port_text: &'c str,
     https: bool,
-    server_port: u16,
+    server_port_text: Cow<'c, str>,
 }
 
-impl Client {
-    fn new(conn: &Connection, forwarded: &Forwarded, request_start: f64) -> Self {
+impl<'c> Client<'c> {
+    fn new(conn: &'c Connection, forwarded: &Forwarded, request_start: f64) -> Self {
+        let (remote, remote_text, remote_port_text) = match forwarded.remote_addr {
+            Some(addr) => (addr, Cow::Owned(addr.to_string()), "0"),
+            None => (
+                conn.peer.ip(),
+                Cow::Borrowed(conn.peer_ip_text.as_str()),
+                conn.peer_port_text.as_str(),
+            ),
+        };
+        let server_port_text = match (forwarded.port, forwarded.scheme) {
+            (Some(port), _) => Cow::Owned(port.to_string()),
+            (None, Some("https")) if forwarded.host.is_some() => Cow::Borrowed("443"),
+            (None, Some("http")) if forwarded.host.is_some() => Cow::Borrowed("80"),
+            _ => Cow::Borrowed(conn.local_port_text.as_str()),
+        };
         Self {
             request_start,
-            local: conn.local.ip(),
-            remote: forwarded.remote_addr.unwrap_or(conn.peer.ip()),
-            remote_port: if forwarded.remote_addr.is_some() {
-                0
-            } else {
-                conn.peer.port()
-            },
+            local_text: &conn.local_ip_text,
+            remote,
+            remote_text,
+            remote_port_text,
             https: forwarded.scheme.map_or(conn.https, |s| s == "https"),
-            server_port: forwarded.port.unwrap_or_else(|| match forwarded.scheme {
-                Some("https") if forwarded.host.is_some() => 443,
-                Some("http") if forwarded.host.is_some() => 80,
-                _ => conn.local.port(),
-            }),
+            server_port_text,
         }
     }
 }
@@ -217,7 +222,7 @@ impl hyper::body::Body for TrackedBody {
 /// Handles one request; never fails (errors are responses).
 pub async fn handle(
     front: Arc<Front>,
-    conn: Connection,
+    conn: Arc<Connection>,
     request: Request<Incoming>,
     ticket: RequestTicket,
 ) -> Result<Response<TrackedBody>, Infallible> {
@@ -254,7 +259,7 @@ pub async fn handle(
     }
     let response = response.map(|body| body.count_into(metrics.bytes_out.clone()));
     if front.access_log.is_enabled() {
-        let server_name = server_name(&parts, &conn);
+        let server_name = host_name(&parts).unwrap_or(&conn.local_ip_text);
         let response_headers = response.headers();
         front.access_log.record(&AccessRecord {
             remote: client.remote,
@@ -271,7 +276,7 @@ pub async fn handle(
                 .and_then(|v| v.parse().ok()),
             request_headers: &parts.headers,
             response_headers,
-            server_name: &server_name,
+            server_name,
             elapsed: started.elapsed(),
             group: served
                 .group
@@ -334,7 +339,7 @@ pub fn error_response(status: StatusCode, message: &str, close: bool) -> Respons
 
 async fn route_and_run(
     front: &Front,
-    client: &Client,
+    client: &Client<'_>,
     parts: &hyper::http::request::Parts,
     target: &str,
     body: Incoming,
@@ -421,13 +426,9 @@ async fn route_and_run(
         (RequestBody::Partial { read, .. }, Framing::Chunked) => *read,
     };
     let headers = environ_headers(&parts.headers, mount.pass_authorization);
-    let server_name = server_name_of(parts, client);
-    let server_port = client.server_port.to_string();
-    let remote_addr = client.remote.to_string();
-    let remote_port = client.remote_port.to_string();
+    let server_name = host_name(parts).unwrap_or(client.local_text);
     let queue_start = epoch_seconds();
-    let mut encoded = Vec::with_capacity(512);
-    RequestHead {
+    let request_head = RequestHead {
         mount: mount.target.mount_id,
         request_start: client.request_start,
         queue_start,
@@ -437,17 +438,13 @@ async fn route_and_run(
         query_string: parts.uri.query().unwrap_or("").as_bytes(),
         request_uri: target.as_bytes(),
         server_name: server_name.as_bytes(),
-        server_port: server_port.as_bytes(),
+        server_port: client.server_port_text.as_bytes(),
         server_protocol: protocol_name(parts.version).as_bytes(),
-        remote_addr: remote_addr.as_bytes(),
-        remote_port: remote_port.as_bytes(),
+        remote_addr: client.remote_text.as_bytes(),
+        remote_port: client.remote_port_text.as_bytes(),
         url_scheme: if client.https { b"https" } else { b"http" },
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.as_slice(), v.as_slice()))
-            .collect(),
-    }
-    .encode(&mut encoded);
+        headers: headers.pairs().collect(),
+    };
 
     let pool = &front.pools[mount.target.group];
     let waiting = Instant::now();
@@ -467,7 +464,7 @@ async fn route_and_run(
         .map(|limit| tokio::time::Instant::now() + limit);
     let mut exchange = std::pin::pin!(dispatch::exchange(
         lease,
-        encoded,
+        &request_head,
         body,
         mount.body_limit,
         deadline
@@ -532,37 +529,28 @@ async fn lease_slot(
 }
 
 /// The request target as the client sent it (HTTP/2: the `:path`).
-fn request_target(uri: &hyper::Uri, version: Version) -> String {
+fn request_target(uri: &hyper::Uri, version: Version) -> Cow<'_, str> {
     if uri.scheme().is_some() && version != Version::HTTP_2 {
-        uri.to_string()
+        Cow::Owned(uri.to_string())
     } else {
         uri.path_and_query()
-            .map(|pq| pq.as_str().to_owned())
-            .unwrap_or_else(|| uri.to_string())
+            .map(|pq| Cow::Borrowed(pq.as_str()))
+            .unwrap_or_else(|| Cow::Owned(uri.to_string()))
     }
 }
 
-/// `SERVER_NAME`: the Host header's (or absolute target's) host, without
-/// the port, else the local address.
-fn server_name(parts: &hyper::http::request::Parts, conn: &Connection) -> String {
-    host_name(parts).unwrap_or_else(|| conn.local.ip().to_string())
-}
-
-fn server_name_of(parts: &hyper::http::request::Parts, client: &Client) -> String {
-    host_name(parts).unwrap_or_else(|| client.local.to_string())
-}
-
-/// The absolute target's host, else the Host header's (a trusted proxy's
-/// `X-Forwarded-Host` has replaced it already).
-fn host_name(parts: &hyper::http::request::Parts) -> Option<String> {
+/// `SERVER_NAME` from the request: the absolute target's host, else the
+/// Host header's (a trusted proxy's `X-Forwarded-Host` has replaced it
+/// already), without the port. `None`: the local address is used.
+fn host_name(parts: &hyper::http::request::Parts) -> Option<&str> {
     if let Some(host) = parts.uri.host() {
-        return Some(host.to_owned());
+        return Some(host);
     }
     parts
         .headers
         .get(HOST)
         .and_then(|h| h.to_str().ok())
-        .map(|host| strip_port(host).to_owned())
+        .map(strip_port)
 }
 
 fn strip_port(host: &str) -> &str {
