@@ -375,3 +375,15 @@ class Server:
         for p in left:
             kill_quietly(p)
         return left
+
+
+def wait_for(predicate, timeout=20.0, every=0.1):
+    """Polls `predicate` until it returns something true (returned) or
+    `timeout` seconds pass (its last value is returned)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    return predicate()

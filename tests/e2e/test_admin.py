@@ -20,7 +20,7 @@ import time
 import pytest
 
 import oxhttp
-from oxserver import binary, free_port, proc_exists
+from oxserver import binary, free_port, proc_exists, wait_for
 
 APP = '''
 import os, time
@@ -42,16 +42,6 @@ def application(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"awake"]
 '''
-
-
-def wait_for(predicate, timeout=20.0, every=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    return predicate()
 
 
 def metric(text: str, name: str, **labels) -> float:

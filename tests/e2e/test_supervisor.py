@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import oxhttp
-from oxserver import APPS, proc_exists
+from oxserver import APPS, proc_exists, wait_for
 
 SUPERVISED = '''
 import os, re, time
@@ -56,16 +56,6 @@ def pid_of(port, path="/"):
     r = oxhttp.get(port, path, timeout=30)
     assert r.status == 200, (r.status, r.body[:200])
     return int(r.body.split()[0])
-
-
-def wait_for(predicate, timeout=20.0, every=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    return predicate()
 
 
 @pytest.fixture

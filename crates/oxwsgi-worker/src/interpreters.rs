@@ -21,6 +21,7 @@ use pyo3::types::PyBytes;
 use crate::cache::PyCache;
 use crate::interp::{self, GilMode, Interpreter, ThreadState};
 use crate::log;
+use crate::pyutil;
 use crate::worker::Interp;
 
 /// The most sub-interpreters one process makes. `%{SERVER}` and
@@ -156,15 +157,7 @@ impl SubInterpreters {
         }
         // Creating runs Python code, which releases the GIL now and then:
         // wait for another creator without holding it.
-        let _guard = loop {
-            match self.creating.try_lock() {
-                Ok(guard) => break guard,
-                Err(std::sync::TryLockError::Poisoned(e)) => break e.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) => {
-                    py.detach(|| std::thread::sleep(std::time::Duration::from_millis(2)))
-                }
-            }
-        };
+        let _guard = pyutil::lock_detached(py, &self.creating);
         if let Some(sub) = self.lookup(name) {
             return Ok(sub);
         }

@@ -71,3 +71,22 @@ pub fn single_line(text: &str) -> String {
     }
     out
 }
+
+/// Locks `mutex`, waiting without holding the GIL: the holder may be
+/// running Python code (an import, an interpreter's creation) that needs the
+/// GIL now and then, so blocking with it held would deadlock. A poisoned
+/// lock is taken as it is (it guards no data).
+pub fn lock_detached<'a>(
+    py: Python<'_>,
+    mutex: &'a std::sync::Mutex<()>,
+) -> std::sync::MutexGuard<'a, ()> {
+    loop {
+        match mutex.try_lock() {
+            Ok(guard) => return guard,
+            Err(std::sync::TryLockError::Poisoned(e)) => return e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                py.detach(|| std::thread::sleep(std::time::Duration::from_millis(2)))
+            }
+        }
+    }
+}

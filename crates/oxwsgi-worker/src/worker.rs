@@ -15,6 +15,7 @@ use crate::app_loader;
 use crate::cache::PyCache;
 use crate::environ::EnvironTemplate;
 use crate::interpreters::{SlotMark, SubInterp, SubInterpreters};
+use crate::pyutil;
 
 /// One mounted application as configured.
 pub struct Mount {
@@ -88,15 +89,7 @@ impl Interp {
         }
         // Importing releases the GIL now and then, so a second thread may
         // arrive meanwhile: it waits for the lock without holding the GIL.
-        let _guard = loop {
-            match self.loading.try_lock() {
-                Ok(guard) => break guard,
-                Err(std::sync::TryLockError::Poisoned(e)) => break e.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) => {
-                    py.detach(|| std::thread::sleep(std::time::Duration::from_millis(2)))
-                }
-            }
-        };
+        let _guard = pyutil::lock_detached(py, &self.loading);
         if let Some(loaded) = cell.get() {
             return Some(loaded);
         }
