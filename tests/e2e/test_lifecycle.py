@@ -51,6 +51,28 @@ def test_front_threads(server):
     assert srv.stop() == 0
 
 
+def test_cpu_policy_and_priority(server):
+    """Daemon threads run SCHED_BATCH unless `cpu-policy = "normal"`;
+    `cpu-priority` sets their nice value (mod_wsgi's option)."""
+    cfg = {
+        "groups": {"batch": {"threads": 2}, "normal": {"threads": 2, "cpu-policy": "normal", "cpu-priority": 19}},
+        "mount": [
+            {"path": "/batch", "script": str(APPS / "info.py"), "group": "batch"},
+            {"path": "/normal", "script": str(APPS / "info.py"), "group": "normal"},
+        ],
+    }
+    srv = server("cpu-policy").start_run(cfg, ready=["/batch/", "/normal/"])
+    batch = oxhttp.get(srv.port, "/batch/").json()
+    normal = oxhttp.get(srv.port, "/normal/").json()
+    assert batch["sched_policy"] == os.SCHED_BATCH
+    assert batch["nice"] == os.getpriority(os.PRIO_PROCESS, 0)
+    assert normal["sched_policy"] == os.SCHED_OTHER
+    assert normal["nice"] == 19
+    # The front itself keeps the normal policy.
+    assert os.sched_getscheduler(srv.pid) == os.SCHED_OTHER
+    assert srv.stop() == 0
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_graceful_stop_finishes_inflight_request(server, sig):
     cfg = {

@@ -44,6 +44,13 @@ pub struct WorkerConfig {
     /// ≥ 3.12) for the group's sub-interpreters.
     #[serde(default)]
     pub interpreter_gil: Option<String>,
+    /// `cpu-policy`: `"batch"` (default, Linux `SCHED_BATCH`) or
+    /// `"normal"`.
+    #[serde(default)]
+    pub cpu_policy: Option<String>,
+    /// `cpu-priority`: the daemons' nice value (mod_wsgi's option).
+    #[serde(default)]
+    pub cpu_priority: Option<i32>,
 }
 
 /// One application a daemon serves.

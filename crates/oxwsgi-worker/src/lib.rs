@@ -13,6 +13,7 @@ mod app_group;
 mod app_loader;
 mod cache;
 mod conn;
+mod cpu;
 mod environ;
 mod error;
 mod errors_log;

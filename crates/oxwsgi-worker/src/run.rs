@@ -20,6 +20,7 @@ use pyo3::types::PyDict;
 
 use crate::app_group::AppGroup;
 use crate::cache::PyCache;
+use crate::cpu;
 use crate::interp::{self, GilMode};
 use crate::interpreters::{self, SlotMark, SubInterpreters, ThreadStates};
 use crate::log;
@@ -54,6 +55,9 @@ pub fn run(py: Python<'_>, config_json: &str) -> PyResult<i32> {
         if let Err(err) = title::set(name) {
             log::warning(&format!("cannot set the process title to '{name}': {err}"));
         }
+    }
+    if let Err(err) = cpu::apply(config.cpu_policy.as_deref(), config.cpu_priority) {
+        log::warning(&format!("{err}; the daemon keeps its inherited scheduling"));
     }
     if let Some(home) = &config.home {
         if let Err(err) = std::env::set_current_dir(home) {

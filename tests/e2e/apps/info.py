@@ -63,6 +63,9 @@ def application(environ, start_response):
             "file": __file__,
             "pid": os.getpid(),
             "thread": threading.get_ident(),
+            # Of the thread serving the request (Linux: per thread).
+            "sched_policy": os.sched_getscheduler(0),
+            "nice": os.getpriority(os.PRIO_PROCESS, 0),
             "time": time.time(),
             "sys_prefix": sys.prefix,
             "executable": sys.executable,

@@ -214,6 +214,12 @@ impl Writer<'_> {
         if let Some(gil) = g.interpreter_gil {
             let _ = writeln!(out, "interpreter-gil = {}", quote(gil.as_str()));
         }
+        if let Some(policy) = g.cpu_policy {
+            let _ = writeln!(out, "cpu-policy = {}", quote(policy.as_str()));
+        }
+        if let Some(nice) = g.cpu_priority {
+            let _ = writeln!(out, "cpu-priority = {nice}");
+        }
         if let Some(mask) = g.umask {
             let _ = writeln!(out, "umask = \"{mask:04o}\"");
         }
@@ -344,6 +350,8 @@ mod tests {
         g.maximum_requests_jitter = Some(50);
         g.memory_limit = Some(512 << 20);
         g.listen_backlog = Some(0);
+        g.cpu_policy = Some(crate::config::model::CpuPolicy::Normal);
+        g.cpu_priority = Some(-3);
         g.timeouts = GroupTimeouts {
             request: Some(Duration::from_millis(2500)),
             graceful: Some(Duration::ZERO),

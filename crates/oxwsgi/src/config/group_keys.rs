@@ -41,6 +41,8 @@ pub const GROUP_KEYS: &[&str] = &[
     "deadlock-timeout",
     "interrupt-timeout",
     "interpreter-gil",
+    "cpu-policy",
+    "cpu-priority",
 ];
 
 /// The duration-valued group keys, in seconds.
@@ -73,6 +75,15 @@ pub fn set_timeout(t: &mut GroupTimeouts, key: &str, value: Duration) -> bool {
         _ => return false,
     }
     true
+}
+
+/// `cpu-priority`: a nice value, -20 (most favoured) to 19, as
+/// `setpriority(2)` takes it.
+pub fn cpu_priority(value: i64) -> Result<i32, &'static str> {
+    match i32::try_from(value) {
+        Ok(n) if (-20..=19).contains(&n) => Ok(n),
+        _ => Err("a nice value from -20 to 19"),
+    }
 }
 
 /// A count or size where 0 means "no limit".
@@ -115,6 +126,10 @@ mod tests {
         assert_eq!(t.shutdown, Some(Duration::ZERO));
         assert_eq!(t.interrupt, Some(Duration::ZERO));
         assert_eq!(off_if_zero(0), None);
+        assert_eq!(cpu_priority(-20), Ok(-20));
+        assert_eq!(cpu_priority(19), Ok(19));
+        assert!(cpu_priority(20).is_err());
+        assert!(cpu_priority(-21).is_err());
         assert_eq!(off_if_zero(5), Some(5));
     }
 }

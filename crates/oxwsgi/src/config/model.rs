@@ -289,6 +289,30 @@ pub struct Group {
     /// `interpreter-gil`: the GIL of the group's sub-interpreters (named
     /// application groups); `None` = shared.
     pub interpreter_gil: Option<InterpreterGil>,
+    /// `cpu-policy`: the daemons' Linux scheduling policy; `None` = batch.
+    pub cpu_policy: Option<CpuPolicy>,
+    /// `cpu-priority` (mod_wsgi's option): the daemons' nice value.
+    pub cpu_priority: Option<i32>,
+}
+
+/// `cpu-policy` (oxwsgi's own group key): how the daemons' threads are
+/// scheduled against the front.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuPolicy {
+    /// `SCHED_BATCH` (the default): a daemon thread woken by a request does
+    /// not preempt the front on wake-up.
+    Batch,
+    /// `SCHED_OTHER`, as every other process.
+    Normal,
+}
+
+impl CpuPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Batch => "batch",
+            Self::Normal => "normal",
+        }
+    }
 }
 
 /// `interpreter-gil` (oxwsgi's own group key, no mod_wsgi counterpart).
@@ -337,6 +361,8 @@ impl Group {
             lang: None,
             locale: None,
             interpreter_gil: None,
+            cpu_policy: None,
+            cpu_priority: None,
         }
     }
 }

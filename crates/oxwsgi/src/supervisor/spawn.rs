@@ -124,6 +124,8 @@ pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
         deadlock_timeout: spec.group.timeouts.deadlock.map(|d| d.as_secs().max(1)),
         umask: spec.group.umask,
         interpreter_gil: spec.group.interpreter_gil.map(|g| g.as_str().to_owned()),
+        cpu_policy: spec.group.cpu_policy.map(|p| p.as_str().to_owned()),
+        cpu_priority: spec.group.cpu_priority,
     };
     let config = serde_json::to_string(&config).map_err(|e| SpawnError::Sockets(e.into()))?;
 

@@ -42,6 +42,7 @@ pub(super) const IMPLEMENTED: &[&str] = &[
     "restart-interval",
     "deadlock-timeout",
     "interrupt-timeout",
+    "cpu-priority",
 ];
 
 /// mod_wsgi's other options, with why oxwsgi does without them.
@@ -73,7 +74,6 @@ pub(super) const NOT_IMPLEMENTED: &[(&str, &str)] = &[
         "not needed: the daemons' sockets are socket pairs, not files",
     ),
     ("cpu-time-limit", "not implemented"),
-    ("cpu-priority", "not implemented"),
     ("virtual-memory-limit", "not implemented (memory-limit is)"),
     ("stack-size", "not implemented"),
     (
@@ -157,6 +157,15 @@ pub(super) fn daemon_group(
                     group_keys::off_if_zero(units::parse_size(value).map_err(error)?)
             }
             "listen-backlog" => group.listen_backlog = Some(count(value, 0).map_err(error)?),
+            "cpu-priority" => {
+                let nice = value
+                    .trim()
+                    .parse::<i64>()
+                    .map_err(|_| "is not a whole number".to_string())
+                    .and_then(|n| group_keys::cpu_priority(n).map_err(|m| format!("is not {m}")))
+                    .map_err(error)?;
+                group.cpu_priority = Some(nice);
+            }
             _ if TIMEOUT_KEYS.contains(&key.as_str()) => {
                 let duration = units::parse_duration(value).map_err(error)?;
                 group_keys::set_timeout(&mut group.timeouts, &key, duration);
@@ -241,7 +250,7 @@ mod tests {
     fn every_toml_group_key_but_python_is_a_mod_wsgi_option_here() {
         for key in GROUP_KEYS {
             // oxwsgi's own keys, no mod_wsgi option.
-            if !["python", "interpreter-gil"].contains(key) {
+            if !["python", "interpreter-gil", "cpu-policy"].contains(key) {
                 assert!(IMPLEMENTED.contains(key), "{key}");
             }
         }

@@ -267,7 +267,7 @@ fn daemon_process_options() {
              display-name='%{GROUP}' python-home=venv python-path=\"/srv/a b:lib\" home=/srv \\\n\
              umask=0027 lang=en_US.UTF-8 locale=C.UTF-8 maximum-requests=1000 \\\n\
              memory-limit=512M listen-backlog=50 request-timeout=2.5 graceful-timeout=0 \\\n\
-             inactivity-timeout=0 queue-timeout=45 socket-timeout=60 procesess=2 blah\n\
+             inactivity-timeout=0 queue-timeout=45 socket-timeout=60 procesess=2 blah cpu-priority=5\n\
          WSGIScriptAlias / /srv/x.wsgi process-group=example.com\n",
     );
     let g = &site.groups[0];
@@ -290,6 +290,7 @@ fn daemon_process_options() {
     want.timeouts.request = Some(Duration::from_millis(2500));
     want.timeouts.graceful = Some(Duration::ZERO);
     want.timeouts.queue = Some(Duration::from_secs(45));
+    want.cpu_priority = Some(5);
     assert_eq!(*g, want);
     let ignored: Vec<&Warning> = warnings
         .iter()

@@ -7,7 +7,7 @@ use super::group_hint;
 use super::reader::{Field, Span, Table};
 use crate::config::error::ConfigError;
 use crate::config::group_keys::{self, GROUP_KEYS, TIMEOUT_KEYS};
-use crate::config::model::{expand_display_name, Group, InterpreterGil, PythonChoice};
+use crate::config::model::{expand_display_name, CpuPolicy, Group, InterpreterGil, PythonChoice};
 use crate::config::names;
 
 /// `[groups.NAME]`, quoting the name when TOML would need it.
@@ -117,6 +117,18 @@ fn read_group(name: &str, t: &Table<'_>) -> Result<Group, ConfigError> {
             "own" => InterpreterGil::Own,
             _ => return Err(f.expected("\"shared\" or \"own\" (own needs Python 3.12 or later)")),
         });
+    }
+    if let Some(f) = t.get("cpu-policy") {
+        g.cpu_policy = Some(match f.str()? {
+            "batch" => CpuPolicy::Batch,
+            "normal" => CpuPolicy::Normal,
+            _ => return Err(f.expected("\"batch\" or \"normal\"")),
+        });
+    }
+    if let Some(f) = t.get("cpu-priority") {
+        const WHAT: &str = "a nice value from -20 to 19";
+        g.cpu_priority =
+            Some(group_keys::cpu_priority(f.integer(WHAT)?).map_err(|msg| f.expected(msg))?);
     }
     if let Some(f) = t.get("listen-backlog") {
         g.listen_backlog = Some(f.count(0)?);

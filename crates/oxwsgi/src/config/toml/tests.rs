@@ -306,6 +306,8 @@ interrupt-timeout = 0
             lang: Some("en_US.UTF-8".into()),
             locale: Some("C.UTF-8".into()),
             interpreter_gil: None,
+            cpu_policy: None,
+            cpu_priority: None,
         }
     );
 }
@@ -952,6 +954,21 @@ module = "b"
     let e = err("[groups.g]\ninterpreter-gil = \"mine\"");
     assert!(e.contains("interpreter-gil"), "{e}");
     assert!(e.contains("\"shared\" or \"own\""), "{e}");
+}
+
+#[test]
+fn cpu_policy_and_priority() {
+    let site = ok("[groups.g]\ncpu-policy = \"normal\"\ncpu-priority = 5\n\n[[mount]]\npath = \"/\"\nmodule = \"a\"\ngroup = \"g\"\n");
+    let g = site.groups.iter().find(|g| g.name == "g").unwrap();
+    assert_eq!(g.cpu_policy, Some(crate::config::model::CpuPolicy::Normal));
+    assert_eq!(g.cpu_priority, Some(5));
+    let e = err("[groups.g]\ncpu-policy = \"fifo\"");
+    assert!(
+        e.contains("cpu-policy") && e.contains("\"batch\" or \"normal\""),
+        "{e}"
+    );
+    let e = err("[groups.g]\ncpu-priority = 20");
+    assert!(e.contains("cpu-priority") && e.contains("-20 to 19"), "{e}");
 }
 
 #[test]
