@@ -3,6 +3,13 @@
 //! the daemon's last frame (or drains it if the client goes away), or a
 //! range of a static file read in bounded chunks.
 //!
+//! A daemon body may turn into a file mid-stream: a `ResponseFile` frame
+//! hands over a descriptor and a byte range ([`super::file_body`]). From
+//! then on the body reads that file, and the slot, which only has
+//! `ResponseEnd` left to say, goes back to the pool as soon as that frame is
+//! read (at once when it is already buffered, else by a small task), not
+//! when the file has been sent.
+//!
 //! A streamed daemon body obeys the request's `request-timeout` too: at the
 //! deadline the client connection is cut (the head is gone, so no 504 can be
 //! sent), the process is recycled with its stacks dumped, and the slot is
@@ -14,8 +21,10 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
-use oxwsgi_protocol::Kind;
+use oxwsgi_protocol::{Kind, ResponseFile};
+use tokio::sync::oneshot;
 
+use super::file_body::{FileRange, FileRangeError};
 use super::pool::Lease;
 use super::request_body::Pump;
 use super::slot::SlotError;
@@ -34,6 +43,8 @@ pub enum StreamError {
     File(std::io::Error),
     #[error("the static file ended {0} bytes early (truncated while being sent?)")]
     FileShort(u64),
+    #[error(transparent)]
+    PassedFile(#[from] FileRangeError),
 }
 
 /// How much of a static file is read per body frame.
@@ -55,6 +66,25 @@ enum Inner {
     Full(Option<Bytes>),
     Stream(SlotStream),
     File(FileStream),
+    Passed(PassedFile),
+}
+
+/// A daemon body that became a file range (`ResponseFile`).
+#[derive(Debug)]
+struct PassedFile {
+    range: FileRange,
+    /// How the rest of the exchange (the daemon's `ResponseEnd`) went.
+    tail: Tail,
+}
+
+/// The end of an exchange whose body is a passed file.
+#[derive(Debug)]
+enum Tail {
+    /// Ended well, or its outcome was already reported.
+    Done,
+    /// Read by a task; it reports a failure (an abort after the file, a
+    /// broken slot, request-timeout) here.
+    Reading(oneshot::Receiver<StreamError>),
 }
 
 #[derive(Debug)]
@@ -169,6 +199,12 @@ async fn finish(mut lease: Lease, pump: Option<Pump>, response_done: bool) {
             match lease.slot().read_frame().await {
                 Ok((Kind::ResponseEnd | Kind::ResponseAbort, _)) => break,
                 Ok((Kind::ResponseHead | Kind::ResponseBody, _)) => {}
+                Ok((Kind::ResponseFile, _)) => {
+                    // Nobody will send it: close the file now.
+                    if lease.slot().take_passed_fd().is_err() {
+                        return;
+                    }
+                }
                 Ok(_) | Err(_) => return,
             }
         }
@@ -180,6 +216,134 @@ impl SlotStream {
     fn end(&mut self) {
         if let Some(lease) = self.lease.take() {
             ResponseBody::release_after_end(lease, self.pump.take());
+        }
+    }
+}
+
+impl SlotStream {
+    /// After a `ResponseFile` frame (`payload`): claims its descriptor and
+    /// lets the rest of the exchange run on its own.
+    fn hand_over_file(&mut self, payload: &[u8]) -> Result<PassedFile, SlotError> {
+        let Some(lease) = self.lease.as_mut() else {
+            return Err(SlotError::Closed);
+        };
+        let ResponseFile { offset, length } = ResponseFile::decode(payload)?;
+        let fd = lease.slot().take_passed_fd()?;
+        let range = FileRange::new(std::fs::File::from(fd), offset, length);
+        let tail = match self.lease.take() {
+            Some(lease) => Tail::start(lease, self.pump.take(), self.deadline.take()),
+            None => Tail::Done,
+        };
+        Ok(PassedFile { range, tail })
+    }
+}
+
+impl Tail {
+    /// Reads the daemon's last frame: right here when it is already
+    /// buffered (the usual case), else in a task, so the slot goes back to
+    /// the pool as soon as it arrives, however slowly the client reads.
+    fn start(
+        mut lease: Lease,
+        pump: Option<Pump>,
+        deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    ) -> Self {
+        if pump.is_none() {
+            match lease.slot().take_buffered_frame() {
+                Ok(Some(frame)) => {
+                    return match settle(lease, None, Ok(frame)) {
+                        Ok(()) => Tail::Done,
+                        Err(error) => Tail::failed(error),
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => return Tail::failed(error.into()),
+            }
+        }
+        let (report, reading) = oneshot::channel();
+        tokio::spawn(async move {
+            let read = async {
+                let frame = lease.slot().read_frame().await;
+                settle(lease, pump, frame)
+            };
+            let ended = match deadline {
+                None => read.await,
+                Some(deadline) => {
+                    tokio::select! {
+                        ended = read => ended,
+                        () = deadline => Err(StreamError::Timeout),
+                    }
+                }
+            };
+            if let Err(error) = ended {
+                let _ = report.send(error);
+            }
+        });
+        Tail::Reading(reading)
+    }
+
+    /// A tail that already failed, reported at the next chunk.
+    fn failed(error: StreamError) -> Self {
+        let (report, reading) = oneshot::channel();
+        let _ = report.send(error);
+        Tail::Reading(reading)
+    }
+
+    /// A failure reported by the tail, if any so far.
+    fn poll_failure(&mut self, cx: &mut Context<'_>) -> Option<StreamError> {
+        let Tail::Reading(reading) = self else {
+            return None;
+        };
+        match Pin::new(reading).poll(cx) {
+            Poll::Pending => None,
+            Poll::Ready(Ok(error)) => {
+                *self = Tail::Done;
+                Some(error)
+            }
+            // The task ended without a failure.
+            Poll::Ready(Err(_)) => {
+                *self = Tail::Done;
+                None
+            }
+        }
+    }
+}
+
+/// Ends an exchange on the frame after `ResponseFile`: `ResponseEnd` gives
+/// the slot back; `ResponseAbort` too, as a failure; anything else leaves it
+/// broken (the lease is dropped).
+fn settle(
+    lease: Lease,
+    pump: Option<Pump>,
+    frame: Result<(Kind, BytesMut), SlotError>,
+) -> Result<(), StreamError> {
+    match frame? {
+        (Kind::ResponseEnd, _) => {
+            ResponseBody::release_after_end(lease, pump);
+            Ok(())
+        }
+        (Kind::ResponseAbort, payload) => {
+            ResponseBody::release_after_end(lease, pump);
+            Err(StreamError::App(
+                String::from_utf8_lossy(&payload).into_owned(),
+            ))
+        }
+        (other, _) => Err(SlotError::Unexpected(other).into()),
+    }
+}
+
+impl PassedFile {
+    fn poll_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
+        if let Some(error) = self.tail.poll_failure(cx) {
+            return Poll::Ready(Some(Err(error)));
+        }
+        match self.range.poll_chunk(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
         }
     }
 }
@@ -217,6 +381,7 @@ impl Body for ResponseBody {
             Inner::Full(bytes) => bytes.is_none(),
             Inner::Stream(stream) => stream.lease.is_none(),
             Inner::File(file) => file.remaining == 0,
+            Inner::Passed(passed) => passed.range.remaining() == 0,
         }
     }
 
@@ -226,6 +391,7 @@ impl Body for ResponseBody {
             Inner::Full(None) => SizeHint::with_exact(0),
             Inner::Stream(_) => SizeHint::default(),
             Inner::File(file) => SizeHint::with_exact(file.remaining),
+            Inner::Passed(passed) => SizeHint::with_exact(passed.range.remaining()),
         }
     }
 }
@@ -239,6 +405,7 @@ impl ResponseBody {
             Inner::Full(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Inner::Stream(stream) => stream,
             Inner::File(file) => return file.poll_chunk(cx),
+            Inner::Passed(passed) => return passed.poll_chunk(cx),
         };
         if stream.lease.is_none() {
             return Poll::Ready(None);
@@ -279,6 +446,16 @@ impl ResponseBody {
                     let message = String::from_utf8_lossy(&payload).into_owned();
                     Poll::Ready(Some(Err(StreamError::App(message))))
                 }
+                Kind::ResponseFile => match stream.hand_over_file(&payload) {
+                    Ok(passed) => {
+                        self.inner = Inner::Passed(passed);
+                        self.poll_inner(cx)
+                    }
+                    Err(error) => {
+                        stream.lease = None;
+                        Poll::Ready(Some(Err(error.into())))
+                    }
+                },
                 other => {
                     stream.lease = None;
                     Poll::Ready(Some(Err(SlotError::Unexpected(other).into())))

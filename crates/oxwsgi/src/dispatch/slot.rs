@@ -1,13 +1,18 @@
 //! One slot: the front's end of the persistent Unix-socket connection to one
-//! daemon worker thread, with frame-level reads and writes.
+//! daemon worker thread, with frame-level reads and writes. The socket is
+//! read with `recvmsg`, so descriptors the daemon passes (a `ResponseFile`
+//! frame's file) are kept until their frame claims them
+//! ([`Slot::take_passed_fd`]); see [`super::passed_fds`].
 
 use bytes::{Buf, Bytes, BytesMut};
 use oxwsgi_protocol::{parse_header, FrameHeader, Kind, ProtocolError, HEADER_LEN};
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use tokio::io::AsyncWriteExt;
+use std::os::fd::{AsFd, OwnedFd};
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
+
+use super::passed_fds::{recv_into, ControlBuffer, FdQueue};
 
 /// Failure on a slot connection. Any of these makes the slot unusable.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +25,8 @@ pub enum SlotError {
     Protocol(#[from] ProtocolError),
     #[error("unexpected {0:?} frame from the daemon")]
     Unexpected(Kind),
+    #[error("the daemon sent a file frame without its descriptor")]
+    MissingFd,
 }
 
 /// The least free space offered to one read from the socket.
@@ -52,6 +59,10 @@ pub struct Slot {
     grown: bool,
     /// Where the next request's frames are encoded, kept between requests.
     write_buf: Vec<u8>,
+    /// Descriptors received and not yet claimed by their frame.
+    fds: FdQueue,
+    /// `recvmsg`'s control-message buffer, kept between reads.
+    control: ControlBuffer,
     /// The supervisor's id of the owning process (not the pid: pids repeat).
     pub process: ProcessId,
     /// The daemon's pid, from its `Hello`.
@@ -69,6 +80,8 @@ impl Slot {
             buf: BytesMut::with_capacity(INITIAL_BUFFER),
             grown: false,
             write_buf: Vec::new(),
+            fds: FdQueue::default(),
+            control: ControlBuffer::default(),
             process,
             pid: 0,
             index: 0,
@@ -131,13 +144,52 @@ impl Slot {
             if self.buf.capacity() - self.buf.len() < MIN_READ {
                 self.buf.reserve(MIN_READ * 2);
             }
-            match tokio_util::io::poll_read_buf(Pin::new(&mut self.reader), cx, &mut self.buf) {
+            match self.poll_recv(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(SlotError::Closed)),
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
             }
         }
+    }
+
+    /// Reads what the socket has into the read buffer's spare capacity,
+    /// queueing any descriptors that came with it.
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        let stream: &UnixStream = self.reader.as_ref();
+        loop {
+            ready!(stream.poll_read_ready(cx))?;
+            let received = stream.try_io(Interest::READABLE, || {
+                recv_into(
+                    stream.as_fd(),
+                    &mut self.buf,
+                    &mut self.control,
+                    &mut self.fds,
+                )
+            });
+            match received {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    /// The descriptor that came with the `ResponseFile` frame just read.
+    /// Call it once per such frame: a frame without its descriptor is
+    /// [`SlotError::MissingFd`].
+    pub fn take_passed_fd(&mut self) -> Result<OwnedFd, SlotError> {
+        self.fds.pop().ok_or(SlotError::MissingFd)
+    }
+
+    /// At the end of a response: closes descriptors no frame claimed (a
+    /// daemon passes one per `ResponseFile`, so there are none unless a
+    /// frame was skipped or the daemon misbehaved).
+    fn close_unclaimed_fds(&mut self) {
+        if self.fds.is_empty() {
+            return;
+        }
+        let closed = self.fds.clear();
+        tracing::debug!(closed, "closed descriptors no response frame claimed");
     }
 
     /// Takes a whole response body if every frame up to `ResponseEnd` is
@@ -170,6 +222,7 @@ impl Slot {
                 let body = self.buf.split_to(*len).freeze();
                 self.buf.advance(offset - start - len);
                 self.shed_grown_buffer();
+                self.close_unclaimed_fds();
                 return Ok(Some(body));
             }
             pieces => {
@@ -182,6 +235,7 @@ impl Slot {
         };
         self.buf.advance(offset);
         self.shed_grown_buffer();
+        self.close_unclaimed_fds();
         Ok(Some(body))
     }
 
@@ -199,6 +253,9 @@ impl Slot {
         self.buf.advance(HEADER_LEN);
         let payload = self.buf.split_to(len);
         self.shed_grown_buffer();
+        if matches!(kind, Kind::ResponseEnd | Kind::ResponseAbort) {
+            self.close_unclaimed_fds();
+        }
         Ok(Some((kind, payload)))
     }
 
