@@ -157,3 +157,19 @@ def test_no_descriptor_leak(fwsrv, files):
     assert wait_for(lambda: fd_count(daemon) <= daemon_before, timeout=10), (
         f"daemon descriptors {daemon_before} -> {fd_count(daemon)}"
     )
+
+
+def test_file_wrapper_answering_a_streamed_request_body(fwsrv, files):
+    """A request body over 64 KiB streams while the response is read; the
+    app answers with a file without reading it. The next request on the
+    connection, and the slot, still work."""
+    path = files / "post.bin"
+    data = data_file(path, 2 * MiB + 3)
+    target = "/fw/file?path=" + quote(str(path))
+    with oxhttp.Conn(fwsrv.port) as c:
+        for _ in range(3):
+            c.send(oxhttp.build_request("POST", target, body=b"u" * (3 * MiB)))
+            r = c.read_response("POST", timeout=30)
+            assert r.status == 200 and r.body == data
+        c.send(oxhttp.build_request("GET", "/fw/hello"))
+        assert c.read_response(timeout=10).body == b"hello"

@@ -261,17 +261,22 @@ impl Tail {
         }
         let (report, reading) = oneshot::channel();
         tokio::spawn(async move {
-            let read = async {
-                let frame = lease.slot().read_frame().await;
-                settle(lease, pump, frame)
+            let frame = match deadline {
+                None => Some(lease.slot().read_frame().await),
+                Some(deadline) => tokio::select! {
+                    frame = lease.slot().read_frame() => Some(frame),
+                    () = deadline => None,
+                },
             };
-            let ended = match deadline {
-                None => read.await,
-                Some(deadline) => {
-                    tokio::select! {
-                        ended = read => ended,
-                        () = deadline => Err(StreamError::Timeout),
-                    }
+            let ended = match frame {
+                Some(frame) => settle(lease, pump, frame),
+                None => {
+                    tracing::error!(
+                        "request-timeout exceeded before the daemon ended a file response"
+                    );
+                    lease.timed_out();
+                    ResponseBody::finish_in_background(lease, pump);
+                    Err(StreamError::Timeout)
                 }
             };
             if let Err(error) = ended {

@@ -283,6 +283,7 @@ impl Slot {
 mod tests {
     use super::*;
     use oxwsgi_protocol::encode_frame;
+    use std::time::Duration;
     use tokio::io::AsyncWriteExt;
 
     #[tokio::test]
@@ -307,6 +308,108 @@ mod tests {
         let (kind, _) = slot.read_frame().await.unwrap();
         assert_eq!(kind, Kind::ResponseEnd);
         drop(writer.await.unwrap());
+    }
+
+    /// Sends `frames` from the daemon end with `fd` attached, as the
+    /// worker does for a `ResponseFile`.
+    fn send_with_fd(daemon: &UnixStream, frames: &[u8], fd: std::os::fd::RawFd) {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+        use std::os::fd::AsRawFd;
+        let fds = [fd];
+        let sent = sendmsg::<()>(
+            daemon.as_raw_fd(),
+            &[std::io::IoSlice::new(frames)],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(sent, frames.len());
+    }
+
+    /// Whether every write end of the pipe whose read end is `read` is
+    /// closed (a non-blocking read then sees EOF instead of `EAGAIN`).
+    fn write_ends_closed(read: &std::os::fd::OwnedFd) -> bool {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        use std::io::Read;
+        fcntl(read, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
+        let mut file = std::fs::File::from(read.try_clone().unwrap());
+        match file.read(&mut [0u8; 1]) {
+            Ok(0) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            other => panic!("unexpected read from the pipe: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_frame_claims_the_descriptor_sent_with_it() {
+        use oxwsgi_protocol::ResponseFile;
+        let (front, daemon) = UnixStream::pair().unwrap();
+        let mut slot = Slot::new(front, 1);
+        let (read, write) = nix::unistd::pipe().unwrap();
+        let mut frames = Vec::new();
+        ResponseFile {
+            offset: 3,
+            length: 9,
+        }
+        .encode(&mut frames);
+        send_with_fd(&daemon, &frames, std::os::fd::AsRawFd::as_raw_fd(&write));
+        drop(write);
+        let (kind, payload) = slot.read_frame().await.unwrap();
+        assert_eq!(kind, Kind::ResponseFile);
+        assert_eq!(
+            ResponseFile::decode(&payload).unwrap(),
+            ResponseFile {
+                offset: 3,
+                length: 9
+            }
+        );
+        let claimed = slot.take_passed_fd().unwrap();
+        assert!(!write_ends_closed(&read));
+        drop(claimed);
+        assert!(write_ends_closed(&read));
+        assert!(matches!(slot.take_passed_fd(), Err(SlotError::MissingFd)));
+    }
+
+    #[tokio::test]
+    async fn unclaimed_descriptors_close_at_the_end_of_the_response() {
+        let (front, daemon) = UnixStream::pair().unwrap();
+        let mut slot = Slot::new(front, 1);
+        let (read, write) = nix::unistd::pipe().unwrap();
+        let mut frames = Vec::new();
+        encode_frame(&mut frames, Kind::ResponseBody, b"stray");
+        send_with_fd(&daemon, &frames, std::os::fd::AsRawFd::as_raw_fd(&write));
+        drop(write);
+        let (kind, _) = slot.read_frame().await.unwrap();
+        assert_eq!(kind, Kind::ResponseBody);
+        assert!(!write_ends_closed(&read), "queued until the response ends");
+        let mut end = Vec::new();
+        encode_frame(&mut end, Kind::ResponseEnd, &[]);
+        daemon.try_write(&end).unwrap();
+        let (kind, _) = slot.read_frame().await.unwrap();
+        assert_eq!(kind, Kind::ResponseEnd);
+        assert!(write_ends_closed(&read));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_slot_closes_its_queued_descriptors() {
+        let (front, daemon) = UnixStream::pair().unwrap();
+        let mut slot = Slot::new(front, 1);
+        let (read, write) = nix::unistd::pipe().unwrap();
+        let mut frames = Vec::new();
+        encode_frame(&mut frames, Kind::ResponseHead, b"x");
+        send_with_fd(
+            &daemon,
+            &frames[..3],
+            std::os::fd::AsRawFd::as_raw_fd(&write),
+        );
+        drop(write);
+        // Half a frame: the read takes the descriptor and waits for more.
+        let pending = tokio::time::timeout(Duration::from_millis(50), slot.read_frame()).await;
+        assert!(pending.is_err());
+        assert!(!write_ends_closed(&read));
+        drop(slot);
+        assert!(write_ends_closed(&read));
     }
 
     #[tokio::test]
