@@ -1,7 +1,13 @@
-//! A byte range of a file a daemon passed with a `ResponseFile` frame,
-//! read for hyper in large chunks with `pread` on tokio's blocking pool, one
-//! chunk ahead of what hyper has taken, so reading the next chunk overlaps
-//! writing the last one.
+//! A byte range of a file a daemon passed with a `ResponseFile` frame, read
+//! for hyper in large chunks.
+//!
+//! Each chunk is first read right on the runtime thread with
+//! `preadv2(RWF_NOWAIT)`, which only copies what is already in the page
+//! cache and never waits for the disk; only when nothing is cached (or the
+//! file system cannot do `RWF_NOWAIT`) does the chunk go to tokio's blocking
+//! pool as a plain `pread`. Served files are usually cached, and handing
+//! every chunk to the pool cost more (a thread wake-up per chunk) than the
+//! copy itself; the kernel's read-ahead keeps sequential reads cached.
 //!
 //! `pread`, not `read`: the descriptor is a duplicate of the application's
 //! own, so it shares its file offset; moving that offset could disturb an
@@ -13,16 +19,17 @@
 
 use std::fs::File;
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use rustix::io::{preadv2, Errno, ReadWriteFlags};
 use tokio::task::JoinHandle;
 
-/// Bytes read per chunk (one `pread`, one body frame for hyper).
+/// Bytes read per chunk (at most one body frame for hyper).
 pub(super) const CHUNK: usize = 256 * 1024;
 
 /// Why a passed file could not be sent in full.
@@ -38,30 +45,46 @@ pub enum FileRangeError {
 #[derive(Debug)]
 pub(super) struct FileRange {
     file: Arc<File>,
-    /// Where the next chunk to request starts.
-    next_offset: u64,
-    /// Bytes not yet requested from the blocking pool.
-    unrequested: u64,
+    /// Where the next chunk starts.
+    offset: u64,
     /// Bytes not yet handed out.
     remaining: u64,
-    /// The chunk being read, if any.
+    /// Whether `RWF_NOWAIT` reads may be tried (not after the file system
+    /// refused one).
+    nowait: bool,
+    /// The chunk being read on the blocking pool, if any.
     pending: Option<JoinHandle<io::Result<Bytes>>>,
+    /// A failure found but not reported yet (see [`FileRange::fail`]).
+    failure: Option<FileRangeError>,
+}
+
+/// What a cache-only read found.
+enum Cached {
+    /// Bytes that were cached (empty at the end of the file).
+    Read(Bytes),
+    /// Nothing cached, or no `RWF_NOWAIT` here: read on the pool.
+    Miss,
 }
 
 impl FileRange {
     pub(super) fn new(file: File, offset: u64, length: u64) -> Self {
         Self {
             file: Arc::new(file),
-            next_offset: offset,
-            unrequested: length,
+            offset,
             remaining: length,
+            nowait: true,
             pending: None,
+            failure: None,
         }
     }
 
     /// Bytes still to send.
     pub(super) fn remaining(&self) -> u64 {
         self.remaining
+    }
+
+    fn next_len(&self) -> usize {
+        usize::try_from(self.remaining).map_or(CHUNK, |n| n.min(CHUNK))
     }
 
     /// The next chunk; `None` once `length` bytes went out. A file that
@@ -71,51 +94,96 @@ impl FileRange {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, FileRangeError>>> {
+        if let Some(error) = self.failure.take() {
+            self.remaining = 0;
+            return Poll::Ready(Some(Err(error)));
+        }
         if self.remaining == 0 {
             return Poll::Ready(None);
         }
-        if self.pending.is_none() {
-            self.request_next();
-        }
-        let Some(pending) = self.pending.as_mut() else {
-            return Poll::Ready(None);
+        let read = match self.pending.as_mut() {
+            Some(pending) => match Pin::new(pending).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(read)) => {
+                    self.pending = None;
+                    read
+                }
+                Poll::Ready(Err(join)) => {
+                    self.pending = None;
+                    Err(io::Error::other(join))
+                }
+            },
+            None if self.nowait => match self.read_cached() {
+                Ok(Cached::Read(chunk)) => Ok(chunk),
+                Ok(Cached::Miss) => return self.read_on_pool(cx),
+                Err(error) => Err(error),
+            },
+            None => return self.read_on_pool(cx),
         };
-        let read = match Pin::new(pending).poll(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(read) => read,
-        };
-        self.pending = None;
         let chunk = match read {
-            Ok(Ok(chunk)) => chunk,
-            Ok(Err(error)) => return self.fail(error.into()),
-            Err(join) => return self.fail(io::Error::other(join).into()),
+            Ok(chunk) => chunk,
+            Err(error) => return self.fail(error.into(), cx),
         };
         if chunk.is_empty() {
-            return self.fail(FileRangeError::Short(self.remaining));
+            return self.fail(FileRangeError::Short(self.remaining), cx);
         }
-        self.remaining = self.remaining.saturating_sub(chunk.len() as u64);
-        if self.unrequested > 0 {
-            self.request_next();
-        }
+        let n = chunk.len() as u64;
+        self.offset += n;
+        self.remaining = self.remaining.saturating_sub(n);
         Poll::Ready(Some(Ok(chunk)))
     }
 
-    fn fail(&mut self, error: FileRangeError) -> Poll<Option<Result<Bytes, FileRangeError>>> {
-        self.remaining = 0;
-        self.unrequested = 0;
-        Poll::Ready(Some(Err(error)))
+    /// Reports `error` at the next poll, not this one: hyper flushes what
+    /// it has buffered (the head and the chunks sent so far) before it polls
+    /// again, whereas an error right away would make it drop the connection
+    /// with those bytes unsent, and the client would get no response at all
+    /// instead of a short one.
+    fn fail(
+        &mut self,
+        error: FileRangeError,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, FileRangeError>>> {
+        self.failure = Some(error);
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
-    /// Starts reading the next chunk on the blocking pool.
-    fn request_next(&mut self) {
-        let want = usize::try_from(self.unrequested).map_or(CHUNK, |n| n.min(CHUNK));
-        let offset = self.next_offset;
-        self.next_offset += want as u64;
-        self.unrequested -= want as u64;
-        let file = Arc::clone(&self.file);
+    /// Reads what of the next chunk is in the page cache, without blocking.
+    fn read_cached(&mut self) -> io::Result<Cached> {
+        let mut buf = vec![0u8; self.next_len()];
+        loop {
+            let read = preadv2(
+                &*self.file,
+                &mut [IoSliceMut::new(&mut buf)],
+                self.offset,
+                ReadWriteFlags::NOWAIT,
+            );
+            return match read {
+                Ok(n) => {
+                    buf.truncate(n);
+                    Ok(Cached::Read(Bytes::from(buf)))
+                }
+                Err(Errno::INTR) => continue,
+                Err(Errno::AGAIN) => Ok(Cached::Miss),
+                Err(Errno::NOTSUP | Errno::INVAL | Errno::NOSYS) => {
+                    self.nowait = false;
+                    Ok(Cached::Miss)
+                }
+                Err(errno) => Err(errno.into()),
+            };
+        }
+    }
+
+    /// Starts reading the next chunk on the blocking pool and polls it.
+    fn read_on_pool(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, FileRangeError>>> {
+        let (file, offset, want) = (Arc::clone(&self.file), self.offset, self.next_len());
         self.pending = Some(tokio::task::spawn_blocking(move || {
             read_chunk(&file, offset, want)
         }));
+        self.poll_chunk(cx)
     }
 }
 
@@ -167,12 +235,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_short_file_is_an_error_not_a_hang() {
-        let data = vec![1u8; CHUNK + 10];
-        let range = FileRange::new(file_of(&data), 0, (CHUNK * 3) as u64);
+    async fn reads_on_the_pool_without_nowait() {
+        let data: Vec<u8> = (0..CHUNK + 10).map(|i| (i % 13) as u8).collect();
+        let mut range = FileRange::new(file_of(&data), 5, (data.len() - 5) as u64);
+        range.nowait = false;
         let (got, error) = collect(range).await;
-        assert_eq!(got.len(), CHUNK + 10);
-        assert!(matches!(error, Some(FileRangeError::Short(n)) if n == (2 * CHUNK - 10) as u64));
+        assert!(error.is_none());
+        assert_eq!(got, &data[5..]);
+    }
+
+    #[tokio::test]
+    async fn a_short_file_is_an_error_not_a_hang() {
+        for nowait in [true, false] {
+            let data = vec![1u8; CHUNK + 10];
+            let mut range = FileRange::new(file_of(&data), 0, (CHUNK * 3) as u64);
+            range.nowait = nowait;
+            let (got, error) = collect(range).await;
+            assert_eq!(got.len(), CHUNK + 10);
+            assert!(
+                matches!(error, Some(FileRangeError::Short(n)) if n == (2 * CHUNK - 10) as u64)
+            );
+        }
     }
 
     #[tokio::test]
