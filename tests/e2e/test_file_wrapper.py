@@ -128,6 +128,24 @@ def test_a_file_that_shrinks_ends_the_response_truncated(fwsrv, files):
     assert r.content == b"hello"
 
 
+def test_close_failing_after_the_file_was_handed_over(fwsrv, files):
+    """The result's close() raises once the daemon has passed the file on:
+    the traceback is logged, the file still arrives whole (as when the
+    daemon sent body frames before the failing close()), and the slot and
+    the connection serve on."""
+    path = files / "close-raises.bin"
+    data = data_file(path, MiB + 17)
+    mark = fwsrv.stderr_mark()
+    with oxhttp.Conn(fwsrv.port) as c:
+        for _ in range(2):
+            c.send(oxhttp.build_request("GET", "/fw/close-raises?path=" + quote(str(path))))
+            r = c.read_response(timeout=30)
+            assert r.status == 200 and r.body == data
+        c.send(oxhttp.build_request("GET", "/fw/hello"))
+        assert c.read_response(timeout=10).body == b"hello"
+    fwsrv.wait_stderr("close() failing on purpose", mark=mark)
+
+
 def test_no_descriptor_leak(fwsrv, files):
     """Many file_wrapper responses, some abandoned by their client, leave
     the front's and the daemon's descriptor counts where they were."""

@@ -5,6 +5,8 @@
                                           Content-Length = size - N
   GET /shrink?path=P                      file_wrapper over P whose close()
                                           truncates P to 1000 bytes
+  GET /close-raises?path=P                file_wrapper over P whose close()
+                                          raises after closing the file
   GET /hello                              [b"hello"]
 """
 
@@ -20,6 +22,14 @@ class Shrinking(io.FileIO):
         if not self.closed:
             os.truncate(self.name, 1000)
         super().close()
+
+
+class RaisingOnClose(io.FileIO):
+    """A file whose close() fails (after it did close)."""
+
+    def close(self):
+        super().close()
+        raise RuntimeError("close() failing on purpose")
 
 
 def application(environ, start_response):
@@ -40,6 +50,12 @@ def application(environ, start_response):
 
     if path == "/shrink":
         f = Shrinking(q["path"], "rb")
+        size = os.fstat(f.fileno()).st_size
+        start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(size))])
+        return environ["wsgi.file_wrapper"](f, 65536)
+
+    if path == "/close-raises":
+        f = RaisingOnClose(q["path"], "rb")
         size = os.fstat(f.fileno()).st_size
         start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(size))])
         return environ["wsgi.file_wrapper"](f, 65536)

@@ -8,7 +8,9 @@
 //! then on the body reads that file, and the slot, which only has
 //! `ResponseEnd` left to say, goes back to the pool as soon as that frame is
 //! read (at once when it is already buffered, else by a small task), not
-//! when the file has been sent.
+//! when the file has been sent. What that last frame says no longer changes
+//! the body: the daemon has handed all of it over, just as on a streamed
+//! body an abort from the app's `close()` comes after the last body frame.
 //!
 //! A streamed daemon body obeys the request's `request-timeout` too: at the
 //! deadline the client connection is cut (the head is gone, so no 504 can be
@@ -22,7 +24,6 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
 use oxwsgi_protocol::{Kind, ResponseFile};
-use tokio::sync::oneshot;
 
 use super::file_body::{FileRange, FileRangeError};
 use super::pool::Lease;
@@ -66,25 +67,8 @@ enum Inner {
     Full(Option<Bytes>),
     Stream(SlotStream),
     File(FileStream),
-    Passed(PassedFile),
-}
-
-/// A daemon body that became a file range (`ResponseFile`).
-#[derive(Debug)]
-struct PassedFile {
-    range: FileRange,
-    /// How the rest of the exchange (the daemon's `ResponseEnd`) went.
-    tail: Tail,
-}
-
-/// The end of an exchange whose body is a passed file.
-#[derive(Debug)]
-enum Tail {
-    /// Ended well, or its outcome was already reported.
-    Done,
-    /// Read by a task; it reports a failure (an abort after the file, a
-    /// broken slot, request-timeout) here.
-    Reading(oneshot::Receiver<StreamError>),
+    /// A daemon body that became a file range (`ResponseFile`).
+    Passed(FileRange),
 }
 
 #[derive(Debug)]
@@ -223,133 +207,71 @@ impl SlotStream {
 impl SlotStream {
     /// After a `ResponseFile` frame (`payload`): claims its descriptor and
     /// lets the rest of the exchange run on its own.
-    fn hand_over_file(&mut self, payload: &[u8]) -> Result<PassedFile, SlotError> {
+    fn hand_over_file(&mut self, payload: &[u8]) -> Result<FileRange, SlotError> {
         let Some(lease) = self.lease.as_mut() else {
             return Err(SlotError::Closed);
         };
         let ResponseFile { offset, length } = ResponseFile::decode(payload)?;
         let fd = lease.slot().take_passed_fd()?;
-        let range = FileRange::new(std::fs::File::from(fd), offset, length);
-        let tail = match self.lease.take() {
-            Some(lease) => Tail::start(lease, self.pump.take(), self.deadline.take()),
-            None => Tail::Done,
-        };
-        Ok(PassedFile { range, tail })
+        if let Some(lease) = self.lease.take() {
+            end_after_file(lease, self.pump.take(), self.deadline.take());
+        }
+        Ok(FileRange::new(std::fs::File::from(fd), offset, length))
     }
 }
 
-impl Tail {
-    /// Reads the daemon's last frame: right here when it is already
-    /// buffered (the usual case), else in a task, so the slot goes back to
-    /// the pool as soon as it arrives, however slowly the client reads.
-    fn start(
-        mut lease: Lease,
-        pump: Option<Pump>,
-        deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-    ) -> Self {
-        if pump.is_none() {
-            match lease.slot().take_buffered_frame() {
-                Ok(Some(frame)) => {
-                    return match settle(lease, None, Ok(frame)) {
-                        Ok(()) => Tail::Done,
-                        Err(error) => Tail::failed(error),
-                    }
-                }
-                Ok(None) => {}
-                Err(error) => return Tail::failed(error.into()),
-            }
-        }
-        let (report, reading) = oneshot::channel();
-        tokio::spawn(async move {
-            let frame = match deadline {
-                None => Some(lease.slot().read_frame().await),
-                Some(deadline) => tokio::select! {
-                    frame = lease.slot().read_frame() => Some(frame),
-                    () = deadline => None,
-                },
-            };
-            let ended = match frame {
-                Some(frame) => settle(lease, pump, frame),
-                None => {
-                    tracing::error!(
-                        "request-timeout exceeded before the daemon ended a file response"
-                    );
-                    lease.timed_out();
-                    ResponseBody::finish_in_background(lease, pump);
-                    Err(StreamError::Timeout)
-                }
-            };
-            if let Err(error) = ended {
-                let _ = report.send(error);
-            }
-        });
-        Tail::Reading(reading)
-    }
-
-    /// A tail that already failed, reported at the next chunk.
-    fn failed(error: StreamError) -> Self {
-        let (report, reading) = oneshot::channel();
-        let _ = report.send(error);
-        Tail::Reading(reading)
-    }
-
-    /// A failure reported by the tail, if any so far.
-    fn poll_failure(&mut self, cx: &mut Context<'_>) -> Option<StreamError> {
-        let Tail::Reading(reading) = self else {
-            return None;
-        };
-        match Pin::new(reading).poll(cx) {
-            Poll::Pending => None,
-            Poll::Ready(Ok(error)) => {
-                *self = Tail::Done;
-                Some(error)
-            }
-            // The task ended without a failure.
-            Poll::Ready(Err(_)) => {
-                *self = Tail::Done;
-                None
-            }
-        }
-    }
-}
-
-/// Ends an exchange on the frame after `ResponseFile`: `ResponseEnd` gives
-/// the slot back; `ResponseAbort` too, as a failure; anything else leaves it
-/// broken (the lease is dropped).
-fn settle(
-    lease: Lease,
+/// Reads the daemon's last frame after a `ResponseFile`: right here when it
+/// is already buffered (the usual case), else in a task, so the slot goes
+/// back to the pool as soon as it arrives, however slowly the client takes
+/// the file. The daemon still answers to `request-timeout` meanwhile.
+fn end_after_file(
+    mut lease: Lease,
     pump: Option<Pump>,
-    frame: Result<(Kind, BytesMut), SlotError>,
-) -> Result<(), StreamError> {
-    match frame? {
-        (Kind::ResponseEnd, _) => {
-            ResponseBody::release_after_end(lease, pump);
-            Ok(())
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+) {
+    if pump.is_none() {
+        match lease.slot().take_buffered_frame() {
+            Ok(Some(frame)) => return settle(lease, None, Ok(frame)),
+            Ok(None) => {}
+            Err(error) => return settle(lease, None, Err(error)),
         }
-        (Kind::ResponseAbort, payload) => {
-            ResponseBody::release_after_end(lease, pump);
-            Err(StreamError::App(
-                String::from_utf8_lossy(&payload).into_owned(),
-            ))
-        }
-        (other, _) => Err(SlotError::Unexpected(other).into()),
     }
+    tokio::spawn(async move {
+        let frame = match deadline {
+            None => Some(lease.slot().read_frame().await),
+            Some(deadline) => tokio::select! {
+                frame = lease.slot().read_frame() => Some(frame),
+                () = deadline => None,
+            },
+        };
+        match frame {
+            Some(frame) => settle(lease, pump, frame),
+            None => {
+                tracing::error!("request-timeout exceeded before the daemon ended a file response");
+                lease.timed_out();
+                ResponseBody::finish_in_background(lease, pump);
+            }
+        }
+    });
 }
 
-impl PassedFile {
-    fn poll_chunk(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
-        if let Some(error) = self.tail.poll_failure(cx) {
-            return Poll::Ready(Some(Err(error)));
+/// Ends an exchange on the frame after `ResponseFile`: `ResponseEnd` (or
+/// `ResponseAbort`, which the daemon has logged) gives the slot back;
+/// anything else leaves it broken (the lease is dropped).
+fn settle(lease: Lease, pump: Option<Pump>, frame: Result<(Kind, BytesMut), SlotError>) {
+    match frame {
+        Ok((Kind::ResponseEnd, _)) => ResponseBody::release_after_end(lease, pump),
+        Ok((Kind::ResponseAbort, payload)) => {
+            tracing::debug!(
+                "application failed after handing over its file: {}",
+                String::from_utf8_lossy(&payload)
+            );
+            ResponseBody::release_after_end(lease, pump);
         }
-        match self.range.poll_chunk(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
-            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
+        Ok((other, _)) => {
+            tracing::warn!("{}", SlotError::Unexpected(other));
         }
+        Err(error) => tracing::warn!("after a file response: {error}"),
     }
 }
 
@@ -386,7 +308,7 @@ impl Body for ResponseBody {
             Inner::Full(bytes) => bytes.is_none(),
             Inner::Stream(stream) => stream.lease.is_none(),
             Inner::File(file) => file.remaining == 0,
-            Inner::Passed(passed) => passed.range.remaining() == 0,
+            Inner::Passed(range) => range.remaining() == 0,
         }
     }
 
@@ -396,7 +318,7 @@ impl Body for ResponseBody {
             Inner::Full(None) => SizeHint::with_exact(0),
             Inner::Stream(_) => SizeHint::default(),
             Inner::File(file) => SizeHint::with_exact(file.remaining),
-            Inner::Passed(passed) => SizeHint::with_exact(passed.range.remaining()),
+            Inner::Passed(range) => SizeHint::with_exact(range.remaining()),
         }
     }
 }
@@ -410,7 +332,14 @@ impl ResponseBody {
             Inner::Full(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Inner::Stream(stream) => stream,
             Inner::File(file) => return file.poll_chunk(cx),
-            Inner::Passed(passed) => return passed.poll_chunk(cx),
+            Inner::Passed(range) => {
+                return match range.poll_chunk(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                    Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
+                }
+            }
         };
         if stream.lease.is_none() {
             return Poll::Ready(None);
@@ -452,8 +381,8 @@ impl ResponseBody {
                     Poll::Ready(Some(Err(StreamError::App(message))))
                 }
                 Kind::ResponseFile => match stream.hand_over_file(&payload) {
-                    Ok(passed) => {
-                        self.inner = Inner::Passed(passed);
+                    Ok(range) => {
+                        self.inner = Inner::Passed(range);
                         self.poll_inner(cx)
                     }
                     Err(error) => {
