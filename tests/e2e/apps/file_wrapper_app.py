@@ -2,7 +2,8 @@
 
   GET /file?path=P&skip=N&how=read|seek   file_wrapper over P after the app
                                           read (or seeked past) N bytes, with
-                                          Content-Length = size - N
+                                          Content-Length = size - N (and with
+                                          &drain=1 after reading wsgi.input)
   GET /shrink?path=P                      file_wrapper over P whose close()
                                           truncates P to 1000 bytes
   GET /close-raises?path=P                file_wrapper over P whose close()
@@ -37,6 +38,8 @@ def application(environ, start_response):
     q = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
 
     if path == "/file":
+        if q.get("drain"):
+            environ["wsgi.input"].read()
         f = open(q["path"], "rb")
         skip = int(q.get("skip", "0"))
         if q.get("how") == "seek":
