@@ -30,6 +30,7 @@ PYTHON = os.environ.get("OXWSGI_TEST_PYTHON") or sys.executable
 # Frame kinds (crates/oxwsgi-protocol/src/frame.rs).
 REQUEST_HEAD, REQUEST_BODY, REQUEST_END = 0x01, 0x02, 0x03
 HELLO, RESPONSE_HEAD, RESPONSE_BODY, RESPONSE_END, RESPONSE_ABORT = 0x10, 0x11, 0x12, 0x13, 0x14
+RESPONSE_FILE = 0x15
 ABORT_FLAG = 1
 BODY_LENGTH_UNKNOWN = 2**64 - 1
 GROUP = "testgroup"
@@ -105,6 +106,8 @@ class Response:
     frames: list[int] = field(default_factory=list)
     body_frames: list[int] = field(default_factory=list)
     abort: str | None = None
+    # (offset, length) of each ResponseFile frame; the body has its bytes.
+    files: list[tuple[int, int]] = field(default_factory=list)
 
     def header(self, name: str) -> str | None:
         for n, v in self.headers:
@@ -116,10 +119,17 @@ class Response:
         return json.loads(self.body)
 
 
+# Descriptors the daemon passed (SCM_RIGHTS), per slot socket, oldest first.
+PASSED_FDS: dict[int, list[int]] = {}
+
+
 def recv_exact(sock: socket.socket, n: int) -> bytes:
+    """Reads n bytes, keeping any descriptors that came with them (a plain
+    recv would close them), as the front does."""
     buf = b""
     while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
+        chunk, fds, _, _ = socket.recv_fds(sock, n - len(buf), 4, socket.MSG_CMSG_CLOEXEC)
+        PASSED_FDS.setdefault(sock.fileno(), []).extend(fds)
         if not chunk:
             raise EOFError(f"EOF after {len(buf)} of {n} bytes")
         buf += chunk
@@ -164,8 +174,22 @@ def read_response(sock: socket.socket, until_head: bool = False, resp: Response 
             assert resp.status is not None, "body before head"
             resp.body += payload
             resp.body_frames.append(len(payload))
+        elif kind == RESPONSE_FILE:
+            assert resp.status is not None, "file before head"
+            offset, length = struct.unpack("<QQ", payload)
+            queued = PASSED_FDS.get(sock.fileno())
+            assert queued, "a file frame without its descriptor"
+            fd = queued.pop(0)
+            try:
+                data = os.pread(fd, length, offset)
+            finally:
+                os.close(fd)
+            assert len(data) == length
+            resp.body += data
+            resp.files.append((offset, length))
         elif kind == RESPONSE_END:
             assert resp.status is not None, "end before head"
+            assert not PASSED_FDS.get(sock.fileno()), "descriptors no frame claimed"
             return resp
         elif kind == RESPONSE_ABORT:
             resp.abort = payload.decode()
@@ -1016,12 +1040,15 @@ def test_wsgiref_validator_is_satisfied(worker, path, body):
 
 
 def test_file_wrapper_fast_path(worker):
+    """A regular file goes to the front as a descriptor (ResponseFile, from
+    the file object's position: the app read 10 bytes), not as body frames."""
     data = worker.file.read_bytes()[10:]
     r = worker.app("file")
     assert r.status == "200 OK"
     assert r.body_length == len(data)
+    assert r.frames == [RESPONSE_HEAD, RESPONSE_FILE, RESPONSE_END]
+    assert r.files == [(10, len(data))]
     assert r.body == data
-    assert max(r.body_frames) == 256 * 1024 and len(r.body_frames) == 3
 
 
 def test_file_wrapper_head(worker):

@@ -30,6 +30,9 @@ pub enum Kind {
     ResponseEnd = 0x13,
     /// daemon → front: the application failed; payload is a UTF-8 message.
     ResponseAbort = 0x14,
+    /// daemon → front: the body is a byte range of a file whose descriptor
+    /// travels with this frame (SCM_RIGHTS) ([`crate::ResponseFile`]).
+    ResponseFile = 0x15,
 }
 
 impl TryFrom<u8> for Kind {
@@ -45,6 +48,7 @@ impl TryFrom<u8> for Kind {
             0x12 => Kind::ResponseBody,
             0x13 => Kind::ResponseEnd,
             0x14 => Kind::ResponseAbort,
+            0x15 => Kind::ResponseFile,
             other => return Err(ProtocolError::UnknownKind(other)),
         })
     }

@@ -23,7 +23,11 @@
 //!    [`Kind::RequestBody`], then exactly one [`Kind::RequestEnd`].
 //! 3. daemon → front: [`Kind::ResponseHead`], zero or more
 //!    [`Kind::ResponseBody`], then [`Kind::ResponseEnd`]; or, at any point
-//!    instead, [`Kind::ResponseAbort`] (the application failed).
+//!    instead, [`Kind::ResponseAbort`] (the application failed). A body that
+//!    is a range of a regular file (`wsgi.file_wrapper`) may instead be one
+//!    [`Kind::ResponseFile`] frame, sent with the file's descriptor attached
+//!    (`SCM_RIGHTS`, in the same `sendmsg` as the frame's bytes): the front
+//!    reads the range itself, and the daemon thread is free at once.
 //!
 //! The daemon always reads the request up to its `RequestEnd` before it
 //! takes the next request, so a slot is reusable once the front has seen the
@@ -40,7 +44,8 @@ pub mod worker_config;
 pub use codec::{Reader, Writer};
 pub use frame::{parse_header, FrameHeader, Kind, HEADER_LEN, MAX_FRAME_LEN};
 pub use messages::{
-    encode_empty, encode_frame, Hello, RequestHead, ResponseHead, ABORT_FLAG, BODY_LENGTH_UNKNOWN,
+    encode_empty, encode_frame, Hello, RequestHead, ResponseFile, ResponseHead, ABORT_FLAG,
+    BODY_LENGTH_UNKNOWN,
 };
 
 /// Everything that can be wrong with bytes that claim to be frames.

@@ -210,6 +210,35 @@ impl<'a> ResponseHead<'a> {
     }
 }
 
+/// A response body that is `length` bytes of a file from `offset`; the
+/// file's descriptor is not in the payload but attached to the frame's
+/// bytes as `SCM_RIGHTS` ancillary data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseFile {
+    pub offset: u64,
+    pub length: u64,
+}
+
+impl ResponseFile {
+    /// Bytes of an encoded frame (header and payload).
+    pub const FRAME_LEN: usize = HEADER_LEN + 16;
+
+    pub fn encode(&self, buf: &mut Vec<u8>) {
+        encode_with(buf, Kind::ResponseFile, |w| {
+            w.u64(self.offset);
+            w.u64(self.length);
+        });
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<Self, ProtocolError> {
+        let mut r = Reader::new(payload, "response file");
+        let offset = r.u64()?;
+        let length = r.u64()?;
+        r.finish()?;
+        Ok(Self { offset, length })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +324,30 @@ mod tests {
         assert_eq!(
             Hello::decode(&[1, 0, 0, 0]),
             Err(ProtocolError::Truncated("hello"))
+        );
+    }
+
+    #[test]
+    fn response_file_round_trip() {
+        let file = ResponseFile {
+            offset: 100,
+            length: (5 << 32) + 7,
+        };
+        let mut buf = Vec::new();
+        file.encode(&mut buf);
+        assert_eq!(buf.len(), ResponseFile::FRAME_LEN);
+        let frame = parse_header(&buf).unwrap().unwrap();
+        assert_eq!((frame.kind, frame.len), (Kind::ResponseFile, 16));
+        assert_eq!(ResponseFile::decode(&buf[HEADER_LEN..]), Ok(file));
+        assert_eq!(
+            ResponseFile::decode(&buf[HEADER_LEN..HEADER_LEN + 15]),
+            Err(ProtocolError::Truncated("response file"))
+        );
+        let mut long = buf[HEADER_LEN..].to_vec();
+        long.push(0);
+        assert_eq!(
+            ResponseFile::decode(&long),
+            Err(ProtocolError::TrailingBytes("response file", 1))
         );
     }
 

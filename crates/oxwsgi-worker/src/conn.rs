@@ -4,11 +4,16 @@
 //! [`FrameReader`] reads frames from the front; [`Batch`] gathers outgoing
 //! frames (small ones copied together, large bodies borrowed) and sends them
 //! with as few `writev` calls as possible, so a small response leaves in one
-//! write.
+//! write; [`Batch::send_with_fd`] sends them with a file descriptor attached
+//! (`SCM_RIGHTS`), for a `ResponseFile` frame.
 
 use std::io::{self, BufReader, IoSlice, Read, Write};
 use std::ops::Range;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
+
+use nix::errno::Errno;
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
 use oxwsgi_protocol::{
     encode_frame, parse_header, FrameHeader, Kind, ProtocolError, HEADER_LEN, MAX_FRAME_LEN,
@@ -168,23 +173,57 @@ impl<'a> Batch<'a> {
         self.segs.push(Seg::Borrowed(frames));
     }
 
-    /// Sends everything gathered, retrying partial writes.
-    pub fn send(self, out: &UnixStream) -> io::Result<()> {
-        let mut slices: Vec<IoSlice<'_>> = self
-            .segs
+    fn slices(&self) -> Vec<IoSlice<'_>> {
+        self.segs
             .iter()
             .map(|seg| match seg {
                 Seg::Own(range) => IoSlice::new(&self.own[range.clone()]),
                 Seg::Borrowed(data) => IoSlice::new(data),
             })
-            .collect();
-        write_all_vectored(out, &mut slices)
+            .collect()
+    }
+
+    /// Sends everything gathered, retrying partial writes.
+    pub fn send(self, out: &UnixStream) -> io::Result<()> {
+        write_all_vectored(out, &mut self.slices(), 0)
+    }
+
+    /// Sends everything gathered with `fd` attached as `SCM_RIGHTS`: one
+    /// `sendmsg` carries the descriptor with the batch's first bytes (the
+    /// kernel attaches it to the first buffer of the message), so it reaches
+    /// the front no later than the frame it belongs to. A partial write's
+    /// rest follows as plain bytes. The caller keeps `fd`: the kernel holds
+    /// its own reference while the descriptor is in flight.
+    pub fn send_with_fd(self, out: &UnixStream, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let mut slices = self.slices();
+        let fds = [fd.as_raw_fd()];
+        let rights = [ControlMessage::ScmRights(&fds)];
+        let sent = loop {
+            match sendmsg::<()>(
+                out.as_raw_fd(),
+                &slices,
+                &rights,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => break n,
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        };
+        write_all_vectored(out, &mut slices, sent)
     }
 }
 
-/// `Write::write_all_vectored`, which is not stable yet.
-fn write_all_vectored(mut out: &UnixStream, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
-    IoSlice::advance_slices(&mut slices, 0);
+/// `Write::write_all_vectored`, which is not stable yet, after `skip`
+/// bytes were already written.
+fn write_all_vectored(
+    mut out: &UnixStream,
+    mut slices: &mut [IoSlice<'_>],
+    skip: usize,
+) -> io::Result<()> {
+    IoSlice::advance_slices(&mut slices, skip);
     while !slices.is_empty() {
         match out.write_vectored(slices) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

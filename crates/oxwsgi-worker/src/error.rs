@@ -24,8 +24,8 @@ pub enum Failure {
     /// and the front gets `ResponseAbort`.
     #[error("application error: {0}")]
     App(#[from] PyErr),
-    /// A failure with no Python exception behind it (a file that shrank
-    /// while being sent, a request for an unknown mount): logged, aborted.
+    /// A failure with no Python exception behind it (a request for an
+    /// unknown mount): logged, aborted.
     #[error("{0}")]
     Message(String),
     /// The mount's application failed to import (logged at start-up):

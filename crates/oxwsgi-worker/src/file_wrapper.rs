@@ -1,22 +1,19 @@
 //! `wsgi.file_wrapper(filelike, blksize=8192)`: an iterable over a file's
 //! blocks whose `close()` closes the file, plus the fast path the response
 //! takes when an application returns one over a real regular file: the
-//! worker reads the file itself, with the GIL released, in large frames.
+//! worker passes (a duplicate of) the file's descriptor to the front with a
+//! `ResponseFile` frame, and the front sends the bytes.
 
 use std::fs::File;
 use std::io::Seek;
-use std::os::fd::{BorrowedFd, RawFd};
-use std::os::unix::fs::FileExt;
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 
-use oxwsgi_protocol::{Kind, HEADER_LEN};
+use oxwsgi_protocol::ResponseFile;
 use pyo3::prelude::*;
 
 use crate::conn::Batch;
 use crate::error::Failure;
 use crate::sender::Sender;
-
-/// Body frame size of the fast path.
-const FRAME: usize = 256 * 1024;
 
 #[pyclass(frozen, module = "_oxwsgi_worker")]
 pub struct FileWrapper {
@@ -125,9 +122,13 @@ fn source(filelike: &Bound<'_, PyAny>) -> PyResult<Option<Source>> {
     }))
 }
 
-/// Sends the wrapper's file as the response body when it can (`Ok(true)`);
-/// the head announces the remaining size. An empty file sends nothing here:
-/// the head then goes out with `ResponseEnd`.
+/// Sends the wrapper's file as the response body when it can (`Ok(true)`):
+/// the head (announcing the remaining size) and one `ResponseFile` frame
+/// go out in a single `sendmsg` that carries a duplicate of the file's
+/// descriptor, and the front reads the byte range itself. The daemon thread
+/// never touches the file's bytes and is free as soon as the frame is sent.
+/// An empty file sends nothing here: the head then goes out with
+/// `ResponseEnd`; a HEAD request gets the head alone.
 pub fn send_fast(
     py: Python<'_>,
     filelike: &Bound<'_, PyAny>,
@@ -142,52 +143,25 @@ pub fn send_fast(
     sender.with(py, move |locked| {
         let Source {
             file,
-            mut offset,
-            mut remaining,
+            offset,
+            remaining,
         } = source;
-        let total = remaining;
+        let mut batch = Batch::new();
+        locked.head(&mut batch, remaining)?;
         if locked.head_only() {
-            let mut batch = Batch::new();
-            locked.head(&mut batch, total)?;
             locked.send(batch)?;
             return Ok(true);
         }
-        let mut frame = vec![0u8; HEADER_LEN + FRAME];
-        while remaining > 0 {
-            let want = FRAME.min(usize::try_from(remaining).unwrap_or(FRAME));
-            // Read before the head goes out, so that a file failing on its
-            // first block still gets a clean 500.
-            let n = read_block(&file, &mut frame[HEADER_LEN..HEADER_LEN + want], offset)?;
-            frame[0] = Kind::ResponseBody as u8;
-            frame[1..HEADER_LEN].copy_from_slice(&(n as u32).to_le_bytes());
-            let mut batch = Batch::new();
-            locked.head(&mut batch, total)?;
-            batch.framed(&frame[..HEADER_LEN + n]);
-            locked.send(batch)?;
-            offset += n as u64;
-            remaining -= n as u64;
-        }
+        batch.encoded(|buf| {
+            ResponseFile {
+                offset,
+                length: remaining,
+            }
+            .encode(buf)
+        });
+        locked.send_with_fd(batch, file.as_fd())?;
+        // `file` (our duplicate) closes here; the front's copy, made by the
+        // kernel when the message was sent, stays open until it is done.
         Ok(true)
     })
-}
-
-/// Reads one block; a file that ends early (it shrank) is an error since
-/// its size was already announced.
-fn read_block(file: &File, buf: &mut [u8], offset: u64) -> Result<usize, Failure> {
-    loop {
-        match file.read_at(buf, offset) {
-            Ok(0) => {
-                return Err(Failure::Message(
-                    "wsgi.file_wrapper: the file shrank while it was being sent".to_owned(),
-                ))
-            }
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                return Err(Failure::Message(format!(
-                    "wsgi.file_wrapper: reading the file failed: {e}"
-                )))
-            }
-        }
-    }
 }

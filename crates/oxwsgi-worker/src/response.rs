@@ -2,8 +2,8 @@
 //!
 //! * a list or tuple is sent whole, once `close()` ran: head (with the
 //!   total as `body_length`), every body and `ResponseEnd` in one write;
-//! * a `wsgi.file_wrapper` over a regular file is read by the worker
-//!   itself ([`file_wrapper::send_fast`]);
+//! * a `wsgi.file_wrapper` over a regular file is handed to the front as
+//!   a descriptor with a `ResponseFile` frame ([`file_wrapper::send_fast`]);
 //! * any other iterable is streamed: the head goes out with the first
 //!   non-empty block, and each block as soon as it is produced.
 //!

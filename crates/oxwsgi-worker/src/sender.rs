@@ -11,6 +11,7 @@
 //! per request instead of three, which is what threads of a busy daemon
 //! contend on.
 
+use std::os::fd::BorrowedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -121,6 +122,15 @@ impl Locked<'_> {
             return Ok(());
         }
         batch.send(self.out).map_err(|e| {
+            self.state.broken = true;
+            SendError::Conn(ConnError::Io(e))
+        })
+    }
+
+    /// Sends `batch` with `fd` attached to its first bytes (`SCM_RIGHTS`);
+    /// a failure marks the connection broken.
+    pub fn send_with_fd(&mut self, batch: Batch<'_>, fd: BorrowedFd<'_>) -> Result<(), SendError> {
+        batch.send_with_fd(self.out, fd).map_err(|e| {
             self.state.broken = true;
             SendError::Conn(ConnError::Io(e))
         })

@@ -3,6 +3,8 @@
 //! one request over a leased slot.
 
 pub mod exchange;
+mod file_body;
+pub mod passed_fds;
 pub mod pool;
 pub mod request_body;
 pub mod response_body;

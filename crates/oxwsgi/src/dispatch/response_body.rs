@@ -3,6 +3,15 @@
 //! the daemon's last frame (or drains it if the client goes away), or a
 //! range of a static file read in bounded chunks.
 //!
+//! A daemon body may turn into a file mid-stream: a `ResponseFile` frame
+//! hands over a descriptor and a byte range ([`super::file_body`]). From
+//! then on the body reads that file, and the slot, which only has
+//! `ResponseEnd` left to say, goes back to the pool as soon as that frame is
+//! read (at once when it is already buffered, else by a small task), not
+//! when the file has been sent. What that last frame says no longer changes
+//! the body: the daemon has handed all of it over, just as on a streamed
+//! body an abort from the app's `close()` comes after the last body frame.
+//!
 //! A streamed daemon body obeys the request's `request-timeout` too: at the
 //! deadline the client connection is cut (the head is gone, so no 504 can be
 //! sent), the process is recycled with its stacks dumped, and the slot is
@@ -14,8 +23,9 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
-use oxwsgi_protocol::Kind;
+use oxwsgi_protocol::{Kind, ResponseFile};
 
+use super::file_body::{FileRange, FileRangeError};
 use super::pool::Lease;
 use super::request_body::Pump;
 use super::slot::SlotError;
@@ -34,6 +44,8 @@ pub enum StreamError {
     File(std::io::Error),
     #[error("the static file ended {0} bytes early (truncated while being sent?)")]
     FileShort(u64),
+    #[error(transparent)]
+    PassedFile(#[from] FileRangeError),
 }
 
 /// How much of a static file is read per body frame.
@@ -55,6 +67,8 @@ enum Inner {
     Full(Option<Bytes>),
     Stream(SlotStream),
     File(FileStream),
+    /// A daemon body that became a file range (`ResponseFile`).
+    Passed(FileRange),
 }
 
 #[derive(Debug)]
@@ -169,6 +183,12 @@ async fn finish(mut lease: Lease, pump: Option<Pump>, response_done: bool) {
             match lease.slot().read_frame().await {
                 Ok((Kind::ResponseEnd | Kind::ResponseAbort, _)) => break,
                 Ok((Kind::ResponseHead | Kind::ResponseBody, _)) => {}
+                Ok((Kind::ResponseFile, _)) => {
+                    // Nobody will send it: close the file now.
+                    if lease.slot().take_passed_fd().is_err() {
+                        return;
+                    }
+                }
                 Ok(_) | Err(_) => return,
             }
         }
@@ -181,6 +201,77 @@ impl SlotStream {
         if let Some(lease) = self.lease.take() {
             ResponseBody::release_after_end(lease, self.pump.take());
         }
+    }
+}
+
+impl SlotStream {
+    /// After a `ResponseFile` frame (`payload`): claims its descriptor and
+    /// lets the rest of the exchange run on its own.
+    fn hand_over_file(&mut self, payload: &[u8]) -> Result<FileRange, SlotError> {
+        let Some(lease) = self.lease.as_mut() else {
+            return Err(SlotError::Closed);
+        };
+        let ResponseFile { offset, length } = ResponseFile::decode(payload)?;
+        let fd = lease.slot().take_passed_fd()?;
+        if let Some(lease) = self.lease.take() {
+            end_after_file(lease, self.pump.take(), self.deadline.take());
+        }
+        Ok(FileRange::new(std::fs::File::from(fd), offset, length))
+    }
+}
+
+/// Reads the daemon's last frame after a `ResponseFile`: right here when it
+/// is already buffered (the usual case), else in a task, so the slot goes
+/// back to the pool as soon as it arrives, however slowly the client takes
+/// the file. The daemon still answers to `request-timeout` meanwhile.
+fn end_after_file(
+    mut lease: Lease,
+    pump: Option<Pump>,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+) {
+    if pump.is_none() {
+        match lease.slot().take_buffered_frame() {
+            Ok(Some(frame)) => return settle(lease, None, Ok(frame)),
+            Ok(None) => {}
+            Err(error) => return settle(lease, None, Err(error)),
+        }
+    }
+    tokio::spawn(async move {
+        let frame = match deadline {
+            None => Some(lease.slot().read_frame().await),
+            Some(deadline) => tokio::select! {
+                frame = lease.slot().read_frame() => Some(frame),
+                () = deadline => None,
+            },
+        };
+        match frame {
+            Some(frame) => settle(lease, pump, frame),
+            None => {
+                tracing::error!("request-timeout exceeded before the daemon ended a file response");
+                lease.timed_out();
+                ResponseBody::finish_in_background(lease, pump);
+            }
+        }
+    });
+}
+
+/// Ends an exchange on the frame after `ResponseFile`: `ResponseEnd` (or
+/// `ResponseAbort`, which the daemon has logged) gives the slot back;
+/// anything else leaves it broken (the lease is dropped).
+fn settle(lease: Lease, pump: Option<Pump>, frame: Result<(Kind, BytesMut), SlotError>) {
+    match frame {
+        Ok((Kind::ResponseEnd, _)) => ResponseBody::release_after_end(lease, pump),
+        Ok((Kind::ResponseAbort, payload)) => {
+            tracing::debug!(
+                "application failed after handing over its file: {}",
+                String::from_utf8_lossy(&payload)
+            );
+            ResponseBody::release_after_end(lease, pump);
+        }
+        Ok((other, _)) => {
+            tracing::warn!("{}", SlotError::Unexpected(other));
+        }
+        Err(error) => tracing::warn!("after a file response: {error}"),
     }
 }
 
@@ -217,6 +308,7 @@ impl Body for ResponseBody {
             Inner::Full(bytes) => bytes.is_none(),
             Inner::Stream(stream) => stream.lease.is_none(),
             Inner::File(file) => file.remaining == 0,
+            Inner::Passed(range) => range.remaining() == 0,
         }
     }
 
@@ -226,6 +318,7 @@ impl Body for ResponseBody {
             Inner::Full(None) => SizeHint::with_exact(0),
             Inner::Stream(_) => SizeHint::default(),
             Inner::File(file) => SizeHint::with_exact(file.remaining),
+            Inner::Passed(range) => SizeHint::with_exact(range.remaining()),
         }
     }
 }
@@ -239,6 +332,14 @@ impl ResponseBody {
             Inner::Full(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Inner::Stream(stream) => stream,
             Inner::File(file) => return file.poll_chunk(cx),
+            Inner::Passed(range) => {
+                return match range.poll_chunk(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                    Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
+                }
+            }
         };
         if stream.lease.is_none() {
             return Poll::Ready(None);
@@ -279,6 +380,16 @@ impl ResponseBody {
                     let message = String::from_utf8_lossy(&payload).into_owned();
                     Poll::Ready(Some(Err(StreamError::App(message))))
                 }
+                Kind::ResponseFile => match stream.hand_over_file(&payload) {
+                    Ok(range) => {
+                        self.inner = Inner::Passed(range);
+                        self.poll_inner(cx)
+                    }
+                    Err(error) => {
+                        stream.lease = None;
+                        Poll::Ready(Some(Err(error.into())))
+                    }
+                },
                 other => {
                     stream.lease = None;
                     Poll::Ready(Some(Err(SlotError::Unexpected(other).into())))

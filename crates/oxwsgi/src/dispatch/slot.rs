@@ -1,13 +1,18 @@
 //! One slot: the front's end of the persistent Unix-socket connection to one
-//! daemon worker thread, with frame-level reads and writes.
+//! daemon worker thread, with frame-level reads and writes. The socket is
+//! read with `recvmsg`, so descriptors the daemon passes (a `ResponseFile`
+//! frame's file) are kept until their frame claims them
+//! ([`Slot::take_passed_fd`]); see [`super::passed_fds`].
 
 use bytes::{Buf, Bytes, BytesMut};
 use oxwsgi_protocol::{parse_header, FrameHeader, Kind, ProtocolError, HEADER_LEN};
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use tokio::io::AsyncWriteExt;
+use std::os::fd::{AsFd, OwnedFd};
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
+
+use super::passed_fds::{recv_into, ControlBuffer, FdQueue};
 
 /// Failure on a slot connection. Any of these makes the slot unusable.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +25,8 @@ pub enum SlotError {
     Protocol(#[from] ProtocolError),
     #[error("unexpected {0:?} frame from the daemon")]
     Unexpected(Kind),
+    #[error("the daemon sent a file frame without its descriptor")]
+    MissingFd,
 }
 
 /// The least free space offered to one read from the socket.
@@ -52,6 +59,10 @@ pub struct Slot {
     grown: bool,
     /// Where the next request's frames are encoded, kept between requests.
     write_buf: Vec<u8>,
+    /// Descriptors received and not yet claimed by their frame.
+    fds: FdQueue,
+    /// `recvmsg`'s control-message buffer, kept between reads.
+    control: ControlBuffer,
     /// The supervisor's id of the owning process (not the pid: pids repeat).
     pub process: ProcessId,
     /// The daemon's pid, from its `Hello`.
@@ -69,6 +80,8 @@ impl Slot {
             buf: BytesMut::with_capacity(INITIAL_BUFFER),
             grown: false,
             write_buf: Vec::new(),
+            fds: FdQueue::default(),
+            control: ControlBuffer::default(),
             process,
             pid: 0,
             index: 0,
@@ -131,13 +144,52 @@ impl Slot {
             if self.buf.capacity() - self.buf.len() < MIN_READ {
                 self.buf.reserve(MIN_READ * 2);
             }
-            match tokio_util::io::poll_read_buf(Pin::new(&mut self.reader), cx, &mut self.buf) {
+            match self.poll_recv(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(SlotError::Closed)),
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
             }
         }
+    }
+
+    /// Reads what the socket has into the read buffer's spare capacity,
+    /// queueing any descriptors that came with it.
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        let stream: &UnixStream = self.reader.as_ref();
+        loop {
+            ready!(stream.poll_read_ready(cx))?;
+            let received = stream.try_io(Interest::READABLE, || {
+                recv_into(
+                    stream.as_fd(),
+                    &mut self.buf,
+                    &mut self.control,
+                    &mut self.fds,
+                )
+            });
+            match received {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    /// The descriptor that came with the `ResponseFile` frame just read.
+    /// Call it once per such frame: a frame without its descriptor is
+    /// [`SlotError::MissingFd`].
+    pub fn take_passed_fd(&mut self) -> Result<OwnedFd, SlotError> {
+        self.fds.pop().ok_or(SlotError::MissingFd)
+    }
+
+    /// At the end of a response: closes descriptors no frame claimed (a
+    /// daemon passes one per `ResponseFile`, so there are none unless a
+    /// frame was skipped or the daemon misbehaved).
+    fn close_unclaimed_fds(&mut self) {
+        if self.fds.is_empty() {
+            return;
+        }
+        let closed = self.fds.clear();
+        tracing::debug!(closed, "closed descriptors no response frame claimed");
     }
 
     /// Takes a whole response body if every frame up to `ResponseEnd` is
@@ -170,6 +222,7 @@ impl Slot {
                 let body = self.buf.split_to(*len).freeze();
                 self.buf.advance(offset - start - len);
                 self.shed_grown_buffer();
+                self.close_unclaimed_fds();
                 return Ok(Some(body));
             }
             pieces => {
@@ -182,6 +235,7 @@ impl Slot {
         };
         self.buf.advance(offset);
         self.shed_grown_buffer();
+        self.close_unclaimed_fds();
         Ok(Some(body))
     }
 
@@ -199,6 +253,9 @@ impl Slot {
         self.buf.advance(HEADER_LEN);
         let payload = self.buf.split_to(len);
         self.shed_grown_buffer();
+        if matches!(kind, Kind::ResponseEnd | Kind::ResponseAbort) {
+            self.close_unclaimed_fds();
+        }
         Ok(Some((kind, payload)))
     }
 
@@ -226,6 +283,7 @@ impl Slot {
 mod tests {
     use super::*;
     use oxwsgi_protocol::encode_frame;
+    use std::time::Duration;
     use tokio::io::AsyncWriteExt;
 
     #[tokio::test]
@@ -250,6 +308,108 @@ mod tests {
         let (kind, _) = slot.read_frame().await.unwrap();
         assert_eq!(kind, Kind::ResponseEnd);
         drop(writer.await.unwrap());
+    }
+
+    /// Sends `frames` from the daemon end with `fd` attached, as the
+    /// worker does for a `ResponseFile`.
+    fn send_with_fd(daemon: &UnixStream, frames: &[u8], fd: std::os::fd::RawFd) {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+        use std::os::fd::AsRawFd;
+        let fds = [fd];
+        let sent = sendmsg::<()>(
+            daemon.as_raw_fd(),
+            &[std::io::IoSlice::new(frames)],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(sent, frames.len());
+    }
+
+    /// Whether every write end of the pipe whose read end is `read` is
+    /// closed (a non-blocking read then sees EOF instead of `EAGAIN`).
+    fn write_ends_closed(read: &std::os::fd::OwnedFd) -> bool {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        use std::io::Read;
+        fcntl(read, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
+        let mut file = std::fs::File::from(read.try_clone().unwrap());
+        match file.read(&mut [0u8; 1]) {
+            Ok(0) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            other => panic!("unexpected read from the pipe: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_frame_claims_the_descriptor_sent_with_it() {
+        use oxwsgi_protocol::ResponseFile;
+        let (front, daemon) = UnixStream::pair().unwrap();
+        let mut slot = Slot::new(front, 1);
+        let (read, write) = nix::unistd::pipe().unwrap();
+        let mut frames = Vec::new();
+        ResponseFile {
+            offset: 3,
+            length: 9,
+        }
+        .encode(&mut frames);
+        send_with_fd(&daemon, &frames, std::os::fd::AsRawFd::as_raw_fd(&write));
+        drop(write);
+        let (kind, payload) = slot.read_frame().await.unwrap();
+        assert_eq!(kind, Kind::ResponseFile);
+        assert_eq!(
+            ResponseFile::decode(&payload).unwrap(),
+            ResponseFile {
+                offset: 3,
+                length: 9
+            }
+        );
+        let claimed = slot.take_passed_fd().unwrap();
+        assert!(!write_ends_closed(&read));
+        drop(claimed);
+        assert!(write_ends_closed(&read));
+        assert!(matches!(slot.take_passed_fd(), Err(SlotError::MissingFd)));
+    }
+
+    #[tokio::test]
+    async fn unclaimed_descriptors_close_at_the_end_of_the_response() {
+        let (front, daemon) = UnixStream::pair().unwrap();
+        let mut slot = Slot::new(front, 1);
+        let (read, write) = nix::unistd::pipe().unwrap();
+        let mut frames = Vec::new();
+        encode_frame(&mut frames, Kind::ResponseBody, b"stray");
+        send_with_fd(&daemon, &frames, std::os::fd::AsRawFd::as_raw_fd(&write));
+        drop(write);
+        let (kind, _) = slot.read_frame().await.unwrap();
+        assert_eq!(kind, Kind::ResponseBody);
+        assert!(!write_ends_closed(&read), "queued until the response ends");
+        let mut end = Vec::new();
+        encode_frame(&mut end, Kind::ResponseEnd, &[]);
+        daemon.try_write(&end).unwrap();
+        let (kind, _) = slot.read_frame().await.unwrap();
+        assert_eq!(kind, Kind::ResponseEnd);
+        assert!(write_ends_closed(&read));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_slot_closes_its_queued_descriptors() {
+        let (front, daemon) = UnixStream::pair().unwrap();
+        let mut slot = Slot::new(front, 1);
+        let (read, write) = nix::unistd::pipe().unwrap();
+        let mut frames = Vec::new();
+        encode_frame(&mut frames, Kind::ResponseHead, b"x");
+        send_with_fd(
+            &daemon,
+            &frames[..3],
+            std::os::fd::AsRawFd::as_raw_fd(&write),
+        );
+        drop(write);
+        // Half a frame: the read takes the descriptor and waits for more.
+        let pending = tokio::time::timeout(Duration::from_millis(50), slot.read_frame()).await;
+        assert!(pending.is_err());
+        assert!(!write_ends_closed(&read));
+        drop(slot);
+        assert!(write_ends_closed(&read));
     }
 
     #[tokio::test]
