@@ -219,7 +219,7 @@ impl SlotPool {
     /// As [`SlotPool::lease`], for a request to `uri` (shown by `/status`
     /// while the request holds the slot).
     pub async fn lease_for(self: &Arc<Self>, uri: hyper::Uri) -> Result<Lease, LeaseError> {
-        let receiver = {
+        let mut receiver = {
             let mut state = self.lock();
             if state.closed {
                 return Err(LeaseError::Closed);
@@ -240,9 +240,12 @@ impl SlotPool {
                 uri,
                 since: Instant::now(),
             });
-            receiver
+            Queued {
+                receiver,
+                pool: Arc::clone(self),
+            }
         };
-        match receiver.await {
+        match (&mut receiver.receiver).await {
             Ok(slot) => Ok(Lease::new(slot, self)),
             Err(_) => Err(LeaseError::Closed),
         }
@@ -396,13 +399,25 @@ impl SlotPool {
     /// Takes a slot back after a request. A broken slot (`reusable` false)
     /// is dropped; the supervisor replaces its process.
     fn release(&self, slot: Slot, reusable: bool) {
+        self.take_back(slot, reusable, true);
+    }
+
+    /// Takes back a slot handed to a queued request that went away before
+    /// it could take it: no request was served on it.
+    fn unused(&self, slot: Slot) {
+        self.take_back(slot, true, false);
+    }
+
+    fn take_back(&self, slot: Slot, reusable: bool, served: bool) {
         let mut state = self.lock();
         let Some(index) = state.processes.iter().position(|p| p.id == slot.process) else {
             return;
         };
         let entry = &mut state.processes[index];
         entry.busy = entry.busy.saturating_sub(1);
-        entry.served += 1;
+        if served {
+            entry.served += 1;
+        }
         if let Some(current) = entry.current.get_mut(slot.index) {
             *current = None;
         }
@@ -484,6 +499,24 @@ impl PoolState {
     }
 }
 
+/// A request waiting in the queue. A slot may be handed to it just before
+/// its request goes away (the client closed the connection while it
+/// waited): dropping it then gives that slot back instead of closing it,
+/// which would end the daemon thread behind it.
+struct Queued {
+    receiver: oneshot::Receiver<Slot>,
+    pool: Arc<SlotPool>,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.receiver.close();
+        if let Ok(slot) = self.receiver.try_recv() {
+            self.pool.unused(slot);
+        }
+    }
+}
+
 /// A leased slot. Dropping a lease without [`Lease::finish`] treats the slot
 /// as broken (its exchange did not end cleanly), so it is never reused.
 #[derive(Debug)]
@@ -543,6 +576,7 @@ impl Drop for Lease {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
     use std::time::Duration;
     use tokio::net::UnixStream;
 
@@ -637,6 +671,39 @@ mod tests {
         second.await.unwrap().unwrap();
         assert_eq!(pool.queued(), 0);
         assert_eq!(pool.load()[0].served, 3);
+    }
+
+    #[tokio::test]
+    async fn a_slot_handed_to_a_request_that_went_away_comes_back() {
+        let pool = SlotPool::new();
+        let mut peers = Vec::new();
+        let (t, mut requests) = terms(None);
+        pool.add_process(1, 101, slots(1, 1, &mut peers), t);
+        let held = pool.lease().await.unwrap();
+        let index = held.slot_index();
+        // A queued request, polled once so it waits in the queue.
+        let mut waiting = Box::pin(pool.lease());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(pool.queued(), 1);
+        // The slot is handed to it; then it goes away before taking it.
+        held.finish();
+        drop(waiting);
+        assert_eq!(pool.load()[0].busy, 0);
+        assert_eq!(pool.load()[0].served, 1);
+        assert!(requests.try_recv().is_err(), "no recycle");
+        // The slot is idle again and still open.
+        let again = tokio::time::timeout(Duration::from_secs(5), pool.lease())
+            .await
+            .expect("the slot came back")
+            .unwrap();
+        assert_eq!(again.slot_index(), index);
+        let mut byte = [0u8; 1];
+        assert!(
+            matches!(peers[0].try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "the daemon's end saw no EOF"
+        );
+        again.finish();
     }
 
     #[tokio::test]
