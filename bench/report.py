@@ -174,10 +174,10 @@ def tables(v):
     if settles and any(r.get("daemons_replaced") for _, r in settles):
         replaced = sum(r.get("daemons_replaced", 0) for _, r in settles)
         waits = sorted(r["settle_s"] for _, r in settles)
-        out.append("\noxwsgi replaced %d daemon processes over its %d runs: when wrk stops, the requests it leaves in "
-                   "flight break their slots, and a broken slot recycles its whole process. Each next run waited "
-                   "for the replacements to be ready (median %.2f s, max %.2f s), so the numbers above are oxwsgi's "
-                   "steady state; see \"Findings\"." % (replaced, len(settles), statistics.median(waits), waits[-1]))
+        out.append("\noxwsgi replaced %d daemon processes over its %d runs (the server logs are kept in bench/out/; "
+                   "nothing should be replaced in a bench run). Each next run waited for the replacements to be ready "
+                   "(median %.2f s, max %.2f s), so the numbers above are oxwsgi's steady state; see "
+                   "\"Findings\"." % (replaced, len(settles), statistics.median(waits), waits[-1]))
 
     out.append("\n### Server CPU per request, µs (utime+stime of the whole process tree ÷ requests)\n")
     out += [head, sep]
