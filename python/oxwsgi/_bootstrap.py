@@ -39,13 +39,12 @@ def _oxwsgi_watchdogs(worker, deadlock, control_fd):
     import threading
     import time
 
-    def dump_subinterpreters(signum, frame):
-        # faulthandler only sees the main interpreter's threads: the worker
-        # adds the stacks of the sub-interpreters serving a request.
-        worker.dump_stacks()
-
-    signal.signal(signal.SIGUSR1, dump_subinterpreters)
-    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True, chain=True)
+    # SIGUSR1: faulthandler dumps the main interpreter's threads at once,
+    # from C, even while the GIL is stuck. The sub-interpreters' stacks come
+    # from the control thread's `dump` command (below), which the front
+    # sends along: a Python-level signal handler would run only in the main
+    # thread, which sits in join() until the process ends.
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True, chain=False)
 
     if deadlock:
         def rearm():
@@ -77,6 +76,10 @@ def _oxwsgi_watchdogs(worker, deadlock, control_fd):
                 command, _, argument = line.strip().partition(" ")
                 if command == "interrupt" and argument.isdigit():
                     interrupt(int(argument))
+                elif command == "dump":
+                    # faulthandler only sees the main interpreter's threads:
+                    # the worker adds those of busy sub-interpreters.
+                    worker.dump_stacks()
 
         threading.Thread(target=serve_control, name="oxwsgi-control", daemon=True).start()
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 import oxhttp
-from oxserver import APPS, proc_exists
+from oxserver import APPS, proc_exists, wait_for
 
 # ------------------------------------------------------------------ apps
 DJANGO_WSGI = '''
@@ -355,11 +355,17 @@ def test_request_timeout_in_a_sub_interpreter_504_interrupt_and_recycle(counters
     r = oxhttp.get(port, "/y1", headers=[("X-Spin", "30")], timeout=60)
     assert r.status == 504, r
     assert time.monotonic() - t0 < 15
-    log = counters.wait_stderr("RequestTimeout", mark=mark, timeout=15)
+    # The interrupt and the stack dump are separate messages from separate
+    # threads of the daemon: wait for each, in whatever order they come.
+    counters.wait_stderr("RequestTimeout", mark=mark, timeout=15)
+    counters.wait_stderr("interrupted oxwsgi-slot", mark=mark, timeout=15)
+    header = "Python stacks in application group 'y'"
+    wait_for(lambda: "in application" in counters.stderr_since(mark).partition(header)[2], timeout=15)
+    log = counters.stderr_since(mark)
     assert "interrupted oxwsgi-slot" in log
     # The stack dump reaches into the sub-interpreter.
-    assert "Python stacks in application group 'y'" in log
-    assert "in application" in log.split("Python stacks in application group 'y'")[1]
+    assert header in log
+    assert "in application" in log.split(header)[1]
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and proc_exists(before):
         time.sleep(0.1)

@@ -1,7 +1,9 @@
 //! The front's side of a daemon's control channel: a socketpair next to the
 //! slots, read by a small control thread in the daemon's bootstrap. It
-//! carries one-line commands; stack dumps use SIGUSR1 instead, which the
-//! daemon's `faulthandler` answers even while the GIL is stuck.
+//! carries one-line commands (`interrupt SLOT`, `dump`). A stack dump also
+//! sends SIGUSR1, which the daemon's `faulthandler` answers for the main
+//! interpreter even while the GIL is stuck; the `dump` command adds the
+//! sub-interpreters' threads.
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -33,6 +35,9 @@ impl Control {
         if let Ok(pid) = i32::try_from(pid) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGUSR1);
         }
+        // The sub-interpreters' threads, dumped by the daemon's control
+        // thread before it reads any `interrupt` sent after this.
+        self.send("dump\n");
     }
 
     /// Raises `RequestTimeout` in the daemon thread serving `slot`
