@@ -876,10 +876,12 @@ def test_write_callable(worker):
     assert r.body_frames == [1, 2, 3]
 
 
-def test_bodies_over_the_frame_limit_are_split(worker):
+def test_large_bodies_are_split_into_256_kib_frames(worker):
+    # Each body item (17 MiB) becomes frames of at most 256 KiB, so the
+    # front can forward the start while the worker still writes the rest.
     r = worker.app("big")
     mib = 1024 * 1024
-    assert r.body_frames == [16 * mib, mib, 16 * mib, mib]
+    assert r.body_frames == [256 * 1024] * (2 * 17 * 4)
     assert r.body == b"w" * (17 * mib) + b"x" * (17 * mib)
 
 
