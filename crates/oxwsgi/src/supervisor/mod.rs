@@ -209,10 +209,12 @@ impl Supervisor {
     /// Stops every daemon: no new requests, in-flight ones finish (bounded
     /// by each group's shutdown-timeout), then the processes exit.
     pub async fn stop(self) {
+        // Tell the process tasks before the pools close the idle slots, so
+        // that a daemon leaving at once is seen as stopped, not crashed.
+        let _ = self.stop.send(true);
         for group in &self.groups {
             group.pool.close();
         }
-        let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;
         }

@@ -218,9 +218,12 @@ pub async fn run_position(
         checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let outcome = loop {
             tokio::select! {
+                // Stop first: a daemon that exits because the front is
+                // stopping (its slots closed) is not a crash to replace.
+                biased;
+                _ = stop.changed() => break Outcome::Stop,
                 status = child.wait() => break Outcome::Exited(status),
                 Some(request) = recycle_requests.recv() => break Outcome::Recycle(request),
-                _ = stop.changed() => break Outcome::Stop,
                 _ = checks.tick() => {
                     if let Some(reason) = due_for_recycling(&spec, &pool, id, pid, ready_at) {
                         pool.recycle(id, reason);
