@@ -10,7 +10,8 @@
 #     stack dump) unless a Python thread re-arms it every second, i.e. unless
 #     the GIL is released now and then;
 #   - the control channel: one-line commands from the front, such as
-#     `interrupt SLOT` (raise RequestTimeout in that slot's thread).
+#     `interrupt STREAM` (raise RequestTimeout in the thread serving that
+#     request).
 #
 # Memory: every module imported here stays in every daemon, so the bootstrap
 # imports only what it needs (no json, ctypes, socket, importlib.util: the
@@ -57,11 +58,16 @@ def _oxwsgi_watchdogs(worker, deadlock, control_fd):
         class RequestTimeout(Exception):
             """Raised in a request's thread when it exceeded request-timeout."""
 
-        def interrupt(slot):
-            name = "oxwsgi-slot-%d" % slot
+        def interrupt(stream):
+            # The front names the request (its stream on the channel); the
+            # worker knows which thread serves it, if any still does.
+            index = worker.thread_serving(stream)
+            if index is None:
+                return
+            name = "oxwsgi-thread-%d" % index
             # A request running in a sub-interpreter (named application
             # group) is interrupted by the worker, in that interpreter.
-            if worker.interrupt(slot):
+            if worker.interrupt(index):
                 sys.stderr.write("[oxwsgi] interrupted %s: request-timeout\n" % name)
                 return
             for thread in threading.enumerate():

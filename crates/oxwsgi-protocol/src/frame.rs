@@ -1,9 +1,15 @@
-//! Frame headers: the kind byte and the payload length.
+//! Frame headers: the kind byte, the stream (request) the frame belongs to,
+//! and the payload length.
 
 use crate::ProtocolError;
 
-/// Bytes in a frame header: one kind byte and a `u32` LE payload length.
-pub const HEADER_LEN: usize = 5;
+/// Bytes in a frame header: one kind byte, a `u32` LE stream id and a `u32`
+/// LE payload length.
+pub const HEADER_LEN: usize = 9;
+
+/// The stream of frames that belong to the channel, not to a request
+/// ([`Kind::Hello`]).
+pub const CHANNEL_STREAM: u32 = 0;
 
 /// The largest payload one frame may carry. Bodies larger than this are
 /// split over several body frames by the sender.
@@ -20,7 +26,11 @@ pub enum Kind {
     /// front → daemon: the request body is over. Payload: one flag byte,
     /// [`crate::ABORT_FLAG`] when the client's body was cut short.
     RequestEnd = 0x03,
-    /// daemon → front: the slot is ready ([`crate::Hello`]).
+    /// Either way: the receiver of a stream's body has taken this many more
+    /// bytes ([`crate::Credit`]); the sender may send that much more body.
+    Credit = 0x04,
+    /// daemon → front, on [`CHANNEL_STREAM`]: the process is ready
+    /// ([`crate::Hello`]).
     Hello = 0x10,
     /// daemon → front: status and headers ([`crate::ResponseHead`]).
     ResponseHead = 0x11,
@@ -43,6 +53,7 @@ impl TryFrom<u8> for Kind {
             0x01 => Kind::RequestHead,
             0x02 => Kind::RequestBody,
             0x03 => Kind::RequestEnd,
+            0x04 => Kind::Credit,
             0x10 => Kind::Hello,
             0x11 => Kind::ResponseHead,
             0x12 => Kind::ResponseBody,
@@ -58,6 +69,7 @@ impl TryFrom<u8> for Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHeader {
     pub kind: Kind,
+    pub stream: u32,
     pub len: usize,
 }
 
@@ -69,11 +81,12 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<FrameHeader>, ProtocolError> {
         return Ok(None);
     };
     let kind = Kind::try_from(head[0])?;
-    let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    let stream = u32::from_le_bytes([head[1], head[2], head[3], head[4]]);
+    let len = u32::from_le_bytes([head[5], head[6], head[7], head[8]]) as usize;
     if len > MAX_FRAME_LEN {
         return Err(ProtocolError::FrameTooLarge(len));
     }
-    Ok(Some(FrameHeader { kind, len }))
+    Ok(Some(FrameHeader { kind, stream, len }))
 }
 
 #[cfg(test)]
@@ -88,7 +101,7 @@ mod tests {
     #[test]
     fn unknown_kind_is_rejected() {
         assert_eq!(
-            parse_header(&[0x7f, 0, 0, 0, 0]),
+            parse_header(&[0x7f, 0, 0, 0, 0, 0, 0, 0, 0]),
             Err(ProtocolError::UnknownKind(0x7f))
         );
     }
@@ -97,15 +110,18 @@ mod tests {
     fn oversized_frame_is_rejected() {
         let len = (MAX_FRAME_LEN as u32 + 1).to_le_bytes();
         assert!(matches!(
-            parse_header(&[0x02, len[0], len[1], len[2], len[3]]),
+            parse_header(&[0x02, 1, 0, 0, 0, len[0], len[1], len[2], len[3]]),
             Err(ProtocolError::FrameTooLarge(_))
         ));
     }
 
     #[test]
     fn header_round_trip() {
-        let header = parse_header(&[0x12, 3, 1, 0, 0, 9]).unwrap().unwrap();
+        let header = parse_header(&[0x12, 7, 0, 0, 1, 3, 1, 0, 0, 9])
+            .unwrap()
+            .unwrap();
         assert_eq!(header.kind, Kind::ResponseBody);
+        assert_eq!(header.stream, 0x0100_0007);
         assert_eq!(header.len, 259);
     }
 }

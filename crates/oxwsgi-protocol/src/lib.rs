@@ -1,5 +1,7 @@
 //! The framed binary protocol spoken between the oxwsgi front and a daemon
-//! worker thread over one persistent Unix-socket connection (a *slot*).
+//! process over the one Unix-socket connection (the *channel*) that the
+//! front keeps to each daemon process. Many requests are in flight on a
+//! channel at once, each in its own *stream*.
 //!
 //! This crate only encodes and decodes; it does no I/O, so both sides (the
 //! tokio front and the blocking Python worker) share it and it can be fuzzed
@@ -7,31 +9,41 @@
 //!
 //! # Wire format
 //!
-//! Every frame is a 5-byte header followed by its payload:
+//! Every frame is a 9-byte header followed by its payload:
 //!
 //! ```text
-//! +------+----------------+-------------------+
-//! | kind | length (u32 LE)| payload (length)  |
-//! +------+----------------+-------------------+
+//! +------+-----------------+-----------------+-------------------+
+//! | kind | stream (u32 LE) | length (u32 LE) | payload (length)  |
+//! +------+-----------------+-----------------+-------------------+
 //! ```
 //!
-//! One exchange on a slot, in order:
+//! On a channel, in order:
 //!
-//! 1. daemon → front, once per connection: [`Kind::Hello`] (the daemon's pid),
-//!    sent when its applications are imported and the slot is ready.
-//! 2. front → daemon: [`Kind::RequestHead`], then zero or more
-//!    [`Kind::RequestBody`], then exactly one [`Kind::RequestEnd`].
-//! 3. daemon → front: [`Kind::ResponseHead`], zero or more
-//!    [`Kind::ResponseBody`], then [`Kind::ResponseEnd`]; or, at any point
-//!    instead, [`Kind::ResponseAbort`] (the application failed). A body that
-//!    is a range of a regular file (`wsgi.file_wrapper`) may instead be one
-//!    [`Kind::ResponseFile`] frame, sent with the file's descriptor attached
-//!    (`SCM_RIGHTS`, in the same `sendmsg` as the frame's bytes): the front
-//!    reads the range itself, and the daemon thread is free at once.
+//! 1. daemon → front, once: [`Kind::Hello`] on [`CHANNEL_STREAM`] (the
+//!    daemon's pid), sent when its applications are imported.
+//! 2. front → daemon, per request, on a stream id the front picks (never 0,
+//!    never one still in use): [`Kind::RequestHead`], then zero or more
+//!    [`Kind::RequestBody`], then at most one [`Kind::RequestEnd`]. The
+//!    front may stop sending a body once the response is over.
+//! 3. daemon → front on the same stream: [`Kind::ResponseHead`], zero or
+//!    more [`Kind::ResponseBody`], then [`Kind::ResponseEnd`]; or, at any
+//!    point instead, [`Kind::ResponseAbort`] (the application failed). A
+//!    body that is a range of a regular file (`wsgi.file_wrapper`) may
+//!    instead be one [`Kind::ResponseFile`] frame, sent with the file's
+//!    descriptor attached (`SCM_RIGHTS`, in the same `sendmsg` as the
+//!    frame's bytes). `ResponseEnd` / `ResponseAbort` mean the daemon thread
+//!    is done with the request: the stream id is free again.
+//! 4. Either way, [`Kind::Credit`]: flow control of bodies. A sender may
+//!    have at most [`REQUEST_WINDOW`] (front → daemon) or
+//!    [`RESPONSE_WINDOW`] (daemon → front) bytes of a stream's body payload
+//!    unacknowledged; the receiver grants more as its consumer takes the
+//!    bytes. So one stream never holds up the others, and a slow consumer
+//!    bounds the memory the other side spends on it.
 //!
-//! The daemon always reads the request up to its `RequestEnd` before it
-//! takes the next request, so a slot is reusable once the front has seen the
-//! response's last frame and has sent `RequestEnd`.
+//! Frames of different streams interleave freely; frames of one stream keep
+//! their order. The daemon ignores frames for streams it does not know (a
+//! body that arrives after its response ended); the front treats frames for
+//! streams it did not open as a protocol error.
 //!
 //! Strings are `u32` little-endian length + bytes. Environ values are raw
 //! bytes; the daemon decodes them as latin-1, as PEP 3333 wants.
@@ -42,11 +54,31 @@ mod messages;
 pub mod worker_config;
 
 pub use codec::{Reader, Writer};
-pub use frame::{parse_header, FrameHeader, Kind, HEADER_LEN, MAX_FRAME_LEN};
+pub use frame::{parse_header, FrameHeader, Kind, CHANNEL_STREAM, HEADER_LEN, MAX_FRAME_LEN};
 pub use messages::{
-    encode_empty, encode_frame, Hello, RequestHead, ResponseFile, ResponseHead, ABORT_FLAG,
-    BODY_LENGTH_UNKNOWN,
+    encode_empty, encode_frame, encode_header, Credit, Hello, RequestHead, ResponseFile,
+    ResponseHead, ABORT_FLAG, BODY_LENGTH_UNKNOWN,
 };
+
+/// Request body bytes the front may send on a stream before the daemon
+/// grants more ([`Kind::Credit`]).
+pub const REQUEST_WINDOW: u32 = 1024 * 1024;
+
+/// Response body bytes the daemon may send on a stream before the front
+/// grants more. Large enough that a response of a few MiB leaves the daemon
+/// thread at once, however slowly the client reads it.
+pub const RESPONSE_WINDOW: u32 = 4 * 1024 * 1024;
+
+/// The next whole frame at the start of `buf`: its header and the length of
+/// header and payload together. `Ok(None)`: more bytes are needed. Every
+/// length is checked before it is used, so any input is safe to pass.
+pub fn next_frame(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
+    let Some(header) = parse_header(buf)? else {
+        return Ok(None);
+    };
+    let total = HEADER_LEN + header.len;
+    Ok((buf.len() >= total).then_some((header, total)))
+}
 
 /// Everything that can be wrong with bytes that claim to be frames.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! from so that neither side copies a request head twice.
 
 use crate::codec::{Reader, Writer};
-use crate::frame::{Kind, HEADER_LEN};
+use crate::frame::{Kind, CHANNEL_STREAM, HEADER_LEN};
 use crate::ProtocolError;
 
 /// Flag byte of a [`Kind::RequestEnd`] frame whose body was cut short.
@@ -12,30 +12,57 @@ pub const ABORT_FLAG: u8 = 1;
 /// total body length up front.
 pub const BODY_LENGTH_UNKNOWN: u64 = u64::MAX;
 
-/// Appends a frame header and `payload` to `buf`.
-pub fn encode_frame(buf: &mut Vec<u8>, kind: Kind, payload: &[u8]) {
-    buf.reserve(HEADER_LEN + payload.len());
+/// Appends the header of a frame of `stream` whose payload (`len` bytes)
+/// the caller sends next (from its own memory, without a copy).
+pub fn encode_header(buf: &mut Vec<u8>, kind: Kind, stream: u32, len: usize) {
     buf.push(kind as u8);
-    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&stream.to_le_bytes());
+    buf.extend_from_slice(&(len as u32).to_le_bytes());
+}
+
+/// Appends a frame of `stream`: header and `payload`.
+pub fn encode_frame(buf: &mut Vec<u8>, kind: Kind, stream: u32, payload: &[u8]) {
+    buf.reserve(HEADER_LEN + payload.len());
+    encode_header(buf, kind, stream, payload.len());
     buf.extend_from_slice(payload);
 }
 
 /// Appends a payload-less frame (`ResponseEnd`, or `RequestEnd` with a flag).
-pub fn encode_empty(buf: &mut Vec<u8>, kind: Kind) {
-    encode_frame(buf, kind, &[]);
+pub fn encode_empty(buf: &mut Vec<u8>, kind: Kind, stream: u32) {
+    encode_frame(buf, kind, stream, &[]);
 }
 
 /// Writes a frame whose payload is produced by `fill`, patching the length.
-fn encode_with(buf: &mut Vec<u8>, kind: Kind, fill: impl FnOnce(&mut Writer<'_>)) {
+fn encode_with(buf: &mut Vec<u8>, kind: Kind, stream: u32, fill: impl FnOnce(&mut Writer<'_>)) {
     let start = buf.len();
-    buf.push(kind as u8);
-    buf.extend_from_slice(&[0; 4]);
+    encode_header(buf, kind, stream, 0);
     fill(&mut Writer::new(buf));
     let len = (buf.len() - start - HEADER_LEN) as u32;
-    buf[start + 1..start + HEADER_LEN].copy_from_slice(&len.to_le_bytes());
+    buf[start + HEADER_LEN - 4..start + HEADER_LEN].copy_from_slice(&len.to_le_bytes());
 }
 
-/// A daemon slot announcing itself ready.
+/// A stream's body receiver granting its sender `bytes` more of body
+/// (flow control: each stream starts with [`crate::REQUEST_WINDOW`] of
+/// request body and [`crate::RESPONSE_WINDOW`] of response body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credit {
+    pub bytes: u32,
+}
+
+impl Credit {
+    pub fn encode(&self, buf: &mut Vec<u8>, stream: u32) {
+        encode_with(buf, Kind::Credit, stream, |w| w.u32(self.bytes));
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<Self, ProtocolError> {
+        let mut r = Reader::new(payload, "credit");
+        let bytes = r.u32()?;
+        r.finish()?;
+        Ok(Self { bytes })
+    }
+}
+
+/// A daemon process announcing itself ready (on [`CHANNEL_STREAM`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hello {
     pub pid: u32,
@@ -46,7 +73,7 @@ pub struct Hello {
 
 impl Hello {
     pub fn encode(&self, buf: &mut Vec<u8>) {
-        encode_with(buf, Kind::Hello, |w| {
+        encode_with(buf, Kind::Hello, CHANNEL_STREAM, |w| {
             w.u32(self.pid);
             w.u32(self.failed_imports);
         });
@@ -95,8 +122,8 @@ pub struct RequestHead<'a> {
 }
 
 impl<'a> RequestHead<'a> {
-    pub fn encode(&self, buf: &mut Vec<u8>) {
-        encode_with(buf, Kind::RequestHead, |w| {
+    pub fn encode(&self, buf: &mut Vec<u8>, stream: u32) {
+        encode_with(buf, Kind::RequestHead, stream, |w| {
             w.u32(self.mount);
             w.f64(self.request_start);
             w.f64(self.queue_start);
@@ -180,8 +207,8 @@ pub struct ResponseHead<'a> {
 }
 
 impl<'a> ResponseHead<'a> {
-    pub fn encode(&self, buf: &mut Vec<u8>) {
-        encode_with(buf, Kind::ResponseHead, |w| {
+    pub fn encode(&self, buf: &mut Vec<u8>, stream: u32) {
+        encode_with(buf, Kind::ResponseHead, stream, |w| {
             w.bytes(self.status);
             w.u64(self.body_length);
             w.u32(self.headers.len() as u32);
@@ -223,8 +250,8 @@ impl ResponseFile {
     /// Bytes of an encoded frame (header and payload).
     pub const FRAME_LEN: usize = HEADER_LEN + 16;
 
-    pub fn encode(&self, buf: &mut Vec<u8>) {
-        encode_with(buf, Kind::ResponseFile, |w| {
+    pub fn encode(&self, buf: &mut Vec<u8>, stream: u32) {
+        encode_with(buf, Kind::ResponseFile, stream, |w| {
             w.u64(self.offset);
             w.u64(self.length);
         });
@@ -268,9 +295,9 @@ mod tests {
     fn request_head_round_trip() {
         let head = sample_request();
         let mut buf = Vec::new();
-        head.encode(&mut buf);
+        head.encode(&mut buf, 7);
         let frame = parse_header(&buf).unwrap().unwrap();
-        assert_eq!(frame.kind, Kind::RequestHead);
+        assert_eq!((frame.kind, frame.stream), (Kind::RequestHead, 7));
         assert_eq!(frame.len, buf.len() - HEADER_LEN);
         assert_eq!(RequestHead::decode(&buf[HEADER_LEN..]).unwrap(), head);
     }
@@ -278,7 +305,7 @@ mod tests {
     #[test]
     fn truncated_request_head_is_an_error() {
         let mut buf = Vec::new();
-        sample_request().encode(&mut buf);
+        sample_request().encode(&mut buf, 1);
         let payload = &buf[HEADER_LEN..buf.len() - 1];
         assert_eq!(
             RequestHead::decode(payload),
@@ -304,7 +331,7 @@ mod tests {
             headers: vec![(b"Content-Type", b"text/plain")],
         };
         let mut buf = Vec::new();
-        head.encode(&mut buf);
+        head.encode(&mut buf, 2);
         assert_eq!(ResponseHead::decode(&buf[HEADER_LEN..]).unwrap(), head);
     }
 
@@ -316,6 +343,7 @@ mod tests {
             failed_imports: 1,
         };
         hello.encode(&mut buf);
+        assert_eq!(parse_header(&buf).unwrap().unwrap().stream, CHANNEL_STREAM);
         assert_eq!(Hello::decode(&buf[HEADER_LEN..]), Ok(hello));
         assert_eq!(
             Hello::decode(&[1, 0, 0, 0, 0, 0, 0, 0, 9]),
@@ -334,7 +362,7 @@ mod tests {
             length: (5 << 32) + 7,
         };
         let mut buf = Vec::new();
-        file.encode(&mut buf);
+        file.encode(&mut buf, 9);
         assert_eq!(buf.len(), ResponseFile::FRAME_LEN);
         let frame = parse_header(&buf).unwrap().unwrap();
         assert_eq!((frame.kind, frame.len), (Kind::ResponseFile, 16));
@@ -354,12 +382,28 @@ mod tests {
     #[test]
     fn several_frames_in_one_buffer() {
         let mut buf = Vec::new();
-        encode_frame(&mut buf, Kind::ResponseBody, b"hello");
-        encode_empty(&mut buf, Kind::ResponseEnd);
+        encode_frame(&mut buf, Kind::ResponseBody, 3, b"hello");
+        encode_empty(&mut buf, Kind::ResponseEnd, 4);
         let first = parse_header(&buf).unwrap().unwrap();
-        assert_eq!((first.kind, first.len), (Kind::ResponseBody, 5));
+        assert_eq!(
+            (first.kind, first.stream, first.len),
+            (Kind::ResponseBody, 3, 5)
+        );
         let rest = &buf[HEADER_LEN + 5..];
         let second = parse_header(rest).unwrap().unwrap();
-        assert_eq!((second.kind, second.len), (Kind::ResponseEnd, 0));
+        assert_eq!(
+            (second.kind, second.stream, second.len),
+            (Kind::ResponseEnd, 4, 0)
+        );
+    }
+
+    #[test]
+    fn credit_round_trip() {
+        let mut buf = Vec::new();
+        Credit { bytes: 65536 }.encode(&mut buf, 5);
+        let frame = parse_header(&buf).unwrap().unwrap();
+        assert_eq!((frame.kind, frame.stream, frame.len), (Kind::Credit, 5, 4));
+        assert_eq!(Credit::decode(&buf[HEADER_LEN..]), Ok(Credit { bytes: 65536 }));
+        assert_eq!(Credit::decode(&[1, 0]), Err(ProtocolError::Truncated("credit")));
     }
 }

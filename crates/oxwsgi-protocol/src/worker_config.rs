@@ -17,9 +17,11 @@ pub struct WorkerConfig {
     pub group: String,
     /// Process title to set (argv and comm), e.g. `(wsgi:app_one)`.
     pub title: Option<String>,
-    /// Inherited file descriptors, one connected Unix stream socket per
-    /// worker thread (slot). Their count is the thread count.
-    pub slot_fds: Vec<i32>,
+    /// The inherited file descriptor of the channel: a connected Unix
+    /// stream socket to the front, carrying every request of the process.
+    pub channel_fd: i32,
+    /// How many request threads to run.
+    pub threads: usize,
     /// Prepended to `sys.path`, in order.
     pub python_path: Vec<String>,
     /// Working directory (`home`).

@@ -1,20 +1,22 @@
-//! Error types of the worker: what can go wrong on a slot connection, and
-//! how a failed request is classified.
+//! Error types of the worker: what can go wrong on the channel to the
+//! front, and how a failed request is classified.
 
 use oxwsgi_protocol::ProtocolError;
 use pyo3::PyErr;
 
-/// The slot connection to the front is unusable; the slot thread ends.
+/// The channel to the front is unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
-    #[error("slot I/O failed: {0}")]
+    #[error("channel I/O failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("bad frame from the front: {0}")]
     Protocol(#[from] ProtocolError),
-    #[error("the front closed the slot in the middle of a frame")]
+    #[error("the front closed the channel in the middle of a frame")]
     TruncatedFrame,
-    #[error("the front closed the slot in the middle of a request")]
-    ClosedMidRequest,
+    #[error("the front opened stream {0}, which is reserved or already open")]
+    BadStream(u32),
+    #[error("the channel to the front closed in the middle of a request")]
+    Lost,
 }
 
 /// Why a request did not end with `ResponseEnd`.
@@ -32,14 +34,14 @@ pub enum Failure {
     /// aborted without logging again.
     #[error("{0}")]
     ImportFailed(String),
-    /// The slot connection broke: nothing more can be sent on it.
+    /// The channel broke: nothing more can be sent on it.
     #[error(transparent)]
     Conn(#[from] ConnError),
 }
 
-/// Why a slot thread ended abnormally.
+/// Why a request thread ended abnormally.
 #[derive(Debug, thiserror::Error)]
-pub enum SlotError {
+pub enum ThreadError {
     #[error(transparent)]
     Conn(#[from] ConnError),
     #[error("internal Python error: {0}")]
@@ -50,12 +52,12 @@ pub enum SlotError {
     Text(String),
 }
 
-impl SlotError {
+impl ThreadError {
     /// The same error holding no Python object: call it inside the
     /// interpreter the error comes from.
     pub fn detached(self) -> Self {
         match self {
-            SlotError::Python(err) => SlotError::Text(err.to_string()),
+            ThreadError::Python(err) => ThreadError::Text(err.to_string()),
             other => other,
         }
     }

@@ -11,7 +11,6 @@ use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use oxwsgi_protocol::ResponseFile;
 use pyo3::prelude::*;
 
-use crate::conn::Batch;
 use crate::error::Failure;
 use crate::sender::Sender;
 
@@ -146,18 +145,18 @@ pub fn send_fast(
             offset,
             remaining,
         } = source;
-        let mut batch = Batch::new();
+        let mut batch = locked.batch();
         locked.head(&mut batch, remaining)?;
         if locked.head_only() {
             locked.send(batch)?;
             return Ok(true);
         }
-        batch.encoded(|buf| {
+        batch.encoded(|buf, stream| {
             ResponseFile {
                 offset,
                 length: remaining,
             }
-            .encode(buf)
+            .encode(buf, stream)
         });
         locked.send_with_fd(batch, file.as_fd())?;
         // `file` (our duplicate) closes here; the front's copy, made by the

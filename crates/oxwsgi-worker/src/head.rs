@@ -57,14 +57,14 @@ impl PendingHead {
         })
     }
 
-    /// Appends the `ResponseHead` frame.
-    pub fn encode(&self, buf: &mut Vec<u8>, body_length: u64) {
+    /// Appends the `ResponseHead` frame of `stream`.
+    pub fn encode(&self, buf: &mut Vec<u8>, stream: u32, body_length: u64) {
         ResponseHead {
             status: self.status(),
             body_length,
             headers: self.headers().collect(),
         }
-        .encode(buf);
+        .encode(buf, stream);
     }
 }
 

@@ -1,34 +1,24 @@
-//! `wsgi.input`: the request body, streamed from the slot's `RequestBody`
-//! frames as the application reads it, with the GIL released while waiting
-//! on the socket.
+//! `wsgi.input`: the request body, taken from the request's stream as the
+//! application reads it, with the GIL released while waiting for the front.
 //!
-//! The slot's [`FrameReader`] moves into the request's input object for the
-//! request's lifetime and is taken back by the slot loop afterwards
-//! ([`Input::reclaim`]), which first drains any body the application left
-//! unread. An input object kept past its request reads as exhausted.
+//! The channel's reader thread puts body pieces into the request's
+//! [`RequestStream`]; reads take them and, as the application consumes the
+//! body, grant the front more of it ([`Kind::Credit`](oxwsgi_protocol::Kind)),
+//! so an upload streams through a bounded window. What the application
+//! leaves unread is simply dropped with the stream. An input object kept
+//! past its request reads what had arrived, then reads as exhausted.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use oxwsgi_protocol::{Kind, ProtocolError, ABORT_FLAG};
+use oxwsgi_protocol::REQUEST_WINDOW;
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use crate::conn::FrameReader;
-use crate::error::ConnError;
+use crate::transport::{BodyEnd, Channel, NextBody, RequestStream};
 
-/// Where the body stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BodyEnd {
-    /// More frames may follow.
-    Open,
-    /// `RequestEnd` arrived: the body is complete.
-    Complete,
-    /// `RequestEnd` arrived with `ABORT_FLAG`: the client's body was cut short.
-    Aborted,
-    /// The slot connection failed while reading the body.
-    Lost,
-}
+/// Consumed body bytes are acknowledged to the front in steps of this size.
+const CREDIT_STEP: usize = REQUEST_WINDOW as usize / 4;
 
 /// Why a read cannot return (all the) data.
 #[derive(Debug, thiserror::Error)]
@@ -45,131 +35,19 @@ impl From<ReadError> for PyErr {
     }
 }
 
-/// One frame of the request body leg.
-enum BodyFrame {
-    /// A `RequestBody` frame, its payload now in the buffer.
-    Data,
-    /// `RequestEnd` with its flags.
-    End(u8),
-}
-
-/// Reads the next frame of a request body into `buf`.
-fn next_body_frame(reader: &mut FrameReader, buf: &mut Vec<u8>) -> Result<BodyFrame, ConnError> {
-    let Some(header) = reader.header()? else {
-        return Err(ConnError::ClosedMidRequest);
-    };
-    match header.kind {
-        Kind::RequestBody => {
-            reader.payload(header.len, buf)?;
-            Ok(BodyFrame::Data)
-        }
-        Kind::RequestEnd => Ok(BodyFrame::End(reader.end_flags(header.len)?)),
-        got => Err(ProtocolError::Unexpected {
-            got,
-            expected: "RequestBody or RequestEnd",
-        }
-        .into()),
-    }
-}
-
 struct BodyState {
-    reader: Option<FrameReader>,
-    /// Bytes of the current frame not yet handed out: `buf[pos..]`.
+    /// Bytes of the current piece not yet handed out: `buf[pos..]`.
     buf: Vec<u8>,
     pos: usize,
-    end: BodyEnd,
-    /// The connection error that ended the body, for the slot loop.
-    lost: Option<ConnError>,
+    /// Set once the stream said the body is over.
+    end: Option<BodyEnd>,
+    /// Bytes taken from the stream and not yet acknowledged to the front.
+    unacknowledged: usize,
 }
 
 impl BodyState {
     fn available(&self) -> &[u8] {
         self.buf.get(self.pos..).unwrap_or_default()
-    }
-
-    /// Loads the next non-empty body frame into the buffer. `Ok(false)` at
-    /// the end of a complete body.
-    fn fill(&mut self) -> Result<bool, ReadError> {
-        loop {
-            match self.end {
-                BodyEnd::Open => {}
-                BodyEnd::Complete => return Ok(false),
-                BodyEnd::Aborted => return Err(ReadError::Incomplete),
-                BodyEnd::Lost => return Err(ReadError::Lost),
-            }
-            self.pos = 0;
-            self.buf.clear();
-            let Some(reader) = self.reader.as_mut() else {
-                self.end = BodyEnd::Complete;
-                continue;
-            };
-            match next_body_frame(reader, &mut self.buf) {
-                Ok(BodyFrame::Data) if self.buf.is_empty() => {}
-                Ok(BodyFrame::Data) => return Ok(true),
-                Ok(BodyFrame::End(flags)) => {
-                    self.end = if flags & ABORT_FLAG != 0 {
-                        BodyEnd::Aborted
-                    } else {
-                        BodyEnd::Complete
-                    };
-                }
-                Err(e) => {
-                    self.end = BodyEnd::Lost;
-                    self.lost = Some(e);
-                }
-            }
-        }
-    }
-
-    /// Up to `limit` bytes (all with `None`), stopping after a newline when
-    /// `line` is set. Short only at the end of a complete body.
-    fn read(&mut self, limit: Option<usize>, line: bool) -> Result<Vec<u8>, ReadError> {
-        let mut out = Vec::new();
-        loop {
-            let want = limit.map_or(usize::MAX, |l| l - out.len());
-            if want == 0 {
-                return Ok(out);
-            }
-            let avail = self.available();
-            let mut take = avail.len().min(want);
-            let mut done = false;
-            if line {
-                if let Some(nl) = avail[..take].iter().position(|&b| b == b'\n') {
-                    take = nl + 1;
-                    done = true;
-                }
-            }
-            if out.is_empty() && self.pos == 0 && take == self.buf.len() && take > 0 {
-                // The whole frame is wanted: hand it over without a copy.
-                out = std::mem::take(&mut self.buf);
-            } else {
-                out.extend_from_slice(&avail[..take]);
-                self.pos += take;
-            }
-            if done || out.len() == limit.unwrap_or(usize::MAX) {
-                return Ok(out);
-            }
-            if !self.fill()? {
-                return Ok(out);
-            }
-        }
-    }
-
-    /// Whether [`BodyState::drain`] would make no system call: the body has
-    /// ended, or its `RequestEnd` is the next frame and already buffered.
-    fn drains_without_io(&self) -> bool {
-        self.end != BodyEnd::Open
-            || self
-                .reader
-                .as_ref()
-                .is_none_or(|reader| reader.buffered_frame() == Some(Kind::RequestEnd))
-    }
-
-    /// Discards the rest of the body up to `RequestEnd`.
-    fn drain(&mut self) {
-        while let Ok(true) = self.fill() {}
-        self.buf.clear();
-        self.pos = 0;
     }
 }
 
@@ -177,19 +55,21 @@ impl BodyState {
 /// [`Input`] in the main interpreter, the per-interpreter class of
 /// [`crate::shells`] in a sub-interpreter.
 pub struct Body {
+    stream: Arc<RequestStream>,
+    channel: Arc<Channel>,
     state: Mutex<BodyState>,
 }
 
 impl Body {
-    /// Wraps the slot's reader for one request; its head was already read.
-    pub fn new(reader: FrameReader) -> Self {
+    pub fn new(stream: Arc<RequestStream>, channel: Arc<Channel>) -> Self {
         Self {
+            stream,
+            channel,
             state: Mutex::new(BodyState {
-                reader: Some(reader),
                 buf: Vec::new(),
                 pos: 0,
-                end: BodyEnd::Open,
-                lost: None,
+                end: None,
+                unacknowledged: 0,
             }),
         }
     }
@@ -198,39 +78,94 @@ impl Body {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Ends the request's body: reads and discards whatever the application
-    /// did not read, up to `RequestEnd`, and gives the reader back to the
-    /// slot loop; or the connection error that made the slot unusable.
-    ///
-    /// When the body's end is already in the reader's buffer (a request
-    /// without a body, or one the application read to the end) nothing
-    /// blocks, and the GIL is kept.
-    pub fn reclaim(&self, py: Python<'_>) -> Result<FrameReader, ConnError> {
-        let reclaim = |state: &mut BodyState| {
-            state.drain();
-            if let Some(err) = state.lost.take() {
-                state.reader = None;
-                return Err(err);
+    /// Loads the next non-empty piece into the buffer; `Ok(false)` at the
+    /// end of a complete body. Waits for the front unless `wait` is false,
+    /// in which case `Ok(false)` also means "nothing there yet".
+    fn fill(&self, state: &mut BodyState, wait: bool) -> Result<bool, ReadError> {
+        loop {
+            match state.end {
+                None | Some(BodyEnd::Open) => {}
+                Some(BodyEnd::Complete) => return Ok(false),
+                Some(BodyEnd::Aborted) => return Err(ReadError::Incomplete),
+                Some(BodyEnd::Lost) => return Err(ReadError::Lost),
             }
-            state.reader.take().ok_or(ConnError::ClosedMidRequest)
-        };
-        {
-            let mut state = self.lock();
-            if state.drains_without_io() {
-                return reclaim(&mut state);
+            let next = if wait {
+                self.stream.next_body()
+            } else {
+                match self.stream.try_next_body() {
+                    Some(next) => next,
+                    None => return Ok(false),
+                }
+            };
+            match next {
+                NextBody::Data(data) => {
+                    state.unacknowledged += data.len();
+                    state.buf = data;
+                    state.pos = 0;
+                    if state.unacknowledged >= CREDIT_STEP {
+                        let step = std::mem::take(&mut state.unacknowledged);
+                        // A lost channel shows on the next read.
+                        let _ = self
+                            .channel
+                            .credit(self.stream.id, u32::try_from(step).unwrap_or(u32::MAX));
+                    }
+                    return Ok(true);
+                }
+                NextBody::End(end) => state.end = Some(end),
             }
         }
-        py.detach(|| reclaim(&mut self.lock()))
+    }
+
+    /// Up to `limit` bytes (all with `None`), stopping after a newline when
+    /// `line` is set. Short only at the end of a complete body.
+    fn read(&self, limit: Option<usize>, line: bool, wait: bool) -> Result<Vec<u8>, ReadError> {
+        let mut state = self.lock();
+        let mut out = Vec::new();
+        loop {
+            let want = limit.map_or(usize::MAX, |l| l - out.len());
+            if want == 0 {
+                return Ok(out);
+            }
+            let avail = state.available();
+            let mut take = avail.len().min(want);
+            let mut done = false;
+            if line {
+                if let Some(nl) = avail[..take].iter().position(|&b| b == b'\n') {
+                    take = nl + 1;
+                    done = true;
+                }
+            }
+            if out.is_empty() && state.pos == 0 && take == state.buf.len() && take > 0 {
+                // The whole piece is wanted: hand it over without a copy.
+                out = std::mem::take(&mut state.buf);
+            } else {
+                out.extend_from_slice(&avail[..take]);
+                state.pos += take;
+            }
+            if done || out.len() == limit.unwrap_or(usize::MAX) {
+                return Ok(out);
+            }
+            if !self.fill(&mut state, wait)? {
+                return Ok(out);
+            }
+        }
     }
 
     /// Up to `limit` bytes (all with `None`), up to a newline with `line`.
+    /// When the whole body has arrived already (the usual case for small
+    /// bodies, which come with the head) nothing can block and the GIL is
+    /// kept.
     pub fn read_bytes<'py>(
         &self,
         py: Python<'py>,
         limit: Option<usize>,
         line: bool,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let data = py.detach(|| self.lock().read(limit, line))?;
+        let data = if self.stream.fully_received() {
+            self.read(limit, line, false)?
+        } else {
+            py.detach(|| self.read(limit, line, true))?
+        };
         Ok(PyBytes::new(py, &data))
     }
 }
@@ -242,10 +177,8 @@ pub struct Input {
 }
 
 impl Input {
-    pub fn new(reader: FrameReader) -> Self {
-        Self {
-            body: Body::new(reader),
-        }
+    pub fn new(body: Body) -> Self {
+        Self { body }
     }
 
     pub fn body(&self) -> &Body {

@@ -1,6 +1,6 @@
 //! The sub-interpreters of a daemon process: one per application-group
 //! name, made on first use (or at start-up for a mount with `preload`),
-//! kept until the process ends. Also each slot thread's thread states in
+//! kept until the process ends. Also each request thread's thread states in
 //! them, the marks that let the control thread interrupt a request running
 //! in one, and what the process does with them when it ends.
 //!
@@ -11,7 +11,7 @@
 //! environment) never shows in an interpreter made later.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -256,11 +256,13 @@ impl ThreadStates {
     }
 }
 
-/// Where one slot's thread is, for the control thread.
+/// Where one request thread is, for the control thread.
 #[derive(Default)]
-pub struct SlotMark {
+pub struct ThreadMark {
     /// The thread's id (`threading.get_ident()`), once it started.
     thread: AtomicU64,
+    /// The stream id of the request the thread is serving; 0 when idle.
+    serving: AtomicU32,
     /// 1 + the id of the sub-interpreter it is serving a request in; 0 when
     /// in the main interpreter. Changed only with that interpreter's GIL
     /// held, so the control thread reads it reliably under the same GIL.
@@ -269,9 +271,19 @@ pub struct SlotMark {
     interrupted: AtomicBool,
 }
 
-impl SlotMark {
+impl ThreadMark {
     pub fn set_thread(&self) {
         self.thread.store(interp::thread_id(), Ordering::Relaxed);
+    }
+
+    /// Notes the request (stream id) the thread serves now; 0: none.
+    pub fn serve(&self, stream: u32) {
+        self.serving.store(stream, Ordering::Relaxed);
+    }
+
+    /// The request (stream id) the thread is serving; 0: none.
+    pub fn serving(&self) -> u32 {
+        self.serving.load(Ordering::Relaxed)
     }
 
     /// Called inside `sub`, before the request.
@@ -290,18 +302,18 @@ impl SlotMark {
     }
 }
 
-/// The control thread's `interrupt SLOT` for a slot serving a request in a
+/// The control thread's `interrupt` for a thread serving a request in a
 /// sub-interpreter: raises that interpreter's `RequestTimeout` in the
-/// slot's thread. `false` when the slot is not in a sub-interpreter (the
+/// thread. `false` when the thread is not in a sub-interpreter (the
 /// bootstrap then raises in the main interpreter).
-pub fn interrupt(py: Python<'_>, subs: &SubInterpreters, mark: &SlotMark) -> bool {
+pub fn interrupt(py: Python<'_>, subs: &SubInterpreters, mark: &ThreadMark) -> bool {
     let inside = mark.inside.load(Ordering::Acquire);
     let Some(sub) = inside.checked_sub(1).and_then(|id| subs.by_id(id)) else {
         return false;
     };
     let thread = mark.thread.load(Ordering::Relaxed);
     let done = interp::with_temporary(py, sub.interp, |py| {
-        // Under this interpreter's GIL the slot cannot be entering or
+        // Under this interpreter's GIL the thread cannot be entering or
         // leaving it: check it is still there.
         if mark.inside.load(Ordering::Acquire) != inside {
             return false;

@@ -3,16 +3,16 @@
 //! and calls `run::run`; everything else happens here.
 //!
 //! One request's way through this crate:
-//! `slot` (reads the head, picks the interpreter: `app_group`,
-//! `interpreters`, `interp`) → `request` → `environ` (+ `input`,
-//! `errors_log`, or a sub-interpreter's `shells`) → the application →
-//! `start_response` / `head` → `response` (+ `file_wrapper`) → `sender` →
-//! `conn` → the front.
+//! `transport` (the channel's reader thread queues the request) →
+//! `request_thread` (an idle thread takes it, picks the interpreter:
+//! `app_group`, `interpreters`, `interp`) → `request` → `environ` (+
+//! `input`, `errors_log`, or a sub-interpreter's `shells`) → the
+//! application → `start_response` / `head` → `response` (+
+//! `file_wrapper`) → `sender` → `transport` → the front.
 
 mod app_group;
 mod app_loader;
 mod cache;
-mod conn;
 mod cpu;
 mod environ;
 mod error;
@@ -26,14 +26,14 @@ mod log;
 mod native_str;
 mod pyutil;
 mod request;
+mod request_thread;
 mod response;
 mod run;
 mod sender;
 mod shells;
-mod slot;
-mod slot_fds;
 mod start_response;
 mod title;
+mod transport;
 mod worker;
 
 use pyo3::prelude::*;
@@ -43,6 +43,7 @@ fn _oxwsgi_worker(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run::run, m)?)?;
     m.add_function(wrap_pyfunction!(run::bootstrap_settings, m)?)?;
     m.add_function(wrap_pyfunction!(run::interrupt, m)?)?;
+    m.add_function(wrap_pyfunction!(run::thread_serving, m)?)?;
     m.add_function(wrap_pyfunction!(run::raise_in_thread, m)?)?;
     m.add_function(wrap_pyfunction!(run::subinterpreters, m)?)?;
     m.add_function(wrap_pyfunction!(run::dump_stacks, m)?)?;

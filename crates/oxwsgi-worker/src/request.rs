@@ -1,17 +1,13 @@
-//! One request on a slot, start to finish, in the interpreter chosen for
-//! it: environ, application call, response frames (or `ResponseAbort`),
-//! cleanup, and draining the request body so the slot is ready for the
-//! next request.
+//! One request, start to finish, in the interpreter chosen for it: environ,
+//! application call, response frames (or `ResponseAbort`) and cleanup.
 
-use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
 use oxwsgi_protocol::RequestHead;
 use pyo3::prelude::*;
 
-use crate::conn::FrameReader;
 use crate::environ;
-use crate::error::{ConnError, Failure, SlotError};
+use crate::error::{ConnError, Failure, ThreadError};
 use crate::errors_log::{ErrorsBuf, ErrorsLog};
 use crate::input::{Body, Input};
 use crate::log;
@@ -20,6 +16,7 @@ use crate::response;
 use crate::sender::Sender;
 use crate::shells;
 use crate::start_response::StartResponse;
+use crate::transport::{Channel, Job};
 use crate::worker::{Interp, Mount, Worker};
 
 /// A request's `wsgi.input` and `wsgi.errors`: the PyO3 objects in the
@@ -31,7 +28,6 @@ enum Streams<'py> {
         errors: Bound<'py, ErrorsLog>,
     },
     Sub {
-        body: Arc<Body>,
         buf: Arc<ErrorsBuf>,
         input: Bound<'py, PyAny>,
         errors: Bound<'py, PyAny>,
@@ -39,19 +35,17 @@ enum Streams<'py> {
 }
 
 impl<'py> Streams<'py> {
-    fn new(py: Python<'py>, interp: &Interp, reader: FrameReader) -> PyResult<Self> {
+    fn new(py: Python<'py>, interp: &Interp, body: Body) -> PyResult<Self> {
         match &interp.cache.shells {
             None => Ok(Self::Main {
-                input: Bound::new(py, Input::new(reader))?,
+                input: Bound::new(py, Input::new(body))?,
                 errors: Bound::new(py, ErrorsLog::new())?,
             }),
             Some(shells) => {
-                let body = Arc::new(Body::new(reader));
                 let buf = Arc::new(ErrorsBuf::new());
                 Ok(Self::Sub {
-                    input: shells.input(py, body.clone())?,
+                    input: shells.input(py, Arc::new(body))?,
                     errors: shells.errors(py, buf.clone())?,
-                    body,
                     buf,
                 })
             }
@@ -72,13 +66,6 @@ impl<'py> Streams<'py> {
         }
     }
 
-    fn body(&self) -> &Body {
-        match self {
-            Self::Main { input, .. } => input.get().body(),
-            Self::Sub { body, .. } => body,
-        }
-    }
-
     fn errors_buf(&self) -> &ErrorsBuf {
         match self {
             Self::Main { errors, .. } => errors.get().buf(),
@@ -87,20 +74,24 @@ impl<'py> Streams<'py> {
     }
 }
 
-/// Serves one request whose head was read, in `interp` (the current
-/// interpreter); gives the slot's reader back, positioned after the
-/// request's `RequestEnd`, with the encoded end of the response when it is
-/// left for the slot loop to send.
+/// Serves `job` (its head decoded as `head`) in `interp` (the current
+/// interpreter). Returns the encoded end of the response when it is left
+/// for the request thread's loop to send.
 pub fn handle(
     py: Python<'_>,
     worker: &Worker,
     interp: &Interp,
+    job: &Job,
     head: &RequestHead<'_>,
-    reader: FrameReader,
-    out: &Arc<UnixStream>,
-) -> Result<(FrameReader, Option<Vec<u8>>), SlotError> {
-    let streams = Streams::new(py, interp, reader)?;
-    let sender = Arc::new(Sender::new(out.clone(), head.method == b"HEAD"));
+) -> Result<Option<Vec<u8>>, ThreadError> {
+    let channel = &worker.channel;
+    let body = Body::new(job.stream.clone(), channel.clone());
+    let streams = Streams::new(py, interp, body)?;
+    let sender = Arc::new(Sender::new(
+        channel.clone(),
+        job.stream.clone(),
+        head.method == b"HEAD",
+    ));
 
     let index = head.mount as usize;
     let mount = worker.mounts.get(index);
@@ -126,31 +117,29 @@ pub fn handle(
     if let Some(err) = lost {
         return Err(err.into());
     }
-    let reader = streams.body().reclaim(py)?;
     if sender.broken() {
         return Err(ConnError::Io(std::io::ErrorKind::BrokenPipe.into()).into());
     }
-    Ok((reader, sender.take_deferred()))
+    Ok(sender.take_deferred())
 }
 
 /// Answers a request that cannot reach its application (its interpreter
-/// could not be made) with `ResponseAbort`, and drains its body.
+/// could not be made) with `ResponseAbort`.
 pub fn refuse(
     py: Python<'_>,
+    channel: &Arc<Channel>,
     message: &str,
+    job: &Job,
     head: &RequestHead<'_>,
-    reader: FrameReader,
-    out: &Arc<UnixStream>,
-) -> Result<(FrameReader, Option<Vec<u8>>), SlotError> {
-    let sender = Sender::new(out.clone(), head.method == b"HEAD");
+) -> Result<Option<Vec<u8>>, ThreadError> {
+    let sender = Sender::new(channel.clone(), job.stream.clone(), head.method == b"HEAD");
     py.detach(|| log::error(message));
     sender.abort(py, &pyutil::single_line(message));
     sender.close();
-    let reader = Body::new(reader).reclaim(py)?;
     if sender.broken() {
         return Err(ConnError::Io(std::io::ErrorKind::BrokenPipe.into()).into());
     }
-    Ok((reader, sender.take_deferred()))
+    Ok(sender.take_deferred())
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -1,19 +1,21 @@
 //! `run(config_json)`: the daemon process's main function, called by the
 //! bootstrap. It sets the process up (title, working directory,
 //! `sys.path`), imports every `%{GLOBAL}` mount's application (and makes
-//! the sub-interpreters of mounts with `preload`), then runs one Python
-//! thread per slot and waits for them all.
+//! the sub-interpreters of mounts with `preload`), says `Hello` on the
+//! channel, starts the channel's reader and `threads` request threads, and
+//! waits for them all.
 //!
 //! Also the small functions the bootstrap calls besides `run`:
-//! `bootstrap_settings(config_json)` before it, `interrupt(slot)` and
-//! `raise_in_thread(ident, exc)` for the control thread, `dump_stacks()`
-//! for its SIGUSR1 handler, and `subinterpreters()`.
+//! `bootstrap_settings(config_json)` before it, `thread_serving(stream)`,
+//! `interrupt(thread)` and `raise_in_thread(ident, exc)` for the control
+//! thread, `dump_stacks()` for its `dump` command, and `subinterpreters()`.
 
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use oxwsgi_protocol::worker_config::WorkerConfig;
+use oxwsgi_protocol::Hello;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -22,21 +24,21 @@ use crate::app_group::AppGroup;
 use crate::cache::PyCache;
 use crate::cpu;
 use crate::interp::{self, GilMode};
-use crate::interpreters::{self, SlotMark, SubInterpreters, ThreadStates};
+use crate::interpreters::{self, SubInterpreters, ThreadMark, ThreadStates};
 use crate::log;
-use crate::slot::SlotRunner;
-use crate::slot_fds;
+use crate::request_thread::ThreadRunner;
 use crate::title;
+use crate::transport::{fds, Channel};
 use crate::worker::{Interp, Mount, Worker};
 
 /// The process's worker, for `interrupt` (the control thread has no other
 /// way to it).
 static WORKER: OnceLock<Arc<Worker>> = OnceLock::new();
 
-/// Exit status: every slot ended with a clean EOF from the front.
+/// Exit status: the front closed the channel and every thread ended cleanly.
 const EXIT_OK: i32 = 0;
-/// Exit status: a slot ended with an error.
-const EXIT_SLOT_FAILED: i32 = 1;
+/// Exit status: the channel or a request thread failed.
+const EXIT_FAILED: i32 = 1;
 /// Exit status: the process could not start serving.
 const EXIT_STARTUP: i32 = 2;
 
@@ -71,13 +73,14 @@ pub fn run(py: Python<'_>, config_json: &str) -> PyResult<i32> {
     for (i, entry) in config.python_path.iter().enumerate() {
         sys_path.call_method1("insert", (i, entry))?;
     }
-    let streams = match slot_fds::claim(&config.slot_fds) {
-        Ok(streams) => streams,
+    let socket = match fds::claim(config.channel_fd) {
+        Ok(socket) => socket,
         Err(err) => {
-            log::error(&format!("cannot use the slot sockets: {err}"));
+            log::error(&format!("cannot use the channel socket: {err}"));
             return Ok(EXIT_STARTUP);
         }
     };
+    let threads = config.threads.max(1);
 
     let gil = match config.interpreter_gil.as_deref() {
         None | Some("shared") => GilMode::Shared,
@@ -121,10 +124,11 @@ pub fn run(py: Python<'_>, config_json: &str) -> PyResult<i32> {
         ),
         mounts,
         main,
-        marks: (0..streams.len()).map(|_| SlotMark::default()).collect(),
-        multithread: streams.len() > 1,
+        channel: Channel::new(socket),
+        marks: (0..threads).map(|_| ThreadMark::default()).collect(),
+        multithread: threads > 1,
         multiprocess: config.multiprocess,
-        failed_slots: AtomicUsize::new(0),
+        failed_threads: AtomicUsize::new(0),
     });
     let _ = WORKER.set(worker.clone());
     // The main thread's thread states in preloaded sub-interpreters.
@@ -132,33 +136,47 @@ pub fn run(py: Python<'_>, config_json: &str) -> PyResult<i32> {
     preload(py, &worker, &mut preloaded);
 
     let thread = py.import("threading")?.getattr("Thread")?;
-    let mut threads = Vec::with_capacity(streams.len());
-    for (index, stream) in streams.into_iter().enumerate() {
+    let mut started = Vec::with_capacity(threads);
+    for index in 0..threads {
         let kwargs = PyDict::new(py);
-        kwargs.set_item("target", SlotRunner::new(worker.clone(), index, stream))?;
-        kwargs.set_item("name", format!("oxwsgi-slot-{index}"))?;
+        kwargs.set_item("target", ThreadRunner::new(worker.clone(), index))?;
+        kwargs.set_item("name", format!("oxwsgi-thread-{index}"))?;
         // Daemon threads: an exception in the main thread ends the process
-        // instead of leaving it waiting on its slots.
+        // instead of leaving it waiting on its queue.
         kwargs.set_item("daemon", true)?;
         let t = thread.call((), Some(&kwargs))?;
         t.call_method0("start")?;
-        threads.push(t);
+        started.push(t);
+    }
+    // Ready: the applications are imported and the threads wait for work.
+    let mut hello = Vec::new();
+    Hello {
+        pid: std::process::id(),
+        // The main interpreter's mounts were imported at start-up; a named
+        // application group's are imported on first use, so they count
+        // only once they have been tried.
+        failed_imports: u32::try_from(worker.main.failed_imports()).unwrap_or(u32::MAX),
+    }
+    .encode(&mut hello);
+    let greeted = py.detach(|| {
+        worker.channel.send_bytes(&hello)?;
+        worker.channel.start_reader()
+    });
+    if let Err(err) = greeted {
+        log::error(&format!("cannot start the channel to the front: {err}"));
+        return Ok(EXIT_STARTUP);
     }
     log::info(&format!(
-        "worker ready: {} slot(s), {} mount(s)",
-        threads.len(),
+        "worker ready: {threads} thread(s), {} mount(s)",
         worker.mounts.len()
     ));
-    for t in &threads {
+    for t in &started {
         t.call_method0("join")?;
     }
     interpreters::finish(py, &worker.subs);
 
-    Ok(if worker.failed_slots.load(Ordering::Relaxed) == 0 {
-        EXIT_OK
-    } else {
-        EXIT_SLOT_FAILED
-    })
+    let failed = worker.failed_threads.load(Ordering::Relaxed) > 0 || worker.channel.failed();
+    Ok(if failed { EXIT_FAILED } else { EXIT_OK })
 }
 
 /// Makes the sub-interpreter of each mount with `preload` (a literal
@@ -216,22 +234,33 @@ pub fn raise_in_thread(py: Python<'_>, ident: u64, exc: &Bound<'_, PyAny>) -> i3
     interp::set_async_exc(py, ident, Some(exc))
 }
 
-/// `interrupt(slot)`: for the control thread. Raises `RequestTimeout` in
-/// the slot's thread when it is serving a request in a sub-interpreter and
-/// returns `True`; `False` means the slot is in the main interpreter, where
-/// the bootstrap raises it itself.
+/// `thread_serving(stream)`: for the control thread's `interrupt STREAM`:
+/// the index of the request thread serving that request, if any.
 #[pyfunction]
-pub fn interrupt(py: Python<'_>, slot: usize) -> bool {
+pub fn thread_serving(stream: u32) -> Option<usize> {
+    let worker = WORKER.get()?;
+    if stream == 0 {
+        return None;
+    }
+    worker.marks.iter().position(|mark| mark.serving() == stream)
+}
+
+/// `interrupt(thread)`: for the control thread. Raises `RequestTimeout` in
+/// request thread `thread` when it is serving a request in a
+/// sub-interpreter and returns `True`; `False` means the thread is in the
+/// main interpreter, where the bootstrap raises it itself.
+#[pyfunction]
+pub fn interrupt(py: Python<'_>, thread: usize) -> bool {
     let Some(worker) = WORKER.get() else {
         return false;
     };
-    let Some(mark) = worker.marks.get(slot) else {
+    let Some(mark) = worker.marks.get(thread) else {
         return false;
     };
     interpreters::interrupt(py, &worker.subs, mark)
 }
 
-/// `dump_stacks()`: for the bootstrap's SIGUSR1 handler (request-timeout):
+/// `dump_stacks()`: for the control thread's `dump` command (request-timeout):
 /// the stacks of the threads inside sub-interpreters.
 #[pyfunction]
 pub fn dump_stacks(py: Python<'_>) {

@@ -1,27 +1,28 @@
 //! One request's response leg: the head stored by `start_response`, and
-//! every frame sent to the front for it. Shared by `start_response`, the
-//! `write()` callable and the response loop; all sends happen with the GIL
-//! released and under this object's lock, so frames never interleave and a
-//! `write()` after the response ended is refused.
+//! every frame sent to the front for it on the request's stream. Shared by
+//! `start_response`, the `write()` callable and the response loop; all sends
+//! happen under this object's lock, so a `write()` after the response ended
+//! is refused. Body bytes go out only against the front's credit
+//! ([`RequestStream::take_credit`]): a client that reads slowly holds its
+//! request's thread only once the front holds `RESPONSE_WINDOW` of it.
 //!
 //! A small response (the usual case) is not sent by [`Sender::finish`]: it
-//! is encoded whole and left for the slot loop, which sends it and waits for
-//! the next request in one stretch without the GIL
-//! ([`Sender::take_deferred`]). That makes one GIL release and re-acquire
-//! per request instead of three, which is what threads of a busy daemon
-//! contend on.
+//! is encoded whole and left for the request thread's loop
+//! ([`Sender::take_deferred`]), which sends it — without releasing the GIL
+//! when the socket takes it at once — and goes on to the next request. That
+//! makes at most one GIL release per request, which is what threads of a
+//! busy daemon contend on.
 
 use std::os::fd::BorrowedFd;
-use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use oxwsgi_protocol::{encode_frame, Kind, BODY_LENGTH_UNKNOWN};
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::prelude::*;
 
-use crate::conn::Batch;
 use crate::error::{ConnError, Failure};
 use crate::head::PendingHead;
+use crate::transport::{Batch, Channel, RequestStream};
 
 /// Why a send was refused.
 #[derive(Debug, thiserror::Error)]
@@ -64,23 +65,24 @@ pub enum HeadPhase {
 }
 
 /// Responses whose remaining body is at most this long are encoded whole by
-/// [`Sender::finish`] and sent by the slot loop.
+/// [`Sender::finish`] and sent by the request thread's loop.
 const DEFER_UP_TO: usize = 64 * 1024;
 
 struct State {
     head: Option<PendingHead>,
-    /// The encoded end of a finished response, for the slot loop to send.
+    /// The encoded end of a finished response, for the request thread's loop to send.
     deferred: Option<Vec<u8>>,
     head_sent: bool,
     /// ResponseEnd or ResponseAbort went out, or the request is over.
     done: bool,
-    /// A write failed: the slot connection is unusable.
+    /// A write failed: the channel is unusable.
     broken: bool,
 }
 
 /// The response leg of one request.
 pub struct Sender {
-    out: Arc<UnixStream>,
+    channel: Arc<Channel>,
+    stream: Arc<RequestStream>,
     /// A HEAD request: body bytes are dropped.
     head_only: bool,
     state: Mutex<State>,
@@ -89,7 +91,8 @@ pub struct Sender {
 /// The locked response leg, handed to code that sends with the GIL released.
 pub struct Locked<'a> {
     state: MutexGuard<'a, State>,
-    out: &'a UnixStream,
+    channel: &'a Channel,
+    stream: &'a RequestStream,
     head_only: bool,
 }
 
@@ -98,22 +101,42 @@ impl Locked<'_> {
         self.head_only
     }
 
+    /// A new, empty batch for this request's stream.
+    pub fn batch<'b>(&self) -> Batch<'b> {
+        Batch::new(self.stream.id)
+    }
+
     /// Adds the head to `batch` unless it was already sent.
     pub fn head(&mut self, batch: &mut Batch<'_>, body_length: u64) -> Result<(), SendError> {
         if self.state.head_sent {
             return Ok(());
         }
         let head = self.state.head.as_ref().ok_or(SendError::NoHead)?;
-        batch.encoded(|buf| head.encode(buf, body_length));
+        batch.encoded(|buf, stream| head.encode(buf, stream, body_length));
         self.state.head_sent = true;
         Ok(())
     }
 
-    /// Adds body data to `batch` (nothing for a HEAD request).
-    pub fn body<'b>(&self, batch: &mut Batch<'b>, data: &'b [u8]) {
-        if !self.head_only {
-            batch.body(data);
+    /// Adds body data to `batch` (nothing for a HEAD request) as far as the
+    /// front's credit goes; while it has none, sends what `batch` holds and
+    /// waits for more. Call it without the GIL.
+    pub fn body<'b>(&mut self, batch: &mut Batch<'b>, data: &'b [u8]) -> Result<(), SendError> {
+        if self.head_only {
+            return Ok(());
         }
+        let mut rest = data;
+        while !rest.is_empty() {
+            let mut granted = self.stream.take_credit(rest.len(), false).map_err(lost)?;
+            if granted == 0 {
+                let full = std::mem::replace(batch, self.batch());
+                self.send(full)?;
+                granted = self.stream.take_credit(rest.len(), true).map_err(lost)?;
+            }
+            let (now, later) = rest.split_at(granted.min(rest.len()));
+            batch.body(now);
+            rest = later;
+        }
+        Ok(())
     }
 
     /// Sends `batch`; a failure marks the connection broken.
@@ -121,26 +144,39 @@ impl Locked<'_> {
         if batch.is_empty() {
             return Ok(());
         }
-        batch.send(self.out).map_err(|e| {
+        self.channel.send(&batch).map_err(|e| {
             self.state.broken = true;
             SendError::Conn(ConnError::Io(e))
         })
     }
 
+    /// Sends `batch`, which ends the response: the stream is forgotten
+    /// first, and the response is done.
+    pub fn send_last(&mut self, batch: Batch<'_>) -> Result<(), SendError> {
+        self.channel.forget(self.stream.id);
+        self.state.done = true;
+        self.send(batch)
+    }
+
     /// Sends `batch` with `fd` attached to its first bytes (`SCM_RIGHTS`);
     /// a failure marks the connection broken.
     pub fn send_with_fd(&mut self, batch: Batch<'_>, fd: BorrowedFd<'_>) -> Result<(), SendError> {
-        batch.send_with_fd(self.out, fd).map_err(|e| {
+        self.channel.send_with_fd(&batch, fd).map_err(|e| {
             self.state.broken = true;
             SendError::Conn(ConnError::Io(e))
         })
     }
 }
 
+fn lost(_: crate::transport::stream::Lost) -> SendError {
+    SendError::Conn(ConnError::Lost)
+}
+
 impl Sender {
-    pub fn new(out: Arc<UnixStream>, head_only: bool) -> Self {
+    pub fn new(channel: Arc<Channel>, stream: Arc<RequestStream>, head_only: bool) -> Self {
         Self {
-            out,
+            channel,
+            stream,
             head_only,
             state: Mutex::new(State {
                 head: None,
@@ -201,7 +237,8 @@ impl Sender {
         }
         Ok(Locked {
             state,
-            out: &self.out,
+            channel: &self.channel,
+            stream: &self.stream,
             head_only: self.head_only,
         })
     }
@@ -211,59 +248,66 @@ impl Sender {
     pub fn chunk(&self, py: Python<'_>, data: &[u8]) -> Result<(), SendError> {
         py.detach(|| {
             let mut locked = self.locked()?;
-            let mut batch = Batch::new();
+            let mut batch = locked.batch();
             locked.head(&mut batch, BODY_LENGTH_UNKNOWN)?;
-            locked.body(&mut batch, data);
+            locked.body(&mut batch, data)?;
             locked.send(batch)
         })
     }
 
-    /// Sends the rest of the response and `ResponseEnd` in one write. A
-    /// head still pending gets `body_length` = the total of `tail`, which
-    /// is then the whole body. Up to [`DEFER_UP_TO`] bytes are only encoded
-    /// here, for the slot loop to send ([`Sender::take_deferred`]).
+    /// Sends the rest of the response and `ResponseEnd` in one write (as
+    /// far as the front's credit allows). A head still pending gets
+    /// `body_length` = the total of `tail`, which is then the whole body. Up
+    /// to [`DEFER_UP_TO`] bytes are only encoded here, for the request
+    /// thread's loop to send ([`Sender::take_deferred`]).
     pub fn finish(&self, py: Python<'_>, tail: &[&[u8]]) -> Result<(), SendError> {
         let total: usize = tail.iter().map(|d| d.len()).sum();
-        if total <= DEFER_UP_TO {
-            return self.finish_deferred(tail, total);
+        if total <= DEFER_UP_TO && self.finish_deferred(tail, total)? {
+            return Ok(());
         }
         py.detach(|| {
             let mut locked = self.locked()?;
-            let mut batch = Batch::new();
+            let mut batch = locked.batch();
             locked.head(&mut batch, total as u64)?;
             for data in tail {
-                locked.body(&mut batch, data);
+                locked.body(&mut batch, data)?;
             }
             batch.empty_frame(Kind::ResponseEnd);
-            locked.send(batch)?;
-            locked.state.done = true;
-            Ok(())
+            locked.send_last(batch)
         })
     }
 
     /// [`Sender::finish`] for a small rest: encodes it, sends nothing.
-    fn finish_deferred(&self, tail: &[&[u8]], total: usize) -> Result<(), SendError> {
+    /// `Ok(false)` when the front's credit does not cover it (the app wrote
+    /// a lot before): then nothing was done.
+    fn finish_deferred(&self, tail: &[&[u8]], total: usize) -> Result<bool, SendError> {
         let mut locked = self.locked()?;
+        let body = if self.head_only { 0 } else { total };
+        if !self.stream.try_take_credit(body) {
+            return Ok(false);
+        }
+        let id = self.stream.id;
         let state = &mut *locked.state;
         let mut frames = Vec::with_capacity(total + 256);
         if !state.head_sent {
             let head = state.head.as_ref().ok_or(SendError::NoHead)?;
-            head.encode(&mut frames, total as u64);
+            head.encode(&mut frames, id, total as u64);
             state.head_sent = true;
         }
         if !self.head_only {
             for data in tail.iter().filter(|d| !d.is_empty()) {
-                encode_frame(&mut frames, Kind::ResponseBody, data);
+                encode_frame(&mut frames, Kind::ResponseBody, id, data);
             }
         }
-        encode_frame(&mut frames, Kind::ResponseEnd, &[]);
+        encode_frame(&mut frames, Kind::ResponseEnd, id, &[]);
+        self.channel.forget(id);
         state.deferred = Some(frames);
         state.done = true;
-        Ok(())
+        Ok(true)
     }
 
     /// The encoded end of the response that [`Sender::finish`] left to the
-    /// slot loop, if any.
+    /// request thread's loop, if any.
     pub fn take_deferred(&self) -> Option<Vec<u8>> {
         self.lock().deferred.take()
     }
@@ -273,21 +317,22 @@ impl Sender {
     pub fn abort(&self, py: Python<'_>, message: &str) {
         let _ = py.detach(|| -> Result<(), SendError> {
             let mut locked = self.locked()?;
-            let mut batch = Batch::new();
-            batch.encoded(|buf| {
-                oxwsgi_protocol::encode_frame(buf, Kind::ResponseAbort, message.as_bytes())
+            let mut batch = locked.batch();
+            batch.encoded(|buf, stream| {
+                encode_frame(buf, Kind::ResponseAbort, stream, message.as_bytes())
             });
-            locked.state.done = true;
-            locked.send(batch)
+            locked.send_last(batch)
         });
     }
 
-    /// Ends the request: later `write()` calls are refused.
+    /// Ends the request: later `write()` calls are refused, and frames that
+    /// still come for its stream are dropped.
     pub fn close(&self) {
         self.lock().done = true;
+        self.channel.forget(self.stream.id);
     }
 
-    /// Whether a send failed, leaving the slot connection unusable.
+    /// Whether a send failed, leaving the channel unusable.
     pub fn broken(&self) -> bool {
         self.lock().broken
     }

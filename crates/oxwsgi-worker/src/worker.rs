@@ -1,10 +1,10 @@
 //! The daemon process's shared state: its configuration, its interpreters
 //! (the main one and the sub-interpreters of named application groups),
 //! each with its cached Python objects and loaded applications, shared by
-//! every slot thread.
+//! every request thread.
 
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use oxwsgi_protocol::worker_config::WorkerMount;
 use pyo3::prelude::*;
@@ -14,7 +14,8 @@ use crate::app_group::AppGroup;
 use crate::app_loader;
 use crate::cache::PyCache;
 use crate::environ::EnvironTemplate;
-use crate::interpreters::{SlotMark, SubInterp, SubInterpreters};
+use crate::interpreters::{SubInterp, SubInterpreters, ThreadMark};
+use crate::transport::Channel;
 use crate::pyutil;
 
 /// One mounted application as configured.
@@ -106,19 +107,21 @@ impl Interp {
     }
 }
 
-/// Everything a slot thread needs to serve requests.
+/// Everything a request thread needs to serve requests.
 pub struct Worker {
     pub mounts: Vec<Mount>,
     /// The main interpreter (`%{GLOBAL}`).
     pub main: Interp,
     /// The sub-interpreters of named application groups.
     pub subs: SubInterpreters,
-    /// Per slot: where its thread is, for the control thread's `interrupt`.
-    pub marks: Vec<SlotMark>,
-    /// `wsgi.multithread`: more than one slot.
+    /// The channel to the front.
+    pub channel: Arc<Channel>,
+    /// Per request thread: where it is, for the control thread's `interrupt`.
+    pub marks: Vec<ThreadMark>,
+    /// `wsgi.multithread`: more than one thread.
     pub multithread: bool,
     /// `wsgi.multiprocess`.
     pub multiprocess: bool,
-    /// Slot threads that ended with an error instead of a clean EOF.
-    pub failed_slots: AtomicUsize,
+    /// Request threads that ended with an error.
+    pub failed_threads: AtomicUsize,
 }
