@@ -11,3 +11,4 @@ pub mod server;
 pub mod status_cmd;
 pub mod supervisor;
 pub mod systemd;
+pub mod transport;

@@ -49,7 +49,7 @@ pub fn is_ready(state: &PositionState) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dispatch::SlotPool;
+    use crate::dispatch::GroupPool;
     use std::sync::Arc;
     use tokio::sync::watch;
 
@@ -60,7 +60,7 @@ mod tests {
             name: "app".into(),
             processes: states.len(),
             threads: 2,
-            pool: SlotPool::new(),
+            pool: GroupPool::new(),
             import_failed: positions.iter().map(|_| Arc::default()).collect(),
             positions,
             restarts: Arc::default(),

@@ -348,7 +348,7 @@ mod tests {
             name: "app_one".into(),
             processes: 1,
             threads: 2,
-            pool: crate::dispatch::SlotPool::new(),
+            pool: crate::dispatch::GroupPool::new(),
             positions: vec![position],
             restarts: Arc::default(),
             import_failed: vec![Arc::default()],

@@ -183,7 +183,7 @@ fn epoch(time: SystemTime) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dispatch::SlotPool;
+    use crate::dispatch::GroupPool;
     use crate::supervisor::process::PositionState;
     use std::sync::Arc;
     use tokio::sync::watch;
@@ -195,7 +195,7 @@ mod tests {
             name: "app_one".into(),
             processes: 1,
             threads: 4,
-            pool: SlotPool::new(),
+            pool: GroupPool::new(),
             positions: vec![rx],
             restarts: Arc::default(),
             import_failed: vec![Arc::default()],

@@ -1,16 +1,15 @@
-//! One request/response exchange on a leased slot: send the request frames,
-//! read the response head, and hand the body to hyper as a stream that gives
-//! the slot back when the daemon's last frame has arrived.
+//! One request/response exchange on its stream: send the request frames,
+//! read the response head, and hand the body to hyper as a stream of the
+//! daemon's frames.
 
 use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
 use hyper::{Response, StatusCode};
 use oxwsgi_protocol::{Kind, RequestHead, ResponseHead, BODY_LENGTH_UNKNOWN};
 
-use super::pool::Lease;
 use super::request_body::{encode_body, encode_end, Pump, RequestBody};
-use super::response_body::ResponseBody;
-use super::slot::SlotError;
+use super::response_body::{ResponseBody, TimeoutReport};
+use crate::transport::{ChannelError, ResponseStream};
 
 /// How an exchange failed before a response head could be produced.
 #[derive(Debug, thiserror::Error)]
@@ -20,125 +19,79 @@ pub enum ExchangeError {
     App(String),
     /// The daemon went away or broke the protocol (→ 502).
     #[error(transparent)]
-    Slot(#[from] SlotError),
+    Channel(#[from] ChannelError),
     /// The daemon sent a status or header hyper cannot carry (→ 500).
     #[error("invalid response from the application: {0}")]
     InvalidResponse(String),
 }
 
-/// Runs one exchange: `head` and the request body go to the daemon as
-/// frames, encoded into the slot's reusable write buffer.
+/// Runs one exchange on `stream`: `head` and the request body go to the
+/// daemon as frames (a body buffered before dispatch in the same write as
+/// the head; the rest of a larger one streams through the stream's credit
+/// window).
 ///
-/// Cancel-safe where it matters: once the request is with the daemon, a
-/// dropped exchange (client gone, `request-timeout`) leaves an [`InFlight`]
-/// guard behind that drains the daemon's answer off the request's task and
-/// gives the slot back, so a client hanging up never costs a daemon thread.
+/// Cancel-safe: a dropped exchange (client gone, `request-timeout`) drops
+/// `stream`, which lets the daemon's answer be discarded as it comes; the
+/// daemon thread finishes and its place is given back.
 ///
 /// `deadline` is the request's `request-timeout`, which the caller enforces
-/// until the response head; a streamed body that is still running at the
-/// deadline is cut off (see [`ResponseBody`]).
+/// until the response head; a streamed body still running at the deadline
+/// is cut off and `on_timeout` runs (see [`ResponseBody`]).
 pub async fn exchange(
-    mut lease: Lease,
+    mut stream: ResponseStream,
     head: &RequestHead<'_>,
     body: RequestBody,
     body_limit: u64,
     deadline: Option<tokio::time::Instant>,
+    on_timeout: TimeoutReport,
 ) -> Result<Response<ResponseBody>, ExchangeError> {
-    let mut frames = lease.slot().take_write_buffer();
-    head.encode(&mut frames);
-    let pump = match body {
-        RequestBody::Complete(pieces) => {
-            for piece in &pieces {
-                encode_body(&mut frames, piece);
-            }
-            encode_end(&mut frames, false);
-            lease.slot().write_all(&frames).await?;
-            lease.slot().restore_write_buffer(frames);
-            None
-        }
+    let channel = stream.channel().clone();
+    let id = stream.id();
+    let (pieces, rest) = match body {
+        RequestBody::Complete(pieces) => (pieces, None),
         RequestBody::Partial {
             head: pieces,
             rest,
             read,
-        } => {
-            for piece in &pieces {
-                encode_body(&mut frames, piece);
-            }
-            lease.slot().write_all(&frames).await?;
-            lease.slot().restore_write_buffer(frames);
-            let writer = lease.slot().take_writer().ok_or(SlotError::Closed)?;
-            Some(Pump::start(writer, rest, read, body_limit))
+        } => (pieces, Some((rest, read))),
+    };
+    let buffered: usize = pieces.iter().map(Bytes::len).sum();
+    // A body buffered before dispatch is at most BUFFER_LIMIT, which the
+    // first window covers.
+    if !channel.take_credit_now(id, buffered) {
+        return Err(ChannelError::Closed.into());
+    }
+    channel.send(|buf| {
+        head.encode(buf, id);
+        for piece in &pieces {
+            encode_body(buf, id, piece);
         }
-    };
+        if rest.is_none() {
+            encode_end(buf, id, false);
+        }
+    });
+    let pump = rest.map(|(rest, read)| Pump::start(channel, id, rest, read, body_limit));
 
-    let mut in_flight = InFlight {
-        lease: Some(lease),
-        pump,
-    };
-    let frame = in_flight.slot().read_frame().await;
-    let (lease, pump) = in_flight.disarm();
-    let (kind, payload) = frame?;
-    match kind {
+    let frame = stream.next().await.map_err(ChannelError::from)?;
+    match frame.kind {
         Kind::ResponseHead => {}
         Kind::ResponseAbort => {
-            let message = String::from_utf8_lossy(&payload).into_owned();
-            ResponseBody::release_after_end(lease, pump);
+            let message = String::from_utf8_lossy(&frame.payload).into_owned();
             return Err(ExchangeError::App(message));
         }
-        other => return Err(SlotError::Unexpected(other).into()),
+        other => return Err(ChannelError::Unexpected(other).into()),
     }
-    let payload = payload.freeze();
-    let head = ResponseHead::decode(&payload).map_err(SlotError::from)?;
-    let mut response = match build_head(&head, &payload) {
-        Ok(response) => response,
-        Err(error) => {
-            // The daemon goes on with the body: read it to its end so the
-            // slot can serve again.
-            ResponseBody::finish_in_background(lease, pump);
-            return Err(error);
-        }
-    };
+    let payload = frame.payload;
+    let head = ResponseHead::decode(&payload).map_err(ChannelError::from)?;
+    // On an invalid head, dropping `stream` discards the rest of the answer.
+    let mut response = build_head(&head, &payload)?;
     if head.body_length != BODY_LENGTH_UNKNOWN && !response.headers().contains_key(CONTENT_LENGTH) {
         response
             .headers_mut()
             .insert(CONTENT_LENGTH, HeaderValue::from(head.body_length));
     }
-    let body = ResponseBody::from_slot(lease, pump, deadline)?;
+    let body = ResponseBody::from_stream(stream, pump, deadline, on_timeout);
     Ok(response.map(|()| body))
-}
-
-/// A request the daemon has and whose response head has not arrived yet.
-/// Dropped armed (the exchange was cancelled), it drains the daemon's answer
-/// in the background instead of retiring the slot.
-struct InFlight {
-    lease: Option<Lease>,
-    pump: Option<Pump>,
-}
-
-impl InFlight {
-    fn slot(&mut self) -> &mut super::slot::Slot {
-        match self.lease.as_mut() {
-            Some(lease) => lease.slot(),
-            None => unreachable!("an armed InFlight holds its lease until disarmed"),
-        }
-    }
-
-    /// Takes the lease and pump back: the exchange goes on normally.
-    fn disarm(&mut self) -> (Lease, Option<Pump>) {
-        let lease = match self.lease.take() {
-            Some(lease) => lease,
-            None => unreachable!("InFlight is disarmed once"),
-        };
-        (lease, self.pump.take())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if let Some(lease) = self.lease.take() {
-            ResponseBody::finish_in_background(lease, self.pump.take());
-        }
-    }
 }
 
 /// Turns the daemon's status and headers into a hyper response head.
@@ -179,7 +132,7 @@ mod tests {
             body_length: BODY_LENGTH_UNKNOWN,
             headers,
         }
-        .encode(&mut encoded);
+        .encode(&mut encoded, 1);
         let payload = Bytes::from(encoded).slice(oxwsgi_protocol::HEADER_LEN..);
         let head = ResponseHead::decode(&payload).unwrap();
         build_head(&head, &payload)

@@ -1,23 +1,40 @@
-//! One group's pool of slots: which are free, on which process, and the FIFO
-//! queue of requests waiting while every slot is busy.
+//! One group's pool of daemon processes: how many requests each has in
+//! flight on its channel, and the FIFO queue of requests waiting while
+//! every process is full.
 //!
-//! A request leases a free slot of the least-loaded live process, or waits in
-//! the queue; a returned slot goes straight to the oldest waiter. The pool
-//! never blocks: every operation is a short critical section.
+//! A request leases a place on the least-loaded live process, or waits in
+//! the queue; a place given back goes straight to the oldest waiter. The
+//! pool never blocks: every operation is a short critical section.
 //!
-//! Within a process, free slots are a stack: the most recently released slot
-//! is leased first (LIFO), so below saturation the same few daemon threads
-//! stay hot (caches, no wake-up of a long-asleep thread) and fewer threads
-//! take turns on the process's GIL. Processes still share the load
-//! (least-loaded first, ties in rotation), and waiters stay FIFO.
+//! A process takes `threads` requests, one per Python thread, plus a small
+//! read-ahead ([`read_ahead`]): requests that wait in the daemon's own FIFO
+//! queue, so that a thread that has just answered takes the next request
+//! without waiting for the front to send it. Requests go to processes with
+//! an idle thread first; only when every thread of the group is busy does
+//! the read-ahead fill. A group with `queue-timeout` has no read-ahead, so
+//! every waiting request waits here, where that deadline is kept.
+//!
+//! A place is given back when the daemon's last frame for the request
+//! arrives (the channel's reader tells the request's [`Ticket`]), not when
+//! the client has the response: the daemon thread is free from then on.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::slot::{ProcessId, Slot};
+use crate::transport::{Channel, ChannelError, Finished, ResponseStream, Ticket};
+
+/// Identifies a daemon process (the supervisor's id, not the pid: pids
+/// repeat).
+pub type ProcessId = u64;
+
+/// Requests a process of `threads` threads may have waiting in its own
+/// queue besides one per thread: a quarter of the threads, 1 to 8.
+pub fn read_ahead(threads: usize) -> usize {
+    threads.div_ceil(4).clamp(1, 8)
+}
 
 /// Why a lease could not be had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -33,8 +50,6 @@ pub enum LeaseError {
 pub enum RecycleReason {
     MaximumRequests,
     RequestTimeout,
-    /// A slot connection broke mid-exchange.
-    BrokenSlot,
     MemoryLimit,
     RestartInterval,
     Inactivity,
@@ -48,7 +63,6 @@ impl RecycleReason {
         match self {
             RecycleReason::MaximumRequests => "maximum-requests",
             RecycleReason::RequestTimeout => "request-timeout",
-            RecycleReason::BrokenSlot => "broken-slot",
             RecycleReason::MemoryLimit => "memory-limit",
             RecycleReason::RestartInterval => "restart-interval",
             RecycleReason::Inactivity => "inactivity-timeout",
@@ -61,8 +75,9 @@ impl RecycleReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecycleRequest {
     pub reason: RecycleReason,
-    /// For a request-timeout: the slot (daemon thread) that is stuck.
-    pub stuck_slot: Option<usize>,
+    /// For a request-timeout: the request (its stream on the channel) that
+    /// is stuck.
+    pub stuck_stream: Option<u32>,
 }
 
 /// How the pool tells a process's supervisor to replace it.
@@ -82,9 +97,12 @@ pub struct ProcessTerms {
 struct ProcessEntry {
     id: ProcessId,
     pid: u32,
-    idle: Vec<Slot>,
-    /// Slots of this process currently leased.
-    busy: usize,
+    channel: Arc<Channel>,
+    threads: usize,
+    /// Requests it may have in flight: threads plus read-ahead.
+    capacity: usize,
+    /// Requests sent (or about to be) and not yet answered.
+    in_flight: usize,
     /// Whether it still takes new requests (false while it drains).
     accepting: bool,
     /// Requests completed.
@@ -93,42 +111,44 @@ struct ProcessEntry {
     last_active: Instant,
     /// When the process joined the pool (became ready).
     started_at: SystemTime,
-    /// The request each slot is serving, by slot index (for `/status`).
-    current: Vec<Option<Current>>,
+    /// The requests in flight, by the pool's token (for `/status`).
+    current: HashMap<u64, Current>,
     terms: ProcessTerms,
 }
 
-/// The request a busy slot is serving: its target and when it got the slot.
+/// A request in flight: its target and when it got its place.
 #[derive(Debug, Clone)]
 struct Current {
     uri: hyper::Uri,
     since: Instant,
 }
 
-/// A request waiting for a slot.
+/// A place on a process, handed to a request.
+#[derive(Debug)]
+struct Grant {
+    process: ProcessId,
+    channel: Arc<Channel>,
+    token: u64,
+}
+
+/// A request waiting for a place.
 #[derive(Debug)]
 struct Waiter {
-    sender: oneshot::Sender<Slot>,
+    sender: oneshot::Sender<Grant>,
     uri: hyper::Uri,
     since: Instant,
 }
 
 impl ProcessEntry {
-    /// Notes that `slot` now serves a request to `uri`.
-    fn serving(&mut self, slot: &Slot, uri: hyper::Uri) {
-        if let Some(current) = self.current.get_mut(slot.index) {
-            *current = Some(Current {
-                uri,
-                since: Instant::now(),
-            });
-        }
+    fn has_room(&self) -> bool {
+        self.accepting && self.in_flight < self.capacity && self.channel.is_alive()
     }
 
     /// Stops giving out this process and asks its supervisor to replace it.
     fn recycle(&mut self, reason: RecycleReason) {
         self.recycle_request(RecycleRequest {
             reason,
-            stuck_slot: None,
+            stuck_stream: None,
         });
     }
 
@@ -141,7 +161,6 @@ impl ProcessEntry {
                 reason.as_str()
             );
             self.accepting = false;
-            self.idle.clear();
             let _ = self.terms.recycle.send(request);
         }
     }
@@ -154,8 +173,12 @@ struct PoolState {
     closed: bool,
     /// `listen-backlog`: the most requests that may wait.
     backlog: Option<usize>,
+    /// No read-ahead (the group has a `queue-timeout`).
+    exact: bool,
     /// Where the next tie-break among equally loaded processes starts.
     rotation: usize,
+    /// The next request's token.
+    next_token: u64,
 }
 
 /// A snapshot of one process's load, for status reporting.
@@ -163,15 +186,18 @@ struct PoolState {
 pub struct ProcessLoad {
     pub id: ProcessId,
     pub pid: u32,
+    /// Threads serving a request.
     pub busy: usize,
+    /// Threads waiting for one.
     pub idle: usize,
+    /// Requests sent to it that wait for a thread (read-ahead).
+    pub waiting: usize,
     pub served: u64,
     /// When it last had no request in flight, if it has none now.
     pub idle_since: Option<Instant>,
 }
 
-/// One process's state for `/status`: its load and what each busy slot
-/// is serving.
+/// One process's state for `/status`: its load and each request in flight.
 #[derive(Debug, Clone)]
 pub struct ProcessStatus {
     pub pid: u32,
@@ -180,25 +206,30 @@ pub struct ProcessStatus {
     pub served: u64,
     pub accepting: bool,
     pub started_at: SystemTime,
-    /// `(path, time on the slot so far)` of each request in flight.
+    /// `(path, time since it got its place)` of each request in flight.
     pub current: Vec<(String, std::time::Duration)>,
 }
 
-/// The slots of one daemon process group.
+/// The daemon processes of one group.
 #[derive(Debug, Default)]
-pub struct SlotPool {
+pub struct GroupPool {
     state: Mutex<PoolState>,
 }
 
-impl SlotPool {
+impl GroupPool {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
 
-    /// A pool whose queue holds at most `backlog` waiting requests.
-    pub fn with_backlog(backlog: Option<usize>) -> Arc<Self> {
+    /// A pool whose queue holds at most `backlog` waiting requests; with
+    /// `exact`, processes get no read-ahead.
+    pub fn with_backlog(backlog: Option<usize>, exact: bool) -> Arc<Self> {
         let pool = Self::default();
-        pool.lock().backlog = backlog;
+        {
+            let mut state = pool.lock();
+            state.backlog = backlog;
+            state.exact = exact;
+        }
         Arc::new(pool)
     }
 
@@ -210,22 +241,23 @@ impl SlotPool {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Leases a slot: a free one at once, else the oldest queued request
-    /// gets the next one returned. Dropping the future leaves the queue.
+    /// Leases a place: at once when a process has room, else the oldest
+    /// queued request gets the next one given back. Dropping the future
+    /// leaves the queue.
     pub async fn lease(self: &Arc<Self>) -> Result<Lease, LeaseError> {
         self.lease_for(hyper::Uri::from_static("/")).await
     }
 
-    /// As [`SlotPool::lease`], for a request to `uri` (shown by `/status`
-    /// while the request holds the slot).
+    /// As [`GroupPool::lease`], for a request to `uri` (shown by `/status`
+    /// while the request is in flight).
     pub async fn lease_for(self: &Arc<Self>, uri: hyper::Uri) -> Result<Lease, LeaseError> {
         let mut receiver = {
             let mut state = self.lock();
             if state.closed {
                 return Err(LeaseError::Closed);
             }
-            let uri = match state.take_idle(uri) {
-                Ok(slot) => return Ok(Lease::new(slot, self)),
+            let uri = match state.take_place(uri) {
+                Ok(grant) => return Ok(Lease::new(grant, self)),
                 Err(uri) => uri,
             };
             if let Some(backlog) = state.backlog {
@@ -246,34 +278,48 @@ impl SlotPool {
             }
         };
         match (&mut receiver.receiver).await {
-            Ok(slot) => Ok(Lease::new(slot, self)),
+            Ok(grant) => Ok(Lease::new(grant, self)),
             Err(_) => Err(LeaseError::Closed),
         }
     }
 
-    /// Adds a ready process and its slots; queued requests get them first.
-    pub fn add_process(&self, id: ProcessId, pid: u32, slots: Vec<Slot>, terms: ProcessTerms) {
+    /// Adds a ready process with `threads` threads on `channel`; queued
+    /// requests get its places first.
+    pub fn add_process(
+        &self,
+        id: ProcessId,
+        pid: u32,
+        channel: Arc<Channel>,
+        threads: usize,
+        terms: ProcessTerms,
+    ) {
         let mut state = self.lock();
+        let capacity = if state.exact {
+            threads
+        } else {
+            threads + read_ahead(threads)
+        };
         state.processes.push(ProcessEntry {
             id,
             pid,
-            idle: Vec::with_capacity(slots.len()),
-            busy: 0,
+            channel,
+            threads,
+            capacity,
+            in_flight: 0,
             accepting: true,
             served: 0,
             last_active: Instant::now(),
             started_at: SystemTime::now(),
-            current: vec![None; slots.len()],
+            current: HashMap::new(),
             terms,
         });
-        for slot in slots {
-            state.give_back(slot);
-        }
+        let index = state.processes.len() - 1;
+        state.hand_out(index);
     }
 
-    /// Stops giving out a process's slots and drops its idle ones (closing
-    /// them tells the daemon threads to exit). Leased slots are dropped when
-    /// they come back. Returns how many requests it still has in flight.
+    /// Stops giving out a process. Once it has nothing in flight its channel
+    /// is shut, which makes the daemon exit. Returns how many requests it
+    /// still has in flight.
     pub fn retire_process(&self, id: ProcessId) -> usize {
         let mut state = self.lock();
         let Some(index) = state.processes.iter().position(|p| p.id == id) else {
@@ -281,16 +327,15 @@ impl SlotPool {
         };
         let entry = &mut state.processes[index];
         entry.accepting = false;
-        entry.idle.clear();
-        let busy = entry.busy;
-        if busy == 0 {
-            state.processes.swap_remove(index);
+        let in_flight = entry.in_flight;
+        if in_flight == 0 {
+            state.remove(index);
         }
-        busy
+        in_flight
     }
 
-    /// Asks for process `id` to be replaced: it takes no new requests, its
-    /// idle slots close, and its supervisor is told why.
+    /// Asks for process `id` to be replaced: it takes no new requests, and
+    /// its supervisor is told why.
     pub fn recycle(&self, id: ProcessId, reason: RecycleReason) {
         let mut state = self.lock();
         if let Some(entry) = state.processes.iter_mut().find(|p| p.id == id) {
@@ -298,14 +343,14 @@ impl SlotPool {
         }
     }
 
-    /// Recycles process `id` because the request on `slot` exceeded
+    /// Recycles process `id` because the request on `stream` exceeded
     /// request-timeout (its supervisor dumps stacks and may interrupt it).
-    pub fn request_timed_out(&self, id: ProcessId, slot: usize) {
+    pub fn request_timed_out(&self, id: ProcessId, stream: u32) {
         let mut state = self.lock();
         if let Some(entry) = state.processes.iter_mut().find(|p| p.id == id) {
             entry.recycle_request(RecycleRequest {
                 reason: RecycleReason::RequestTimeout,
-                stuck_slot: Some(slot),
+                stuck_stream: Some(stream),
             });
         }
     }
@@ -318,19 +363,26 @@ impl SlotPool {
         }
     }
 
-    /// Closes the pool: no new leases, queued requests fail, idle slots close.
+    /// Closes the pool: no new leases, queued requests fail, idle processes'
+    /// channels are shut.
     pub fn close(&self) {
         let mut state = self.lock();
         state.closed = true;
         state.waiters.clear();
         for process in &mut state.processes {
             process.accepting = false;
-            process.idle.clear();
         }
-        state.processes.retain(|p| p.busy > 0);
+        let mut index = 0;
+        while index < state.processes.len() {
+            if state.processes[index].in_flight == 0 {
+                state.remove(index);
+            } else {
+                index += 1;
+            }
+        }
     }
 
-    /// Requests waiting for a slot.
+    /// Requests waiting for a place.
     pub fn queued(&self) -> usize {
         self.lock()
             .waiters
@@ -354,19 +406,21 @@ impl SlotPool {
         self.lock()
             .processes
             .iter()
-            .map(|p| ProcessStatus {
-                pid: p.pid,
-                busy: p.busy,
-                threads: p.current.len(),
-                served: p.served,
-                accepting: p.accepting,
-                started_at: p.started_at,
-                current: p
-                    .current
-                    .iter()
-                    .flatten()
-                    .map(|c| (c.uri.path().to_owned(), now.duration_since(c.since)))
-                    .collect(),
+            .map(|p| {
+                let mut current: Vec<_> = p.current.values().collect();
+                current.sort_by_key(|c| c.since);
+                ProcessStatus {
+                    pid: p.pid,
+                    busy: p.in_flight.min(p.threads),
+                    threads: p.threads,
+                    served: p.served,
+                    accepting: p.accepting,
+                    started_at: p.started_at,
+                    current: current
+                        .into_iter()
+                        .map(|c| (c.uri.path().to_owned(), now.duration_since(c.since)))
+                        .collect(),
+                }
             })
             .collect()
     }
@@ -388,188 +442,181 @@ impl SlotPool {
             .map(|p| ProcessLoad {
                 id: p.id,
                 pid: p.pid,
-                busy: p.busy,
-                idle: p.idle.len(),
+                busy: p.in_flight.min(p.threads),
+                idle: p.threads.saturating_sub(p.in_flight),
+                waiting: p.in_flight.saturating_sub(p.threads),
                 served: p.served,
-                idle_since: (p.busy == 0).then_some(p.last_active),
+                idle_since: (p.in_flight == 0).then_some(p.last_active),
             })
             .collect()
     }
 
-    /// Takes a slot back after a request. A broken slot (`reusable` false)
-    /// is dropped; the supervisor replaces its process.
-    fn release(&self, slot: Slot, reusable: bool) {
-        self.take_back(slot, reusable, true);
-    }
-
-    /// Takes back a slot handed to a queued request that went away before
-    /// it could take it: no request was served on it.
-    fn unused(&self, slot: Slot) {
-        self.take_back(slot, true, false);
-    }
-
-    fn take_back(&self, slot: Slot, reusable: bool, served: bool) {
+    /// A request's place is free again: `served` when the daemon answered
+    /// it, else it was never sent or the channel was lost.
+    fn give_back(&self, process: ProcessId, token: u64, served: bool) {
         let mut state = self.lock();
-        let Some(index) = state.processes.iter().position(|p| p.id == slot.process) else {
+        let Some(index) = state.processes.iter().position(|p| p.id == process) else {
             return;
         };
         let entry = &mut state.processes[index];
-        entry.busy = entry.busy.saturating_sub(1);
+        entry.in_flight = entry.in_flight.saturating_sub(1);
+        entry.current.remove(&token);
+        entry.last_active = Instant::now();
         if served {
             entry.served += 1;
+            if entry
+                .terms
+                .maximum_requests
+                .is_some_and(|max| entry.served >= max)
+            {
+                entry.recycle(RecycleReason::MaximumRequests);
+            }
         }
-        if let Some(current) = entry.current.get_mut(slot.index) {
-            *current = None;
+        if !entry.channel.is_alive() {
+            // Its supervisor sees the daemon exit and replaces it.
+            entry.accepting = false;
         }
-        entry.last_active = Instant::now();
-        if !reusable {
-            // The daemon lost a thread's connection: replace the whole
-            // process. Closing its slots makes it exit once its other
-            // requests are done.
-            entry.recycle(RecycleReason::BrokenSlot);
-        } else if entry
-            .terms
-            .maximum_requests
-            .is_some_and(|max| entry.served >= max)
-        {
-            entry.recycle(RecycleReason::MaximumRequests);
-        }
-        if reusable && entry.accepting {
-            state.give_back(slot);
-            return;
-        }
-        if entry.busy == 0 {
-            state.processes.swap_remove(index);
+        if entry.accepting {
+            state.hand_out(index);
+        } else if entry.in_flight == 0 {
+            state.remove(index);
         }
     }
 }
 
 impl PoolState {
-    /// Pops an idle slot of the least-busy accepting process for a request
-    /// to `uri`; gives `uri` back when none is free.
-    fn take_idle(&mut self, uri: hyper::Uri) -> Result<Slot, hyper::Uri> {
-        // Ties go round-robin, so equally idle processes share the work
+    /// Reserves a place on the least-loaded process with room for a request
+    /// to `uri`; gives `uri` back when none has room.
+    fn take_place(&mut self, uri: hyper::Uri) -> Result<Grant, hyper::Uri> {
+        // Ties go round-robin, so equally loaded processes share the work
         // (and warm up) instead of the first one taking every request.
         let count = self.processes.len();
         self.rotation = self.rotation.wrapping_add(1);
         let start = self.rotation % count.max(1);
-        let Some((rotated, _)) = (0..count)
+        let Some((index, _)) = (0..count)
             .map(|offset| (start + offset) % count)
-            .filter(|&i| self.processes[i].accepting && !self.processes[i].idle.is_empty())
-            .map(|i| (i, self.processes[i].busy))
-            .min_by_key(|&(_, busy)| busy)
+            .filter(|&i| self.processes[i].has_room())
+            .map(|i| (i, self.processes[i].in_flight))
+            .min_by_key(|&(_, in_flight)| in_flight)
         else {
             return Err(uri);
         };
-        let entry = &mut self.processes[rotated];
-        // The most recently released slot (LIFO, see the module docs).
-        let Some(slot) = entry.idle.pop() else {
-            return Err(uri);
-        };
-        entry.busy += 1;
-        entry.last_active = Instant::now();
-        entry.serving(&slot, uri);
-        Ok(slot)
+        Ok(self.reserve(index, uri, Instant::now()))
     }
 
-    /// Hands a free slot to the oldest live waiter, else parks it as idle.
-    fn give_back(&mut self, mut slot: Slot) {
-        let Some(index) = self.processes.iter().position(|p| p.id == slot.process) else {
-            return;
-        };
-        while let Some(Waiter { sender, uri, .. }) = self.waiters.pop_front() {
-            let index_in_process = slot.index;
-            match sender.send(slot) {
-                Ok(()) => {
-                    let entry = &mut self.processes[index];
-                    entry.busy += 1;
-                    if let Some(current) = entry.current.get_mut(index_in_process) {
-                        *current = Some(Current {
-                            uri,
-                            since: Instant::now(),
-                        });
-                    }
-                    return;
-                }
-                // The waiting request went away: try the next one.
-                Err(returned) => slot = returned,
+    fn reserve(&mut self, index: usize, uri: hyper::Uri, since: Instant) -> Grant {
+        self.next_token = self.next_token.wrapping_add(1);
+        let token = self.next_token;
+        let entry = &mut self.processes[index];
+        entry.in_flight += 1;
+        entry.last_active = Instant::now();
+        entry.current.insert(token, Current { uri, since });
+        Grant {
+            process: entry.id,
+            channel: Arc::clone(&entry.channel),
+            token,
+        }
+    }
+
+    /// Hands the free places of process `index` to the oldest live waiters.
+    fn hand_out(&mut self, index: usize) {
+        while self.processes[index].has_room() {
+            let Some(Waiter { sender, uri, .. }) = self.waiters.pop_front() else {
+                return;
+            };
+            if sender.is_closed() {
+                continue;
+            }
+            let grant = self.reserve(index, uri, Instant::now());
+            if let Err(grant) = sender.send(grant) {
+                // The waiting request went away just now.
+                let entry = &mut self.processes[index];
+                entry.in_flight -= 1;
+                entry.current.remove(&grant.token);
             }
         }
-        self.processes[index].idle.push(slot);
+    }
+
+    /// Drops a process with nothing in flight and shuts its channel.
+    fn remove(&mut self, index: usize) {
+        let entry = self.processes.swap_remove(index);
+        entry.channel.shutdown();
     }
 }
 
-/// A request waiting in the queue. A slot may be handed to it just before
+/// A request waiting in the queue. A place may be handed to it just before
 /// its request goes away (the client closed the connection while it
-/// waited): dropping it then gives that slot back instead of closing it,
-/// which would end the daemon thread behind it.
+/// waited): dropping it then gives that place back.
 struct Queued {
-    receiver: oneshot::Receiver<Slot>,
-    pool: Arc<SlotPool>,
+    receiver: oneshot::Receiver<Grant>,
+    pool: Arc<GroupPool>,
 }
 
 impl Drop for Queued {
     fn drop(&mut self) {
         self.receiver.close();
-        if let Ok(slot) = self.receiver.try_recv() {
-            self.pool.unused(slot);
+        if let Ok(grant) = self.receiver.try_recv() {
+            self.pool.give_back(grant.process, grant.token, false);
         }
     }
 }
 
-/// A leased slot. Dropping a lease without [`Lease::finish`] treats the slot
-/// as broken (its exchange did not end cleanly), so it is never reused.
+/// A place on a process, held by one request until it opens its stream
+/// ([`Lease::open`]); dropped before that, the place is given back.
 #[derive(Debug)]
 pub struct Lease {
-    slot: Option<Slot>,
-    pool: Arc<SlotPool>,
+    grant: Option<Grant>,
+    pool: Arc<GroupPool>,
 }
 
 impl Lease {
-    fn new(slot: Slot, pool: &Arc<SlotPool>) -> Self {
+    fn new(grant: Grant, pool: &Arc<GroupPool>) -> Self {
         Self {
-            slot: Some(slot),
+            grant: Some(grant),
             pool: Arc::clone(pool),
         }
     }
 
-    /// The supervisor's id of the process the slot belongs to.
+    /// The supervisor's id of the process the place is on.
     pub fn process(&self) -> ProcessId {
-        self.slot.as_ref().map_or(0, |slot| slot.process)
+        self.grant.as_ref().map_or(0, |grant| grant.process)
     }
 
-    /// The slot's index within its process (its daemon thread).
-    pub fn slot_index(&self) -> usize {
-        self.slot.as_ref().map_or(0, |slot| slot.index)
-    }
-
-    /// Reports that the request on this slot is past its `request-timeout`:
-    /// its process is recycled, its stacks dumped.
-    pub fn timed_out(&self) {
-        self.pool
-            .request_timed_out(self.process(), self.slot_index());
-    }
-
-    /// The leased slot.
-    pub fn slot(&mut self) -> &mut Slot {
-        // Only `finish` and `drop` take the slot, and both consume the lease.
-        self.slot.as_mut().expect("a live lease holds its slot")
-    }
-
-    /// Returns the slot to the pool after a complete exchange.
-    pub fn finish(mut self) {
-        if let Some(slot) = self.slot.take() {
-            let whole = slot.is_whole();
-            self.pool.release(slot, whole);
-        }
+    /// Opens the request's stream on the process's channel. From then on
+    /// the place is given back when the daemon has answered (or the
+    /// channel is lost), whatever becomes of the request's task.
+    pub fn open(mut self) -> Result<ResponseStream, ChannelError> {
+        let Some(grant) = self.grant.take() else {
+            return Err(ChannelError::Closed);
+        };
+        let ticket = Box::new(PlaceTicket {
+            pool: Arc::clone(&self.pool),
+            process: grant.process,
+            token: grant.token,
+        });
+        grant.channel.open(ticket)
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            self.pool.release(slot, false);
+        if let Some(grant) = self.grant.take() {
+            self.pool.give_back(grant.process, grant.token, false);
         }
+    }
+}
+
+/// Gives a request's place back when the daemon is done with it.
+struct PlaceTicket {
+    pool: Arc<GroupPool>,
+    process: ProcessId,
+    token: u64,
+}
+
+impl Ticket for PlaceTicket {
+    fn finished(self: Box<Self>, how: Finished) {
+        self.pool
+            .give_back(self.process, self.token, how == Finished::Answered);
     }
 }
 
@@ -606,7 +653,7 @@ mod tests {
 
     #[tokio::test]
     async fn least_loaded_process_first_and_ties_rotate() {
-        let pool = SlotPool::new();
+        let pool = GroupPool::new();
         let mut peers = Vec::new();
         let (t1, _r1) = terms(None);
         let (t2, _r2) = terms(None);
@@ -629,7 +676,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_most_recently_released_slot_is_leased_first() {
-        let pool = SlotPool::new();
+        let pool = GroupPool::new();
         let mut peers = Vec::new();
         let (t, _r) = terms(None);
         pool.add_process(1, 101, slots(1, 4, &mut peers), t);
@@ -654,7 +701,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiters_are_served_in_order() {
-        let pool = SlotPool::new();
+        let pool = GroupPool::new();
         let mut peers = Vec::new();
         let (t, _r) = terms(None);
         pool.add_process(1, 101, slots(1, 1, &mut peers), t);
@@ -675,7 +722,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_slot_handed_to_a_request_that_went_away_comes_back() {
-        let pool = SlotPool::new();
+        let pool = GroupPool::new();
         let mut peers = Vec::new();
         let (t, mut requests) = terms(None);
         pool.add_process(1, 101, slots(1, 1, &mut peers), t);
@@ -708,7 +755,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_broken_slot_recycles_its_process() {
-        let pool = SlotPool::new();
+        let pool = GroupPool::new();
         let mut peers = Vec::new();
         let (t, mut requests) = terms(None);
         pool.add_process(1, 101, slots(1, 2, &mut peers), t);
@@ -724,7 +771,7 @@ mod tests {
 
     #[tokio::test]
     async fn maximum_requests_recycles_once() {
-        let pool = SlotPool::new();
+        let pool = GroupPool::new();
         let mut peers = Vec::new();
         let (t, mut requests) = terms(Some(2));
         pool.add_process(1, 101, slots(1, 1, &mut peers), t);
@@ -740,7 +787,7 @@ mod tests {
 
     #[tokio::test]
     async fn request_timeout_names_the_stuck_slot() {
-        let pool = SlotPool::new();
+        let pool = GroupPool::new();
         let mut peers = Vec::new();
         let (t, mut requests) = terms(None);
         pool.add_process(7, 107, slots(7, 3, &mut peers), t);
@@ -755,7 +802,7 @@ mod tests {
 
     #[tokio::test]
     async fn status_shows_requests_in_flight() {
-        let pool = SlotPool::new();
+        let pool = GroupPool::new();
         let mut peers = Vec::new();
         let (t, _r) = terms(None);
         pool.add_process(1, 101, slots(1, 1, &mut peers), t);
@@ -793,7 +840,7 @@ mod tests {
 
     #[tokio::test]
     async fn backlog_and_close() {
-        let pool = SlotPool::with_backlog(Some(1));
+        let pool = GroupPool::with_backlog(Some(1));
         let mut peers = Vec::new();
         let (t, _r) = terms(None);
         pool.add_process(1, 101, slots(1, 1, &mut peers), t);

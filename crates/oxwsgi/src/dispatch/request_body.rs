@@ -1,21 +1,25 @@
 //! The request body on its way to a daemon: buffered whole when small (so a
 //! slow uploader never holds a Python thread), otherwise streamed by a pump
-//! task while the response is already being read.
+//! task, through the stream's credit window, while the response is already
+//! being read.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use oxwsgi_protocol::{encode_frame, Kind, ABORT_FLAG};
-use tokio::io::AsyncWriteExt;
-use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+use crate::transport::Channel;
 
 /// Bodies up to this size are read completely before a slot is leased.
 pub const BUFFER_LIMIT: usize = 64 * 1024;
 
 /// The largest body frame the front sends.
 const BODY_FRAME_LEN: usize = 256 * 1024;
+
+const _: () = assert!(BUFFER_LIMIT as u64 + BODY_FRAME_LEN as u64 <= oxwsgi_protocol::REQUEST_WINDOW as u64);
 
 /// Why a request body could not be read from the client.
 #[derive(Debug, thiserror::Error)]
@@ -84,62 +88,48 @@ fn check_trailers(trailers: Option<&hyper::HeaderMap>) -> Result<(), BodyError> 
     Ok(())
 }
 
-/// Appends `data` as body frames.
-pub fn encode_body(buf: &mut Vec<u8>, data: &[u8]) {
+/// Appends `data` as body frames of `stream`.
+pub fn encode_body(buf: &mut Vec<u8>, stream: u32, data: &[u8]) {
     for piece in data.chunks(BODY_FRAME_LEN) {
-        encode_frame(buf, Kind::RequestBody, piece);
+        encode_frame(buf, Kind::RequestBody, stream, piece);
     }
 }
 
-/// Appends the end-of-body frame.
-pub fn encode_end(buf: &mut Vec<u8>, aborted: bool) {
+/// Appends the end-of-body frame of `stream`.
+pub fn encode_end(buf: &mut Vec<u8>, stream: u32, aborted: bool) {
     let flag: &[u8] = if aborted { &[ABORT_FLAG] } else { &[] };
-    encode_frame(buf, Kind::RequestEnd, flag);
+    encode_frame(buf, Kind::RequestEnd, stream, flag);
 }
 
-/// A running pump: forwards the rest of a body to the daemon.
+/// A running pump: forwards the rest of a body to the daemon. Dropping it
+/// stops it (the response is over, so the rest of the body is unwanted).
 #[derive(Debug)]
 pub struct Pump {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Option<OwnedWriteHalf>>,
+    _stop: oneshot::Sender<()>,
 }
 
 impl Pump {
-    /// Starts forwarding `rest` (after `read` bytes already sent) to `writer`.
-    pub fn start(writer: OwnedWriteHalf, rest: Incoming, read: u64, limit: u64) -> Self {
+    /// Starts forwarding `rest` (after `read` bytes already sent) on
+    /// `stream` of `channel`.
+    pub fn start(channel: Arc<Channel>, stream: u32, rest: Incoming, read: u64, limit: u64) -> Self {
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(pump(writer, rest, read, limit, stopped));
-        Self {
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    /// Stops reading the client (the response is complete, so the rest of the
-    /// body is unwanted), ends the body for the daemon and returns the write
-    /// half, or `None` if writing to the daemon failed.
-    pub async fn finish(mut self) -> Option<OwnedWriteHalf> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.task.await.ok().flatten()
+        tokio::spawn(pump(channel, stream, rest, read, limit, stopped));
+        Self { _stop: stop }
     }
 }
 
 async fn pump(
-    mut writer: OwnedWriteHalf,
+    channel: Arc<Channel>,
+    stream: u32,
     mut rest: Incoming,
     mut read: u64,
     limit: u64,
     mut stopped: oneshot::Receiver<()>,
-) -> Option<OwnedWriteHalf> {
-    let mut buf = Vec::with_capacity(BODY_FRAME_LEN + 16);
+) {
     let aborted = loop {
-        // Only the client read is raced against `stopped`: a write to the
-        // daemon is never cut in the middle of a frame.
         let frame = tokio::select! {
             frame = rest.frame() => frame,
-            _ = &mut stopped => break true,
+            _ = &mut stopped => return,
         };
         let data = match frame {
             None => break false,
@@ -163,14 +153,14 @@ async fn pump(
             tracing::info!(limit, "request body over limit-request-body");
             break true;
         }
-        buf.clear();
-        encode_body(&mut buf, &data);
-        if writer.write_all(&buf).await.is_err() {
-            return None;
+        let sent = tokio::select! {
+            sent = channel.send_body(stream, &data) => sent,
+            _ = &mut stopped => return,
+        };
+        if sent.is_err() {
+            // The response is over or the channel lost: nobody wants more.
+            return;
         }
     };
-    buf.clear();
-    encode_end(&mut buf, aborted);
-    writer.write_all(&buf).await.ok()?;
-    Some(writer)
+    channel.end_body(stream, aborted);
 }

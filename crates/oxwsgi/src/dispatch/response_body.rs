@@ -1,21 +1,21 @@
 //! The response body hyper sends to the client: bytes already in hand, a
-//! stream of the daemon's body frames, which returns its slot to the pool at
-//! the daemon's last frame (or drains it if the client goes away), or a
-//! range of a static file read in bounded chunks.
+//! stream of the daemon's body frames from the request's channel stream, or
+//! a range of a static file read in bounded chunks.
 //!
 //! A daemon body may turn into a file mid-stream: a `ResponseFile` frame
 //! hands over a descriptor and a byte range ([`super::file_body`]). From
-//! then on the body reads that file, and the slot, which only has
-//! `ResponseEnd` left to say, goes back to the pool as soon as that frame is
-//! read (at once when it is already buffered, else by a small task), not
-//! when the file has been sent. What that last frame says no longer changes
-//! the body: the daemon has handed all of it over, just as on a streamed
-//! body an abort from the app's `close()` comes after the last body frame.
+//! then on the body reads that file; the daemon only has `ResponseEnd` left
+//! to say, and its place in the pool is given back when that frame arrives
+//! (the channel sees to it), however slowly the client takes the file.
 //!
 //! A streamed daemon body obeys the request's `request-timeout` too: at the
 //! deadline the client connection is cut (the head is gone, so no 504 can be
-//! sent), the process is recycled with its stacks dumped, and the slot is
-//! drained in the background until the daemon lets go of it.
+//! sent) and the process is recycled with its stacks dumped.
+//!
+//! An error after body bytes were handed to hyper is held back for one
+//! poll, so hyper writes out what it has first: the client gets every byte
+//! the application produced, then the connection closes without the final
+//! chunk — never an empty reply.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,9 +26,8 @@ use hyper::body::{Body, Frame, SizeHint};
 use oxwsgi_protocol::{Kind, ResponseFile};
 
 use super::file_body::{FileRange, FileRangeError};
-use super::pool::Lease;
 use super::request_body::Pump;
-use super::slot::SlotError;
+use crate::transport::{ChannelError, ResponseStream};
 
 /// Why a streamed response could not be completed; hyper then closes the
 /// client connection, which is how a client learns the body is incomplete.
@@ -37,7 +36,7 @@ pub enum StreamError {
     #[error("application failed while sending its response: {0}")]
     App(String),
     #[error(transparent)]
-    Slot(#[from] SlotError),
+    Channel(#[from] ChannelError),
     #[error("request-timeout exceeded while the response was being sent")]
     Timeout,
     #[error("cannot read the static file: {0}")]
@@ -48,30 +47,37 @@ pub enum StreamError {
     PassedFile(#[from] FileRangeError),
 }
 
+/// What a request does when its response misses `request-timeout`
+/// (recycle the process, dump its stacks), run at most once.
+pub type TimeoutReport = Box<dyn FnOnce() + Send>;
+
 /// How much of a static file is read per body frame.
 const FILE_CHUNK: usize = 64 * 1024;
 
-/// A response body: whole, or streamed from a daemon slot.
-#[derive(Debug)]
+/// A response body: whole, streamed from a daemon, or a file.
 pub struct ResponseBody {
     inner: Inner,
     /// Adds the bytes of every data frame handed to hyper (`bytes out`).
     sent: Option<ByteCounter>,
 }
 
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody").finish_non_exhaustive()
+    }
+}
+
 /// A counter of body bytes, shared with the metrics registry.
 pub type ByteCounter = prometheus_client::metrics::counter::Counter;
 
-#[derive(Debug)]
 enum Inner {
     Full(Option<Bytes>),
-    Stream(SlotStream),
+    Stream(DaemonStream),
     File(FileStream),
     /// A daemon body that became a file range (`ResponseFile`).
     Passed(FileRange),
 }
 
-#[derive(Debug)]
 struct FileStream {
     file: tokio::fs::File,
     /// Bytes still to send.
@@ -79,12 +85,17 @@ struct FileStream {
     buf: BytesMut,
 }
 
-#[derive(Debug)]
-struct SlotStream {
-    lease: Option<Lease>,
+struct DaemonStream {
+    stream: Option<ResponseStream>,
+    /// Forwards the rest of the request body while the response runs.
     pump: Option<Pump>,
     /// The request's `request-timeout` deadline, if it has one.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    on_timeout: Option<TimeoutReport>,
+    /// Body bytes were handed to hyper.
+    yielded: bool,
+    /// An error held back for one poll (see the module docs).
+    held: Option<StreamError>,
 }
 
 impl ResponseBody {
@@ -117,171 +128,39 @@ impl ResponseBody {
         }
     }
 
-    /// The body of a response whose head was just read from `lease`'s slot.
-    /// When the whole body is already buffered, the slot is returned at once.
-    pub(super) fn from_slot(
-        mut lease: Lease,
+    /// The body of a response whose head was just read from `stream`.
+    /// When the whole body is already here, it is taken at once.
+    pub(super) fn from_stream(
+        mut stream: ResponseStream,
         pump: Option<Pump>,
         deadline: Option<tokio::time::Instant>,
-    ) -> Result<Self, SlotError> {
-        if pump.is_none() {
-            if let Some(whole) = lease.slot().take_buffered_response_body()? {
-                lease.finish();
-                return Ok(Self::full(whole));
-            }
+        on_timeout: TimeoutReport,
+    ) -> Self {
+        if let Some(pieces) = stream.take_whole_body() {
+            let whole = match pieces.len() {
+                0 => Bytes::new(),
+                1 => pieces.into_iter().next().unwrap_or_default(),
+                _ => Bytes::from(pieces.concat()),
+            };
+            return Self::full(whole);
         }
-        Ok(Self {
-            inner: Inner::Stream(SlotStream {
-                lease: Some(lease),
+        Self {
+            inner: Inner::Stream(DaemonStream {
+                stream: Some(stream),
                 pump,
                 deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
+                on_timeout: Some(on_timeout),
+                yielded: false,
+                held: None,
             }),
             sent: None,
-        })
+        }
     }
 
     /// Counts the body's bytes into `counter` as they are sent.
     pub fn count_into(mut self, counter: ByteCounter) -> Self {
         self.sent = Some(counter);
         self
-    }
-
-    /// Ends an exchange whose remaining frames nobody will read: drains the
-    /// daemon's frames up to its last one and gives the slot back, off the
-    /// request's task.
-    pub(super) fn finish_in_background(lease: Lease, pump: Option<Pump>) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        runtime.spawn(finish(lease, pump, false));
-    }
-
-    /// Gives the slot back after the daemon's last frame was read: at once,
-    /// or once the request-body pump is done with the slot's write half.
-    pub(super) fn release_after_end(lease: Lease, pump: Option<Pump>) {
-        match pump {
-            None => lease.finish(),
-            Some(pump) => {
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    runtime.spawn(finish(lease, Some(pump), true));
-                }
-            }
-        }
-    }
-}
-
-/// Reads the rest of an exchange and returns the slot if it ended cleanly.
-async fn finish(mut lease: Lease, pump: Option<Pump>, response_done: bool) {
-    if let Some(pump) = pump {
-        match pump.finish().await {
-            Some(writer) => lease.slot().restore_writer(writer),
-            None => return,
-        }
-    }
-    if !response_done {
-        loop {
-            match lease.slot().read_frame().await {
-                Ok((Kind::ResponseEnd | Kind::ResponseAbort, _)) => break,
-                Ok((Kind::ResponseHead | Kind::ResponseBody, _)) => {}
-                Ok((Kind::ResponseFile, _)) => {
-                    // Nobody will send it: close the file now.
-                    if lease.slot().take_passed_fd().is_err() {
-                        return;
-                    }
-                }
-                Ok(_) | Err(_) => return,
-            }
-        }
-    }
-    lease.finish();
-}
-
-impl SlotStream {
-    fn end(&mut self) {
-        if let Some(lease) = self.lease.take() {
-            ResponseBody::release_after_end(lease, self.pump.take());
-        }
-    }
-}
-
-impl SlotStream {
-    /// After a `ResponseFile` frame (`payload`): claims its descriptor and
-    /// lets the rest of the exchange run on its own.
-    fn hand_over_file(&mut self, payload: &[u8]) -> Result<FileRange, SlotError> {
-        let Some(lease) = self.lease.as_mut() else {
-            return Err(SlotError::Closed);
-        };
-        let ResponseFile { offset, length } = ResponseFile::decode(payload)?;
-        let fd = lease.slot().take_passed_fd()?;
-        if let Some(lease) = self.lease.take() {
-            end_after_file(lease, self.pump.take(), self.deadline.take());
-        }
-        Ok(FileRange::new(std::fs::File::from(fd), offset, length))
-    }
-}
-
-/// Reads the daemon's last frame after a `ResponseFile`: right here when it
-/// is already buffered (the usual case), else in a task, so the slot goes
-/// back to the pool as soon as it arrives, however slowly the client takes
-/// the file. The daemon still answers to `request-timeout` meanwhile.
-fn end_after_file(
-    mut lease: Lease,
-    pump: Option<Pump>,
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-) {
-    if pump.is_none() {
-        match lease.slot().take_buffered_frame() {
-            Ok(Some(frame)) => return settle(lease, None, Ok(frame)),
-            Ok(None) => {}
-            Err(error) => return settle(lease, None, Err(error)),
-        }
-    }
-    tokio::spawn(async move {
-        let frame = match deadline {
-            None => Some(lease.slot().read_frame().await),
-            Some(deadline) => tokio::select! {
-                frame = lease.slot().read_frame() => Some(frame),
-                () = deadline => None,
-            },
-        };
-        match frame {
-            Some(frame) => settle(lease, pump, frame),
-            None => {
-                tracing::error!("request-timeout exceeded before the daemon ended a file response");
-                lease.timed_out();
-                ResponseBody::finish_in_background(lease, pump);
-            }
-        }
-    });
-}
-
-/// Ends an exchange on the frame after `ResponseFile`: `ResponseEnd` (or
-/// `ResponseAbort`, which the daemon has logged) gives the slot back;
-/// anything else leaves it broken (the lease is dropped).
-fn settle(lease: Lease, pump: Option<Pump>, frame: Result<(Kind, BytesMut), SlotError>) {
-    match frame {
-        Ok((Kind::ResponseEnd, _)) => ResponseBody::release_after_end(lease, pump),
-        Ok((Kind::ResponseAbort, payload)) => {
-            tracing::debug!(
-                "application failed after handing over its file: {}",
-                String::from_utf8_lossy(&payload)
-            );
-            ResponseBody::release_after_end(lease, pump);
-        }
-        Ok((other, _)) => {
-            tracing::warn!("{}", SlotError::Unexpected(other));
-        }
-        Err(error) => tracing::warn!("after a file response: {error}"),
-    }
-}
-
-impl Drop for SlotStream {
-    fn drop(&mut self) {
-        // The client went away before the daemon finished: drain the slot
-        // so the daemon thread is not lost.
-        if let Some(lease) = self.lease.take() {
-            ResponseBody::finish_in_background(lease, self.pump.take());
-        }
     }
 }
 
@@ -306,7 +185,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Full(bytes) => bytes.is_none(),
-            Inner::Stream(stream) => stream.lease.is_none(),
+            Inner::Stream(stream) => stream.stream.is_none() && stream.held.is_none(),
             Inner::File(file) => file.remaining == 0,
             Inner::Passed(range) => range.remaining() == 0,
         }
@@ -341,61 +220,141 @@ impl ResponseBody {
                 }
             }
         };
-        if stream.lease.is_none() {
-            return Poll::Ready(None);
-        }
-        if let Some(deadline) = stream.deadline.as_mut() {
-            if deadline.as_mut().poll(cx).is_ready() {
-                if let Some(lease) = stream.lease.take() {
-                    tracing::error!("request-timeout exceeded while the response was streaming");
-                    lease.timed_out();
-                    ResponseBody::finish_in_background(lease, stream.pump.take());
-                }
-                return Poll::Ready(Some(Err(StreamError::Timeout)));
+        match stream.poll_daemon(cx) {
+            Polled::Frame(frame) => frame,
+            Polled::File(range) => {
+                self.inner = Inner::Passed(range);
+                self.poll_inner(cx)
             }
         }
-        let Some(lease) = stream.lease.as_mut() else {
-            return Poll::Ready(None);
+    }
+}
+
+/// What the daemon's stream gave.
+enum Polled {
+    Frame(Poll<Option<Result<Frame<Bytes>, StreamError>>>),
+    /// The body is now this file range.
+    File(FileRange),
+}
+
+impl DaemonStream {
+    /// Ends the exchange: no more frames are read; the request body, if it
+    /// still streams, is no longer wanted.
+    fn end(&mut self) {
+        self.stream = None;
+        self.pump = None;
+        self.deadline = None;
+    }
+
+    /// Fails the body with `error`, after one more poll if bytes already
+    /// went to hyper (so it writes them out first).
+    fn fail(&mut self, error: StreamError, cx: &mut Context<'_>) -> Polled {
+        self.end();
+        if self.yielded {
+            self.held = Some(error);
+            cx.waker().wake_by_ref();
+            return Polled::Frame(Poll::Pending);
+        }
+        Polled::Frame(Poll::Ready(Some(Err(error))))
+    }
+
+    fn poll_daemon(&mut self, cx: &mut Context<'_>) -> Polled {
+        if let Some(error) = self.held.take() {
+            return Polled::Frame(Poll::Ready(Some(Err(error))));
+        }
+        if let Some(deadline) = self.deadline.as_mut() {
+            if deadline.as_mut().poll(cx).is_ready() {
+                tracing::error!("request-timeout exceeded while the response was streaming");
+                if let Some(report) = self.on_timeout.take() {
+                    report();
+                }
+                return self.fail(StreamError::Timeout, cx);
+            }
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return Polled::Frame(Poll::Ready(None));
         };
         loop {
-            let (kind, payload) = match lease.slot().poll_read_frame(cx) {
-                Poll::Pending => return Poll::Pending,
+            let frame = match stream.poll_next(cx) {
+                Poll::Pending => return Polled::Frame(Poll::Pending),
                 Poll::Ready(Ok(frame)) => frame,
-                Poll::Ready(Err(error)) => {
-                    // A broken slot is never reused: dropping the lease
-                    // retires it.
-                    stream.lease = None;
-                    return Poll::Ready(Some(Err(error.into())));
-                }
+                Poll::Ready(Err(lost)) => return self.fail(ChannelError::from(lost).into(), cx),
             };
-            return match kind {
-                Kind::ResponseBody if payload.is_empty() => continue,
-                Kind::ResponseBody => Poll::Ready(Some(Ok(Frame::data(payload.freeze())))),
+            return match frame.kind {
+                Kind::ResponseBody if frame.payload.is_empty() => continue,
+                Kind::ResponseBody => {
+                    self.yielded = true;
+                    Polled::Frame(Poll::Ready(Some(Ok(Frame::data(frame.payload)))))
+                }
                 Kind::ResponseEnd => {
-                    stream.end();
-                    Poll::Ready(None)
+                    self.end();
+                    Polled::Frame(Poll::Ready(None))
                 }
                 Kind::ResponseAbort => {
-                    stream.end();
-                    let message = String::from_utf8_lossy(&payload).into_owned();
-                    Poll::Ready(Some(Err(StreamError::App(message))))
+                    let message = String::from_utf8_lossy(&frame.payload).into_owned();
+                    self.fail(StreamError::App(message), cx)
                 }
-                Kind::ResponseFile => match stream.hand_over_file(&payload) {
-                    Ok(range) => {
-                        self.inner = Inner::Passed(range);
-                        self.poll_inner(cx)
-                    }
-                    Err(error) => {
-                        stream.lease = None;
-                        Poll::Ready(Some(Err(error.into())))
-                    }
+                Kind::ResponseFile => match self.hand_over_file(frame) {
+                    Ok(range) => Polled::File(range),
+                    Err(error) => self.fail(error.into(), cx),
                 },
-                other => {
-                    stream.lease = None;
-                    Poll::Ready(Some(Err(SlotError::Unexpected(other).into())))
-                }
+                other => self.fail(ChannelError::Unexpected(other).into(), cx),
             };
         }
+    }
+
+    /// After a `ResponseFile` frame: the body is the file's range; the rest
+    /// of the exchange (the daemon's `ResponseEnd`) runs on its own.
+    fn hand_over_file(&mut self, frame: crate::transport::Frame) -> Result<FileRange, ChannelError> {
+        let ResponseFile { offset, length } = ResponseFile::decode(&frame.payload)?;
+        let fd = frame.fd.ok_or(ChannelError::Unexpected(Kind::ResponseFile))?;
+        if let Some(stream) = self.stream.take() {
+            end_after_file(stream, self.deadline.take(), self.on_timeout.take());
+        }
+        self.pump = None;
+        Ok(FileRange::new(std::fs::File::from(fd), offset, length))
+    }
+}
+
+/// Waits for the daemon's last frame after a `ResponseFile`, so that a
+/// daemon still busy at `request-timeout` (a `close()` that hangs) is
+/// recycled as on any other response. Usually the frame is already here.
+fn end_after_file(
+    mut stream: ResponseStream,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    on_timeout: Option<TimeoutReport>,
+) {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    if let Poll::Ready(frame) = stream.poll_next(&mut cx) {
+        return settle(frame);
+    }
+    let Some(deadline) = deadline else {
+        // Nobody waits: dropping the stream discards what comes.
+        return;
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            frame = stream.next() => settle(frame),
+            () = deadline => {
+                tracing::error!("request-timeout exceeded before the daemon ended a file response");
+                if let Some(report) = on_timeout {
+                    report();
+                }
+            }
+        }
+    });
+}
+
+/// Logs what the frame after a `ResponseFile` says, if anything is wrong.
+fn settle(frame: Result<crate::transport::Frame, crate::transport::Lost>) {
+    match frame {
+        Ok(frame) if frame.kind == Kind::ResponseEnd => {}
+        Ok(frame) if frame.kind == Kind::ResponseAbort => tracing::debug!(
+            "application failed after handing over its file: {}",
+            String::from_utf8_lossy(&frame.payload)
+        ),
+        Ok(frame) => tracing::warn!("{}", ChannelError::Unexpected(frame.kind)),
+        Err(lost) => tracing::warn!("after a file response: {lost}"),
     }
 }
 

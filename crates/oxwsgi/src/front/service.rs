@@ -1,7 +1,8 @@
 //! The per-request path through the front: validate the head, apply trusted
 //! proxy headers, route it (static alias or mount), read a small body, turn
-//! the head into a protocol `RequestHead`, lease a slot of the mount's group
-//! and run the exchange; map failures to the status codes of DESIGN.md §7;
+//! the head into a protocol `RequestHead`, lease a place on a process of the
+//! mount's group and run the exchange; map failures to the status codes of
+//! DESIGN.md §7;
 //! write the access-log line.
 
 use std::borrow::Cow;
@@ -28,7 +29,7 @@ use super::validate::{validate, Framing, Head};
 use crate::admin::metrics::GroupMetrics;
 use crate::config::model::{Limits, Site};
 use crate::dispatch::{
-    self, BodyError, ExchangeError, LeaseError, RequestBody, ResponseBody, SlotPool,
+    self, BodyError, ExchangeError, LeaseError, RequestBody, ResponseBody, GroupPool,
 };
 use crate::supervisor::MountTarget;
 
@@ -38,7 +39,7 @@ pub struct MountRoute {
     pub target: MountTarget,
     pub pass_authorization: bool,
     pub body_limit: u64,
-    /// The group's `queue-timeout`: 503 after waiting this long for a slot.
+    /// The group's `queue-timeout`: 503 after waiting this long for a thread.
     pub queue_timeout: Option<Duration>,
     /// The group's `request-timeout`: 504 when the daemon has not answered
     /// within this long; the process is then recycled.
@@ -54,7 +55,7 @@ pub struct Front {
     pub router: Router,
     pub mounts: Vec<MountRoute>,
     /// Indexed by group.
-    pub pools: Vec<Arc<SlotPool>>,
+    pub pools: Vec<Arc<GroupPool>>,
     /// Indexed by group: the group's name (for the access log).
     pub group_names: Vec<String>,
     /// Indexed like `Site::statics`.
@@ -72,7 +73,7 @@ impl Front {
     pub fn new(
         site: &Site,
         targets: &[MountTarget],
-        pools: Vec<Arc<SlotPool>>,
+        pools: Vec<Arc<GroupPool>>,
         access_log: AccessLog,
     ) -> Self {
         let mounts = site
@@ -448,34 +449,43 @@ async fn route_and_run(
 
     let pool = &front.pools[mount.target.group];
     let waiting = Instant::now();
-    let leased = lease_slot(pool, mount.queue_timeout, parts.uri.clone()).await;
+    let leased = lease_place(pool, mount.queue_timeout, parts.uri.clone()).await;
     served.queue_wait = Some(waiting.elapsed());
     let lease = leased?;
     let process = lease.process();
     if front.access_log.wants_daemon_pid() {
         served.daemon_pid = pool.pid_of(process);
     }
-    let slot_index = lease.slot_index();
-    // Pinned here so a timed-out exchange (and its lease) outlives the
-    // recycle request below: the process must be marked timed out before
-    // the lease's drop reports the slot as broken.
+    let stream = lease.open().map_err(|error| {
+        tracing::error!(path = %target, "{error}");
+        Failure::new(
+            StatusCode::BAD_GATEWAY,
+            "the daemon process died while handling the request",
+        )
+    })?;
+    let stream_id = stream.id();
     let deadline = mount
         .request_timeout
         .map(|limit| tokio::time::Instant::now() + limit);
-    let mut exchange = std::pin::pin!(dispatch::exchange(
-        lease,
+    let timed_out: dispatch::TimeoutReport = {
+        let pool = Arc::clone(pool);
+        Box::new(move || pool.request_timed_out(process, stream_id))
+    };
+    let exchange = dispatch::exchange(
+        stream,
         &request_head,
         body,
         mount.body_limit,
-        deadline
-    ));
+        deadline,
+        timed_out,
+    );
     let result = match mount.request_timeout {
         None => exchange.await,
-        Some(limit) => match tokio::time::timeout(limit, exchange.as_mut()).await {
+        Some(limit) => match tokio::time::timeout(limit, exchange).await {
             Ok(result) => result,
             Err(_) => {
                 tracing::error!(path = %target, "request-timeout ({limit:?}) exceeded");
-                pool.request_timed_out(process, slot_index);
+                pool.request_timed_out(process, stream_id);
                 return Err(Failure::closing(
                     StatusCode::GATEWAY_TIMEOUT,
                     "the application did not answer within request-timeout",
@@ -490,7 +500,7 @@ async fn route_and_run(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the application failed; see the error log",
             ),
-            ExchangeError::Slot(_) => Failure::new(
+            ExchangeError::Channel(_) => Failure::new(
                 StatusCode::BAD_GATEWAY,
                 "the daemon process died while handling the request",
             ),
@@ -498,10 +508,10 @@ async fn route_and_run(
     })
 }
 
-/// Leases a slot of `pool`, answering 503 when the group is stopping, its
-/// queue is full, or the wait exceeds `queue_timeout`.
-async fn lease_slot(
-    pool: &Arc<SlotPool>,
+/// Leases a place on a process of `pool`, answering 503 when the group is
+/// stopping, its queue is full, or the wait exceeds `queue_timeout`.
+async fn lease_place(
+    pool: &Arc<GroupPool>,
     queue_timeout: Option<Duration>,
     uri: hyper::Uri,
 ) -> Result<dispatch::Lease, Failure> {

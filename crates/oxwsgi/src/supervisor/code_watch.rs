@@ -13,7 +13,7 @@ use walkdir::WalkDir;
 
 use super::spawn::DaemonSpec;
 use crate::dispatch::pool::RecycleReason;
-use crate::dispatch::SlotPool;
+use crate::dispatch::GroupPool;
 
 const POLL_EVERY: Duration = Duration::from_secs(1);
 /// Bounds on a `--reload` scan, so pointing it at a huge tree stays cheap.
@@ -109,7 +109,7 @@ fn is_skipped_dir(path: &Path) -> bool {
 /// Polls `watched` until `stop`, recycling the group's processes on change.
 pub async fn watch(
     watched: Watched,
-    pool: Arc<SlotPool>,
+    pool: Arc<GroupPool>,
     group: String,
     mut stop: watch::Receiver<bool>,
 ) {

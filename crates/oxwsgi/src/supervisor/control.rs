@@ -1,6 +1,6 @@
 //! The front's side of a daemon's control channel: a socketpair next to the
-//! slots, read by a small control thread in the daemon's bootstrap. It
-//! carries one-line commands (`interrupt SLOT`, `dump`). A stack dump also
+//! request channel, read by a small control thread in the daemon's
+//! bootstrap. It carries one-line commands (`interrupt STREAM`, `dump`). A stack dump also
 //! sends SIGUSR1, which the daemon's `faulthandler` answers for the main
 //! interpreter even while the GIL is stuck; the `dump` command adds the
 //! sub-interpreters' threads.
@@ -40,10 +40,10 @@ impl Control {
         self.send("dump\n");
     }
 
-    /// Raises `RequestTimeout` in the daemon thread serving `slot`
-    /// (mod_wsgi 6's interrupt-timeout), so the request can unwind.
-    pub fn interrupt(&self, slot: usize) {
-        self.send(&format!("interrupt {slot}\n"));
+    /// Raises `RequestTimeout` in the daemon thread serving the request on
+    /// `stream` (mod_wsgi 6's interrupt-timeout), so it can unwind.
+    pub fn interrupt(&self, stream: u32) {
+        self.send(&format!("interrupt {stream}\n"));
     }
 
     fn send(&self, line: &str) {

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::model::{InterpreterGil, Site};
-use crate::dispatch::SlotPool;
+use crate::dispatch::GroupPool;
 use process::{run_position, PositionState, Reporting, RestartCounts, RestartObserver};
 use spawn::{resolve_identity, resolve_python, resolve_worker_lib, DaemonSpec};
 
@@ -23,7 +23,7 @@ pub struct GroupRuntime {
     pub name: String,
     pub processes: usize,
     pub threads: usize,
-    pub pool: Arc<SlotPool>,
+    pub pool: Arc<GroupPool>,
     pub positions: Vec<watch::Receiver<PositionState>>,
     pub restarts: Arc<RestartCounts>,
     /// Per position: its daemon runs with an app that failed to import.
@@ -132,7 +132,12 @@ impl Supervisor {
         let mut groups = Vec::with_capacity(specs.len());
         let mut tasks = Vec::new();
         for spec in specs {
-            let pool = SlotPool::with_backlog(spec.group.listen_backlog);
+            // With a queue-timeout every waiting request waits in the
+            // front's queue, where the deadline is kept: no read-ahead.
+            let pool = GroupPool::with_backlog(
+                spec.group.listen_backlog,
+                spec.group.timeouts.queue.is_some(),
+            );
             let restarts = Arc::new(RestartCounts::observed(
                 spec.group.name.clone(),
                 observer.clone(),

@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oxwsgi_protocol::{Hello, Kind};
 use tokio::process::Child;
 use tokio::sync::{mpsc, watch};
 
 use super::control::Control;
 use super::spawn::{spawn, DaemonSpec};
 use crate::dispatch::pool::{ProcessTerms, RecycleReason, RecycleRequest};
-use crate::dispatch::{ProcessId, Slot, SlotError, SlotPool};
+use crate::dispatch::{GroupPool, ProcessId};
+use crate::transport::Channel;
 
 /// How long a daemon may take to import its applications by default.
 const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -130,7 +130,7 @@ enum Outcome {
 /// Runs position `index` of a group until `stop` turns true.
 pub async fn run_position(
     spec: Arc<DaemonSpec>,
-    pool: Arc<SlotPool>,
+    pool: Arc<GroupPool>,
     index: usize,
     mut stop: watch::Receiver<bool>,
     report: Reporting,
@@ -167,7 +167,7 @@ pub async fn run_position(
         tracing::info!(group, pid, "daemon process started");
 
         let started = tokio::select! {
-            ready = tokio::time::timeout(startup_timeout, greet(spawned.slots, id)) => ready,
+            ready = tokio::time::timeout(startup_timeout, Channel::greet(spawned.channel)) => ready,
             status = child.wait() => {
                 tracing::error!(group, pid, "daemon exited during start-up ({})", describe(status));
                 failures += 1;
@@ -178,7 +178,7 @@ pub async fn run_position(
                 break;
             }
         };
-        let (slots, failed_imports) = match started {
+        let (channel, hello) = match started {
             Ok(Ok(greeted)) => greeted,
             Ok(Err(error)) => {
                 tracing::error!(group, pid, "daemon failed during start-up: {error}");
@@ -207,10 +207,10 @@ pub async fn run_position(
             }),
             recycle,
         };
-        pool.add_process(id, pid, slots, terms);
+        pool.add_process(id, pid, channel, spec.group.threads, terms);
         report
             .import_failed
-            .store(failed_imports > 0, Ordering::Relaxed);
+            .store(hello.failed_imports > 0, Ordering::Relaxed);
         let _ = report.state.send(PositionState::Ready { pid });
         let ready_at = Instant::now();
 
@@ -247,15 +247,18 @@ pub async fn run_position(
                     0
                 };
             }
-            Outcome::Recycle(RecycleRequest { reason, stuck_slot }) => {
+            Outcome::Recycle(RecycleRequest {
+                reason,
+                stuck_stream,
+            }) => {
                 // The pool already stopped giving this process out. Its
-                // in-flight requests finish; then closing the last slot
-                // makes it exit. Its replacement starts right away.
+                // in-flight requests finish; then the pool shuts its channel,
+                // which makes it exit. Its replacement starts right away.
                 let mut grace = graceful_timeout;
                 if reason == RecycleReason::RequestTimeout {
                     control.dump_stacks(pid, group);
-                    if let (Some(interrupt), Some(slot)) = (timeouts.interrupt, stuck_slot) {
-                        control.interrupt(slot);
+                    if let (Some(interrupt), Some(stream)) = (timeouts.interrupt, stuck_stream) {
+                        control.interrupt(stream);
                         grace = interrupt;
                     }
                 }
@@ -264,8 +267,8 @@ pub async fn run_position(
                 failures = 0;
             }
             Outcome::Stop => {
-                // Retiring closes the idle slots; the daemon exits when its
-                // in-flight requests are done and every slot is closed.
+                // Retiring shuts the channel once the daemon's in-flight
+                // requests are done; it then exits.
                 pool.retire_process(id);
                 if tokio::time::timeout(shutdown_timeout, child.wait())
                     .await
@@ -289,7 +292,7 @@ pub async fn run_position(
 /// a running process has met, if any.
 fn due_for_recycling(
     spec: &DaemonSpec,
-    pool: &SlotPool,
+    pool: &GroupPool,
     id: ProcessId,
     pid: u32,
     ready_at: Instant,
@@ -341,29 +344,6 @@ async fn reap(mut child: Child, control: Control, grace: Duration, group: String
         kill(&mut child).await;
     }
     drop(control);
-}
-
-/// Waits for every slot's `Hello`; also returns how many of the daemon's
-/// apps failed to import.
-async fn greet(
-    streams: Vec<tokio::net::UnixStream>,
-    id: ProcessId,
-) -> Result<(Vec<Slot>, u32), SlotError> {
-    let mut failed_imports = 0;
-    let mut slots = Vec::with_capacity(streams.len());
-    for (index, stream) in streams.into_iter().enumerate() {
-        let mut slot = Slot::new(stream, id);
-        slot.index = index;
-        let (kind, payload) = slot.read_frame().await?;
-        if kind != Kind::Hello {
-            return Err(SlotError::Unexpected(kind));
-        }
-        let hello = Hello::decode(&payload)?;
-        slot.pid = hello.pid;
-        failed_imports = failed_imports.max(hello.failed_imports);
-        slots.push(slot);
-    }
-    Ok((slots, failed_imports))
 }
 
 async fn kill(child: &mut Child) {

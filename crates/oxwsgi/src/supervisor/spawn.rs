@@ -1,6 +1,6 @@
 //! Starting one daemon process: the group's Python running oxwsgi's
-//! bootstrap, with one connected socket per worker thread passed as
-//! inherited file descriptors 3, 4, …
+//! bootstrap, with its channel socket passed as inherited file descriptor 3
+//! and its control socket as 4.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -19,17 +19,20 @@ use crate::config::model::{AppSource, Group, Mount, PythonChoice};
 /// The daemon bootstrap, run as `python -c BOOTSTRAP`.
 const BOOTSTRAP: &str = include_str!("../../../../python/oxwsgi/_bootstrap.py");
 
-/// First descriptor number of the slot sockets in the daemon.
-const FIRST_SLOT_FD: i32 = 3;
+/// The channel socket's descriptor number in the daemon.
+const CHANNEL_FD: i32 = 3;
 
-/// Socket buffer size for slot connections: lets a daemon hand over a
-/// response of this size without waiting for the client to read it.
-const SLOT_BUFFER_BYTES: usize = 1024 * 1024;
+/// The control socket's descriptor number in the daemon.
+const CONTROL_FD: i32 = 4;
+
+/// Socket buffer size of the channel: many requests and responses in flight
+/// at once without either side waiting for the other to read.
+const CHANNEL_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 /// Failure to start a daemon process.
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
-    #[error("cannot create slot sockets: {0}")]
+    #[error("cannot create the daemon's sockets: {0}")]
     Sockets(std::io::Error),
     #[error("cannot start {python}: {source}")]
     Exec {
@@ -81,36 +84,33 @@ impl DaemonSpec {
     }
 }
 
-/// A started daemon and the front's ends of its slot sockets.
+/// A started daemon and the front's ends of its channel and control sockets.
 pub struct Spawned {
     pub child: Child,
-    pub slots: Vec<UnixStream>,
+    pub channel: UnixStream,
     pub control: Control,
 }
 
 /// Starts one daemon process of `spec`'s group.
 pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
-    let threads = spec.group.threads;
-    let mut ours = Vec::with_capacity(threads);
-    let mut mappings = Vec::with_capacity(threads);
-    for index in 0..threads {
-        let (front_end, daemon_end) = slot_pair().map_err(SpawnError::Sockets)?;
-        ours.push(front_end);
-        mappings.push(FdMapping {
-            parent_fd: OwnedFd::from(daemon_end),
-            child_fd: FIRST_SLOT_FD + index as i32,
-        });
-    }
+    let (channel, daemon_channel) = channel_pair().map_err(SpawnError::Sockets)?;
     let (control, daemon_control) = StdUnixStream::pair().map_err(SpawnError::Sockets)?;
-    let control_fd = FIRST_SLOT_FD + threads as i32;
-    mappings.push(FdMapping {
-        parent_fd: OwnedFd::from(daemon_control),
-        child_fd: control_fd,
-    });
+    let mappings = vec![
+        FdMapping {
+            parent_fd: OwnedFd::from(daemon_channel),
+            child_fd: CHANNEL_FD,
+        },
+        FdMapping {
+            parent_fd: OwnedFd::from(daemon_control),
+            child_fd: CONTROL_FD,
+        },
+    ];
+    let control_fd = CONTROL_FD;
     let config = WorkerConfig {
         group: spec.group.name.clone(),
         title: spec.group.display_name.clone(),
-        slot_fds: (0..threads as i32).map(|i| FIRST_SLOT_FD + i).collect(),
+        channel_fd: CHANNEL_FD,
+        threads: spec.group.threads,
         python_path: spec
             .group
             .python_path
@@ -169,28 +169,22 @@ pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
     // sees EOF when the daemon dies.
     drop(command);
 
-    let slots = ours
-        .into_iter()
-        .map(|stream| {
-            stream.set_nonblocking(true)?;
-            UnixStream::from_std(stream)
-        })
-        .collect::<Result<_, _>>()
-        .map_err(SpawnError::Sockets)?;
+    channel.set_nonblocking(true).map_err(SpawnError::Sockets)?;
+    let channel = UnixStream::from_std(channel).map_err(SpawnError::Sockets)?;
     Ok(Spawned {
         child,
-        slots,
+        channel,
         control: Control::new(control),
     })
 }
 
 /// A connected socket pair with large buffers.
-fn slot_pair() -> std::io::Result<(StdUnixStream, StdUnixStream)> {
+fn channel_pair() -> std::io::Result<(StdUnixStream, StdUnixStream)> {
     let (front_end, daemon_end) = StdUnixStream::pair()?;
     for socket in [&front_end, &daemon_end] {
         // Best effort: the kernel caps these at net.core.*mem_max.
-        let _ = setsockopt(socket, sockopt::SndBuf, &SLOT_BUFFER_BYTES);
-        let _ = setsockopt(socket, sockopt::RcvBuf, &SLOT_BUFFER_BYTES);
+        let _ = setsockopt(socket, sockopt::SndBuf, &CHANNEL_BUFFER_BYTES);
+        let _ = setsockopt(socket, sockopt::RcvBuf, &CHANNEL_BUFFER_BYTES);
     }
     Ok((front_end, daemon_end))
 }

@@ -1,9 +1,10 @@
 //! Descriptors a daemon passes along with its frames (`SCM_RIGHTS`, for a
-//! `ResponseFile` frame): a slot reads its socket with `recvmsg` through
+//! `ResponseFile` frame): a channel reads its socket with `recvmsg` through
 //! [`recv_into`], which queues every descriptor that arrives (close-on-exec,
-//! as [`OwnedFd`]s) in the slot's [`FdQueue`]; a `ResponseFile` frame, once
+//! as [`OwnedFd`]s) in the channel's [`FdQueue`]; a `ResponseFile` frame, once
 //! parsed, takes the oldest. A descriptor nobody claims is closed when the
-//! queue is cleared (at the end of each response) or dropped with its slot.
+//! queue is dropped with its channel (and a daemon that piles up unclaimed
+//! descriptors is cut off).
 //!
 //! The daemon attaches a descriptor to the `sendmsg` that carries its
 //! frame, and the kernel delivers it with the first bytes of that message,
@@ -23,7 +24,7 @@ use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 /// carried descriptors, so one read sees at most one message's worth.
 const FDS_PER_READ: usize = 4;
 
-/// Descriptors received on a slot and not yet claimed by their frame.
+/// Descriptors received on a channel and not yet claimed by their frame.
 #[derive(Debug, Default)]
 pub struct FdQueue {
     fds: VecDeque<OwnedFd>,

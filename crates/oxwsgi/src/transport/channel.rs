@@ -1,0 +1,344 @@
+//! The front's end of one daemon process's channel: the Unix-socket
+//! connection that carries every request the front sends that process.
+//!
+//! Two tasks own the socket. The reader takes what the daemon sent in
+//! large reads (with `recvmsg`, for passed descriptors), splits it into
+//! frames without copying and hands each to its stream in the [`Demux`];
+//! a stream's last frame tells its [`Ticket`] at once, so the process's
+//! capacity is back as soon as the daemon thread is done. The writer sends
+//! whatever requests, bodies and credits queued up in the outbox since its
+//! last write in one `write`: under load many requests share a system call,
+//! and so do many responses on the way back.
+
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use oxwsgi_protocol::{
+    encode_empty, encode_frame, next_frame, parse_header, Credit, Hello, Kind, ProtocolError,
+    ABORT_FLAG, HEADER_LEN,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+use tokio::sync::Notify;
+
+use super::demux::{Demux, DemuxError, Finished, Frame, Lost, Ticket};
+use super::passed_fds::{recv_into, ControlBuffer, FdQueue};
+use super::response::ResponseStream;
+
+/// The least free space offered to one read from the socket.
+const MIN_READ: usize = 16 * 1024;
+
+/// The reader's buffer, grown for larger frames.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// The largest outbox the writer keeps between writes.
+const KEPT_OUTBOX: usize = 256 * 1024;
+
+/// Descriptors a daemon may pass ahead of their frames; more is a protocol
+/// error (a daemon sends one per `ResponseFile`, with the frame).
+const MAX_UNCLAIMED_FDS: usize = 8;
+
+/// The largest body frame the front sends.
+const BODY_FRAME_LEN: usize = 256 * 1024;
+
+/// What can go wrong on a channel.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("daemon channel closed")]
+    Closed,
+    #[error("daemon channel: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("daemon protocol: {0}")]
+    Protocol(#[from] ProtocolError),
+    #[error("daemon protocol: {0}")]
+    Demux(#[from] DemuxError),
+    #[error("unexpected {0:?} frame from the daemon")]
+    Unexpected(Kind),
+    #[error("the daemon passed more descriptors than it sent file frames")]
+    StrayFds,
+}
+
+impl From<Lost> for ChannelError {
+    fn from(_: Lost) -> Self {
+        ChannelError::Closed
+    }
+}
+
+#[derive(Default)]
+struct Outbox {
+    buf: Vec<u8>,
+    /// Close the write side once what is queued is sent.
+    shutdown: bool,
+}
+
+/// One daemon process's channel.
+pub struct Channel {
+    demux: Mutex<Demux>,
+    outbox: Mutex<Outbox>,
+    writer_wanted: Notify,
+    alive: AtomicBool,
+}
+
+impl Channel {
+    /// Waits for the daemon's `Hello` on `socket`, then starts the reader
+    /// and writer tasks.
+    pub async fn greet(mut socket: UnixStream) -> Result<(Arc<Self>, Hello), ChannelError> {
+        let mut header = [0u8; HEADER_LEN];
+        socket.read_exact(&mut header).await.map_err(eof_is_closed)?;
+        let Some(parsed) = parse_header(&header)? else {
+            return Err(ChannelError::Closed);
+        };
+        if parsed.kind != Kind::Hello {
+            return Err(ChannelError::Unexpected(parsed.kind));
+        }
+        let mut payload = vec![0u8; parsed.len];
+        socket
+            .read_exact(&mut payload)
+            .await
+            .map_err(eof_is_closed)?;
+        let hello = Hello::decode(&payload)?;
+        Ok((Self::start(socket), hello))
+    }
+
+    /// Starts the tasks of a channel whose greeting is done.
+    pub fn start(socket: UnixStream) -> Arc<Self> {
+        let channel = Arc::new(Self {
+            demux: Mutex::new(Demux::default()),
+            outbox: Mutex::new(Outbox::default()),
+            writer_wanted: Notify::new(),
+            alive: AtomicBool::new(true),
+        });
+        let (reader, writer) = socket.into_split();
+        tokio::spawn(read_task(Arc::clone(&channel), reader));
+        tokio::spawn(write_task(Arc::clone(&channel), writer));
+        channel
+    }
+
+    pub(super) fn demux(&self) -> MutexGuard<'_, Demux> {
+        // Plain bookkeeping: a panic while holding the lock leaves it
+        // consistent enough to go on.
+        self.demux.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the channel still carries requests.
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Relaxed)
+    }
+
+    /// Requests in flight on the channel.
+    pub fn in_flight(&self) -> usize {
+        self.demux().len()
+    }
+
+    /// Opens a stream for a new request. `ticket` is told when the daemon
+    /// is done with it (or the channel is lost).
+    pub fn open(self: &Arc<Self>, ticket: Box<dyn Ticket>) -> Result<ResponseStream, ChannelError> {
+        match self.demux().open(ticket) {
+            Ok(id) => Ok(ResponseStream::new(Arc::clone(self), id)),
+            Err(ticket) => {
+                ticket.finished(Finished::Lost);
+                Err(ChannelError::Closed)
+            }
+        }
+    }
+
+    /// Queues bytes that `fill` appends (whole frames) for the writer.
+    pub fn send(&self, fill: impl FnOnce(&mut Vec<u8>)) {
+        let was_empty = {
+            let mut outbox = self.outbox();
+            let was_empty = outbox.buf.is_empty();
+            fill(&mut outbox.buf);
+            was_empty
+        };
+        if was_empty {
+            self.writer_wanted.notify_one();
+        }
+    }
+
+    /// Grants the daemon `bytes` more of `stream`'s response body.
+    pub(super) fn grant(&self, stream: u32, bytes: usize) {
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        self.send(|buf| Credit { bytes }.encode(buf, stream));
+    }
+
+    /// Takes `bytes` of `stream`'s request-body credit that the first window
+    /// covers (a body buffered before dispatch); `false` if it does not.
+    pub fn take_credit_now(&self, stream: u32, bytes: usize) -> bool {
+        self.demux().take_credit_now(stream, bytes)
+    }
+
+    /// Sends `data` as `stream`'s request body, as fast as the daemon's
+    /// credit allows. `Err(Gone)`: the body is no longer wanted (the
+    /// response ended) or the channel is lost.
+    pub async fn send_body(&self, stream: u32, data: &Bytes) -> Result<(), Gone> {
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            let want = rest.len().min(BODY_FRAME_LEN);
+            let granted =
+                std::future::poll_fn(|cx| self.poll_credit(stream, want, cx)).await.ok_or(Gone)?;
+            let (now, later) = rest.split_at(granted.min(rest.len()));
+            self.send(|buf| encode_frame(buf, Kind::RequestBody, stream, now));
+            rest = later;
+        }
+        Ok(())
+    }
+
+    fn poll_credit(&self, stream: u32, want: usize, cx: &mut Context<'_>) -> Poll<Option<usize>> {
+        self.demux().poll_credit(stream, want, cx)
+    }
+
+    /// Ends `stream`'s request body (`aborted`: the client's body was cut
+    /// short).
+    pub fn end_body(&self, stream: u32, aborted: bool) {
+        self.send(|buf| {
+            if aborted {
+                encode_frame(buf, Kind::RequestEnd, stream, &[ABORT_FLAG]);
+            } else {
+                encode_empty(buf, Kind::RequestEnd, stream);
+            }
+        });
+    }
+
+    /// Closes the write side once what is queued is sent: the daemon then
+    /// finishes what it has and exits. Responses are still read.
+    pub fn shutdown(&self) {
+        self.outbox().shutdown = true;
+        self.writer_wanted.notify_one();
+    }
+
+    /// The channel ended: every stream learns it.
+    fn lose(&self) {
+        self.alive.store(false, Ordering::Relaxed);
+        let tickets = self.demux().lose_all();
+        for ticket in tickets {
+            ticket.finished(Finished::Lost);
+        }
+        self.shutdown();
+    }
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("alive", &self.is_alive())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request body that is no longer wanted, or cannot be delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the request body is no longer wanted")]
+pub struct Gone;
+
+fn eof_is_closed(error: std::io::Error) -> ChannelError {
+    if error.kind() == std::io::ErrorKind::UnexpectedEof {
+        ChannelError::Closed
+    } else {
+        ChannelError::Io(error)
+    }
+}
+
+async fn read_task(channel: Arc<Channel>, reader: OwnedReadHalf) {
+    match read_frames(&channel, &reader).await {
+        Ok(()) => tracing::debug!("daemon closed its channel"),
+        Err(error) => tracing::warn!("{error}; closing the daemon's channel"),
+    }
+    channel.lose();
+}
+
+/// Reads and routes frames until the daemon closes the channel or breaks
+/// the protocol.
+async fn read_frames(channel: &Channel, reader: &OwnedReadHalf) -> Result<(), ChannelError> {
+    let socket: &UnixStream = reader.as_ref();
+    let mut buf = BytesMut::with_capacity(READ_BUFFER);
+    let mut fds = FdQueue::default();
+    let mut control = ControlBuffer::default();
+    let mut finished: Vec<Box<dyn Ticket>> = Vec::new();
+    loop {
+        {
+            let mut demux = channel.demux();
+            while let Some((header, total)) = next_frame(&buf)? {
+                let payload = buf.split_to(total).freeze().slice(HEADER_LEN..);
+                let fd = match header.kind {
+                    Kind::ResponseFile => fds.pop(),
+                    _ => None,
+                };
+                let frame = Frame {
+                    kind: header.kind,
+                    payload,
+                    fd,
+                };
+                finished.extend(demux.deliver(header, frame)?);
+            }
+        }
+        for ticket in finished.drain(..) {
+            ticket.finished(Finished::Answered);
+        }
+        if fds.len() > MAX_UNCLAIMED_FDS {
+            return Err(ChannelError::StrayFds);
+        }
+        let wanted = match parse_header(&buf)? {
+            Some(header) => HEADER_LEN + header.len,
+            None => HEADER_LEN,
+        };
+        let spare = buf.capacity() - buf.len();
+        if spare < MIN_READ || buf.capacity() < wanted {
+            buf.reserve(READ_BUFFER.max(wanted.saturating_sub(buf.len())));
+        }
+        let n = loop {
+            socket.readable().await?;
+            match socket.try_io(Interest::READABLE, || {
+                recv_into(socket.as_fd(), &mut buf, &mut control, &mut fds)
+            }) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if n == 0 {
+            return if buf.is_empty() {
+                Ok(())
+            } else {
+                Err(ChannelError::Closed)
+            };
+        }
+    }
+}
+
+async fn write_task(channel: Arc<Channel>, mut writer: OwnedWriteHalf) {
+    let mut spare: Vec<u8> = Vec::new();
+    loop {
+        let shutdown = {
+            let mut outbox = channel.outbox();
+            std::mem::swap(&mut outbox.buf, &mut spare);
+            outbox.shutdown
+        };
+        if !spare.is_empty() {
+            if let Err(error) = writer.write_all(&spare).await {
+                tracing::warn!("writing to the daemon's channel: {error}");
+                break;
+            }
+            spare.clear();
+            if spare.capacity() > KEPT_OUTBOX {
+                spare = Vec::new();
+            }
+            // More may have come while writing.
+            continue;
+        }
+        if shutdown {
+            break;
+        }
+        channel.writer_wanted.notified().await;
+    }
+    // Dropping the write half shuts the socket down for writing: the daemon
+    // sees the end of its requests.
+    let _ = writer.shutdown().await;
+}

@@ -1,0 +1,21 @@
+//! The front's side of the front↔daemon transport: one Unix-socket channel
+//! per daemon process, on which every request in flight is a stream of
+//! frames (`oxwsgi-protocol` has the format).
+//!
+//! * [`channel`]: the connection and its reader and writer tasks;
+//! * [`demux`]: the table of the channel's streams (routing, windows, the
+//!   checks on what a daemon sends);
+//! * [`response`]: one request's view of its stream;
+//! * [`passed_fds`]: descriptors that arrive with `ResponseFile` frames.
+//!
+//! This layer knows nothing of groups, queues or HTTP: `dispatch` decides
+//! which channel a request goes to, and turns the frames into responses.
+
+pub mod channel;
+pub mod demux;
+pub mod passed_fds;
+pub mod response;
+
+pub use channel::{Channel, ChannelError, Gone};
+pub use demux::{Finished, Frame, Lost, Ticket};
+pub use response::ResponseStream;
