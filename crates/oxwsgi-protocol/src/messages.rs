@@ -403,7 +403,13 @@ mod tests {
         Credit { bytes: 65536 }.encode(&mut buf, 5);
         let frame = parse_header(&buf).unwrap().unwrap();
         assert_eq!((frame.kind, frame.stream, frame.len), (Kind::Credit, 5, 4));
-        assert_eq!(Credit::decode(&buf[HEADER_LEN..]), Ok(Credit { bytes: 65536 }));
-        assert_eq!(Credit::decode(&[1, 0]), Err(ProtocolError::Truncated("credit")));
+        assert_eq!(
+            Credit::decode(&buf[HEADER_LEN..]),
+            Ok(Credit { bytes: 65536 })
+        );
+        assert_eq!(
+            Credit::decode(&[1, 0]),
+            Err(ProtocolError::Truncated("credit"))
+        );
     }
 }

@@ -242,7 +242,10 @@ pub fn thread_serving(stream: u32) -> Option<usize> {
     if stream == 0 {
         return None;
     }
-    worker.marks.iter().position(|mark| mark.serving() == stream)
+    worker
+        .marks
+        .iter()
+        .position(|mark| mark.serving() == stream)
 }
 
 /// `interrupt(thread)`: for the control thread. Raises `RequestTimeout` in

@@ -15,8 +15,8 @@ use crate::app_loader;
 use crate::cache::PyCache;
 use crate::environ::EnvironTemplate;
 use crate::interpreters::{SubInterp, SubInterpreters, ThreadMark};
-use crate::transport::Channel;
 use crate::pyutil;
+use crate::transport::Channel;
 
 /// One mounted application as configured.
 pub struct Mount {

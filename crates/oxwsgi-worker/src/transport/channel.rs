@@ -257,11 +257,7 @@ impl Channel {
                     return Err(ConnError::BadStream(stream));
                 }
                 let opened = Arc::new(RequestStream::new(stream));
-                if self
-                    .streams()
-                    .insert(stream, Arc::clone(&opened))
-                    .is_some()
-                {
+                if self.streams().insert(stream, Arc::clone(&opened)).is_some() {
                     return Err(ConnError::BadStream(stream));
                 }
                 self.push_job(Job {

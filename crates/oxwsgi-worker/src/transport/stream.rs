@@ -10,9 +10,9 @@
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-use oxwsgi_protocol::RESPONSE_WINDOW;
 #[cfg(doc)]
 use oxwsgi_protocol::REQUEST_WINDOW;
+use oxwsgi_protocol::RESPONSE_WINDOW;
 
 /// Where the request body stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

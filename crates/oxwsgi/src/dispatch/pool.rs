@@ -623,234 +623,323 @@ impl Ticket for PlaceTicket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::future::Future;
+    use oxwsgi_protocol::{encode_empty, next_frame, Kind, HEADER_LEN};
     use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::UnixStream;
 
-    /// Slots for process `id`; the daemon ends are kept alive in `peers`.
-    fn slots(id: ProcessId, n: usize, peers: &mut Vec<UnixStream>) -> Vec<Slot> {
-        (0..n)
-            .map(|index| {
-                let (front, daemon) = UnixStream::pair().unwrap();
-                peers.push(daemon);
-                let mut slot = Slot::new(front, id);
-                slot.index = index;
-                slot
-            })
-            .collect()
+    /// A fake daemon: the far end of a process's channel.
+    struct Daemon {
+        socket: UnixStream,
+        buf: Vec<u8>,
     }
 
-    fn terms(max: Option<u64>) -> (ProcessTerms, mpsc::UnboundedReceiver<RecycleRequest>) {
+    impl Daemon {
+        /// The next request head's stream id.
+        async fn next_request(&mut self) -> u32 {
+            loop {
+                if let Some((header, total)) = next_frame(&self.buf).unwrap() {
+                    self.buf.drain(..total);
+                    if header.kind == Kind::RequestHead {
+                        return header.stream;
+                    }
+                    continue;
+                }
+                let mut chunk = [0u8; 4096];
+                let n = tokio::time::timeout(Duration::from_secs(5), self.socket.read(&mut chunk))
+                    .await
+                    .expect("a request arrives")
+                    .unwrap();
+                assert!(n > 0, "the channel is open");
+                self.buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+
+        /// Answers `stream` with an empty response.
+        async fn answer(&mut self, stream: u32) {
+            let mut frames = Vec::new();
+            oxwsgi_protocol::ResponseHead {
+                status: b"200 OK",
+                body_length: 0,
+                headers: vec![],
+            }
+            .encode(&mut frames, stream);
+            encode_empty(&mut frames, Kind::ResponseEnd, stream);
+            self.socket.write_all(&frames).await.unwrap();
+        }
+    }
+
+    /// A process `id` with `threads` threads on a fresh channel.
+    fn process(
+        pool: &GroupPool,
+        id: ProcessId,
+        threads: usize,
+    ) -> (Daemon, mpsc::UnboundedReceiver<RecycleRequest>) {
+        process_with(pool, id, threads, None)
+    }
+
+    fn process_with(
+        pool: &GroupPool,
+        id: ProcessId,
+        threads: usize,
+        maximum_requests: Option<u64>,
+    ) -> (Daemon, mpsc::UnboundedReceiver<RecycleRequest>) {
+        let (front, daemon) = UnixStream::pair().unwrap();
         let (recycle, requests) = mpsc::unbounded_channel();
+        let terms = ProcessTerms {
+            maximum_requests,
+            recycle,
+        };
+        pool.add_process(id, 100 + id as u32, Channel::start(front), threads, terms);
         (
-            ProcessTerms {
-                maximum_requests: max,
-                recycle,
+            Daemon {
+                socket: daemon,
+                buf: Vec::new(),
             },
             requests,
         )
     }
 
+    /// Sends a request on `lease`'s process: what the exchange does first.
+    fn send(lease: Lease) -> ResponseStream {
+        let stream = lease.open().unwrap();
+        let id = stream.id();
+        stream.channel().send(|buf| {
+            encode_empty(buf, Kind::RequestHead, id);
+        });
+        stream
+    }
+
+    /// Polls `check` until it holds (the channel's reader task runs apart).
+    async fn until(mut check: impl FnMut() -> bool) {
+        for _ in 0..500 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("condition not reached");
+    }
+
     #[tokio::test]
     async fn least_loaded_process_first_and_ties_rotate() {
-        let pool = GroupPool::new();
-        let mut peers = Vec::new();
-        let (t1, _r1) = terms(None);
-        let (t2, _r2) = terms(None);
-        pool.add_process(1, 101, slots(1, 2, &mut peers), t1);
-        pool.add_process(2, 102, slots(2, 2, &mut peers), t2);
+        let pool = GroupPool::with_backlog(None, true);
+        let (_d1, _r1) = process(&pool, 1, 2);
+        let (_d2, _r2) = process(&pool, 2, 2);
         let a = pool.lease().await.unwrap();
         let b = pool.lease().await.unwrap();
-        // Two leases on two idle processes: one each.
-        assert_ne!(a.process(), b.process());
-        a.finish();
-        b.finish();
+        assert_ne!(a.process(), b.process(), "one each");
+        drop((a, b));
         let mut seen = std::collections::HashSet::new();
         for _ in 0..4 {
-            let lease = pool.lease().await.unwrap();
-            seen.insert(lease.process());
-            lease.finish();
+            seen.insert(pool.lease().await.unwrap().process());
         }
         assert_eq!(seen.len(), 2, "sequential requests reach both processes");
     }
 
     #[tokio::test]
-    async fn the_most_recently_released_slot_is_leased_first() {
-        let pool = GroupPool::new();
-        let mut peers = Vec::new();
-        let (t, _r) = terms(None);
-        pool.add_process(1, 101, slots(1, 4, &mut peers), t);
-        let first = pool.lease().await.unwrap();
-        let second = pool.lease().await.unwrap();
-        let (first_index, second_index) = (first.slot_index(), second.slot_index());
-        second.finish();
-        first.finish();
-        // `first` came back last: it is the hot one.
-        for _ in 0..3 {
-            let again = pool.lease().await.unwrap();
-            assert_eq!(again.slot_index(), first_index);
-            again.finish();
-        }
-        let a = pool.lease().await.unwrap();
-        let b = pool.lease().await.unwrap();
-        assert_eq!(
-            (a.slot_index(), b.slot_index()),
-            (first_index, second_index)
-        );
+    async fn a_place_comes_back_when_the_daemon_answers() {
+        let pool = GroupPool::with_backlog(None, true);
+        let (mut daemon, _r) = process(&pool, 1, 1);
+        let stream = send(pool.lease().await.unwrap());
+        assert_eq!(pool.load()[0].busy, 1);
+        // The client goes away: the place stays taken until the daemon is done.
+        drop(stream);
+        assert_eq!(pool.load()[0].busy, 1);
+        let id = daemon.next_request().await;
+        daemon.answer(id).await;
+        until(|| pool.load()[0].busy == 0).await;
+        assert_eq!(pool.load()[0].served, 1);
     }
 
     #[tokio::test]
     async fn waiters_are_served_in_order() {
-        let pool = GroupPool::new();
-        let mut peers = Vec::new();
-        let (t, _r) = terms(None);
-        pool.add_process(1, 101, slots(1, 1, &mut peers), t);
-        let held = pool.lease().await.unwrap();
+        let pool = GroupPool::with_backlog(None, true);
+        let (mut daemon, _r) = process(&pool, 1, 1);
+        let held = send(pool.lease().await.unwrap());
         let (first_pool, second_pool) = (Arc::clone(&pool), Arc::clone(&pool));
-        let first = tokio::spawn(async move { first_pool.lease().await.map(|l| l.finish()) });
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (o1, o2) = (Arc::clone(&order), Arc::clone(&order));
+        let first = tokio::spawn(async move {
+            let lease = first_pool.lease().await.unwrap();
+            o1.lock().unwrap().push(1);
+            send(lease)
+        });
         tokio::task::yield_now().await;
-        let second = tokio::spawn(async move { second_pool.lease().await.map(|l| l.finish()) });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(pool.queued(), 2);
-        assert!(pool.oldest_waiting().unwrap() >= Duration::from_millis(20));
-        held.finish();
-        first.await.unwrap().unwrap();
-        second.await.unwrap().unwrap();
+        until(|| pool.queued() == 1).await;
+        let second = tokio::spawn(async move {
+            let lease = second_pool.lease().await.unwrap();
+            o2.lock().unwrap().push(2);
+            send(lease)
+        });
+        until(|| pool.queued() == 2).await;
+        assert!(pool.oldest_waiting().is_some());
+        drop(held);
+        for _ in 0..3 {
+            let id = daemon.next_request().await;
+            daemon.answer(id).await;
+        }
+        let (_a, _b) = (first.await.unwrap(), second.await.unwrap());
+        assert_eq!(*order.lock().unwrap(), [1, 2]);
+        until(|| pool.load()[0].served == 3).await;
         assert_eq!(pool.queued(), 0);
-        assert_eq!(pool.load()[0].served, 3);
     }
 
     #[tokio::test]
-    async fn a_slot_handed_to_a_request_that_went_away_comes_back() {
-        let pool = GroupPool::new();
-        let mut peers = Vec::new();
-        let (t, mut requests) = terms(None);
-        pool.add_process(1, 101, slots(1, 1, &mut peers), t);
+    async fn read_ahead_fills_only_when_every_thread_is_busy() {
+        let pool = GroupPool::with_backlog(None, false);
+        let (_d1, _r1) = process(&pool, 1, 4);
+        let (_d2, _r2) = process(&pool, 2, 4);
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            held.push(pool.lease().await.unwrap());
+        }
+        let load = pool.load();
+        assert_eq!(
+            (load[0].busy, load[1].busy),
+            (4, 4),
+            "threads first, evenly"
+        );
+        assert_eq!(load[0].waiting + load[1].waiting, 0);
+        // read_ahead(4) = 1 per process.
+        held.push(pool.lease().await.unwrap());
+        held.push(pool.lease().await.unwrap());
+        let load = pool.load();
+        assert_eq!((load[0].waiting, load[1].waiting), (1, 1));
+        let blocked = tokio::time::timeout(Duration::from_millis(50), pool.lease()).await;
+        assert!(blocked.is_err(), "then requests wait in the front's queue");
+    }
+
+    #[tokio::test]
+    async fn a_request_that_went_away_while_queued_gives_its_place_back() {
+        use std::future::Future;
+        let pool = GroupPool::with_backlog(None, true);
+        let (_daemon, mut requests) = process(&pool, 1, 1);
         let held = pool.lease().await.unwrap();
-        let index = held.slot_index();
-        // A queued request, polled once so it waits in the queue.
         let mut waiting = Box::pin(pool.lease());
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         assert!(waiting.as_mut().poll(&mut cx).is_pending());
         assert_eq!(pool.queued(), 1);
-        // The slot is handed to it; then it goes away before taking it.
-        held.finish();
+        // The place is handed to it; then it goes away before taking it.
+        drop(held);
         drop(waiting);
         assert_eq!(pool.load()[0].busy, 0);
-        assert_eq!(pool.load()[0].served, 1);
         assert!(requests.try_recv().is_err(), "no recycle");
-        // The slot is idle again and still open.
-        let again = tokio::time::timeout(Duration::from_secs(5), pool.lease())
-            .await
-            .expect("the slot came back")
-            .unwrap();
-        assert_eq!(again.slot_index(), index);
-        let mut byte = [0u8; 1];
-        assert!(
-            matches!(peers[0].try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
-            "the daemon's end saw no EOF"
-        );
-        again.finish();
+        let again = tokio::time::timeout(Duration::from_secs(5), pool.lease()).await;
+        assert!(again.is_ok(), "the place came back");
     }
 
     #[tokio::test]
-    async fn a_broken_slot_recycles_its_process() {
-        let pool = GroupPool::new();
-        let mut peers = Vec::new();
-        let (t, mut requests) = terms(None);
-        pool.add_process(1, 101, slots(1, 2, &mut peers), t);
-        drop(pool.lease().await.unwrap()); // dropped without finish: broken
+    async fn a_lost_channel_fails_its_requests_and_nothing_else() {
+        let pool = GroupPool::with_backlog(None, true);
+        let (daemon, mut requests) = process(&pool, 1, 2);
+        let (_other, _r2) = process(&pool, 2, 2);
+        let mut on_first = Vec::new();
+        let mut on_second = Vec::new();
+        for _ in 0..4 {
+            let lease = pool.lease().await.unwrap();
+            if lease.process() == 1 {
+                on_first.push(send(lease));
+            } else {
+                on_second.push(send(lease));
+            }
+        }
+        drop(daemon); // kill -9
+        for mut stream in on_first {
+            assert!(
+                stream.next().await.is_err(),
+                "in flight on the dead process: lost"
+            );
+        }
+        until(|| pool.load().iter().all(|p| p.id != 1)).await;
         assert_eq!(
-            requests.try_recv().unwrap().reason,
-            RecycleReason::BrokenSlot
+            pool.load()[0].busy,
+            2,
+            "the other process keeps its requests"
         );
-        // No longer handed out: a lease now waits.
-        let waited = tokio::time::timeout(Duration::from_millis(50), pool.lease()).await;
-        assert!(waited.is_err());
+        assert!(
+            requests.try_recv().is_err(),
+            "a crash is the supervisor's to report"
+        );
+        drop(on_second);
     }
 
     #[tokio::test]
     async fn maximum_requests_recycles_once() {
-        let pool = GroupPool::new();
-        let mut peers = Vec::new();
-        let (t, mut requests) = terms(Some(2));
-        pool.add_process(1, 101, slots(1, 1, &mut peers), t);
-        pool.lease().await.unwrap().finish();
-        assert!(requests.try_recv().is_err());
-        pool.lease().await.unwrap().finish();
+        let pool = GroupPool::with_backlog(None, true);
+        let (mut daemon, mut requests) = process_with(&pool, 1, 1, Some(2));
+        for round in 0..2 {
+            let _stream = send(pool.lease().await.unwrap());
+            let id = daemon.next_request().await;
+            daemon.answer(id).await;
+            until(|| pool.load().first().is_none_or(|p| p.served == round + 1)).await;
+        }
         assert_eq!(
             requests.try_recv().unwrap().reason,
             RecycleReason::MaximumRequests
         );
         assert!(requests.try_recv().is_err());
+        // Retired with nothing in flight: gone, and its channel is shut.
+        until(|| pool.load().is_empty()).await;
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(5), daemon.socket.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 0, "the daemon sees the end of its channel");
     }
 
     #[tokio::test]
-    async fn request_timeout_names_the_stuck_slot() {
-        let pool = GroupPool::new();
-        let mut peers = Vec::new();
-        let (t, mut requests) = terms(None);
-        pool.add_process(7, 107, slots(7, 3, &mut peers), t);
-        let lease = pool.lease().await.unwrap();
-        pool.request_timed_out(lease.process(), lease.slot_index());
-        drop(lease);
+    async fn request_timeout_names_the_stuck_stream() {
+        let pool = GroupPool::with_backlog(None, true);
+        let (_daemon, mut requests) = process(&pool, 7, 3);
+        let stream = send(pool.lease().await.unwrap());
+        pool.request_timed_out(7, stream.id());
+        drop(stream);
         let request = requests.try_recv().unwrap();
         assert_eq!(request.reason, RecycleReason::RequestTimeout);
-        assert!(request.stuck_slot.is_some());
-        assert!(requests.try_recv().is_err(), "the broken slot adds nothing");
+        assert!(request.stuck_stream.is_some());
+        assert!(requests.try_recv().is_err(), "nothing else is reported");
     }
 
     #[tokio::test]
     async fn status_shows_requests_in_flight() {
-        let pool = GroupPool::new();
-        let mut peers = Vec::new();
-        let (t, _r) = terms(None);
-        pool.add_process(1, 101, slots(1, 1, &mut peers), t);
+        let pool = GroupPool::with_backlog(None, true);
+        let (_daemon, _r) = process(&pool, 1, 1);
         let held = pool
             .lease_for(hyper::Uri::from_static("/app/slow?secret=1"))
             .await
             .unwrap();
-        let waiter_pool = Arc::clone(&pool);
-        let waiter = tokio::spawn(async move {
-            waiter_pool
-                .lease_for(hyper::Uri::from_static("/app/next"))
-                .await
-                .map(|lease| {
-                    let status = waiter_pool.status();
-                    lease.finish();
-                    status
-                })
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
         let status = pool.status();
-        assert_eq!(status.len(), 1);
         assert_eq!(
             (status[0].pid, status[0].busy, status[0].threads),
             (101, 1, 1)
         );
         let paths: Vec<&str> = status[0].current.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(paths, ["/app/slow"], "the query is not shown");
-        held.finish();
-        let seen_by_waiter = waiter.await.unwrap().unwrap();
-        assert_eq!(seen_by_waiter[0].current[0].0, "/app/next");
-        let after = pool.status();
-        assert!(after[0].current.is_empty());
-        assert_eq!(after[0].served, 2);
+        drop(held);
+        assert!(pool.status()[0].current.is_empty());
     }
 
     #[tokio::test]
     async fn backlog_and_close() {
-        let pool = GroupPool::with_backlog(Some(1));
-        let mut peers = Vec::new();
-        let (t, _r) = terms(None);
-        pool.add_process(1, 101, slots(1, 1, &mut peers), t);
+        let pool = GroupPool::with_backlog(Some(1), true);
+        let (_daemon, _r) = process(&pool, 1, 1);
         let _held = pool.lease().await.unwrap();
         let waiter_pool = Arc::clone(&pool);
         let waiter = tokio::spawn(async move { waiter_pool.lease().await.map(|_| ()) });
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        until(|| pool.queued() == 1).await;
         assert_eq!(pool.lease().await.err(), Some(LeaseError::QueueFull));
         pool.close();
         assert_eq!(waiter.await.unwrap(), Err(LeaseError::Closed));
         assert_eq!(pool.lease().await.err(), Some(LeaseError::Closed));
+    }
+
+    #[test]
+    fn read_ahead_is_a_quarter_of_the_threads_within_bounds() {
+        assert_eq!(read_ahead(1), 1);
+        assert_eq!(read_ahead(15), 4);
+        assert_eq!(read_ahead(100), 8);
+        let _ = HEADER_LEN;
     }
 }

@@ -19,7 +19,8 @@ pub const BUFFER_LIMIT: usize = 64 * 1024;
 /// The largest body frame the front sends.
 const BODY_FRAME_LEN: usize = 256 * 1024;
 
-const _: () = assert!(BUFFER_LIMIT as u64 + BODY_FRAME_LEN as u64 <= oxwsgi_protocol::REQUEST_WINDOW as u64);
+const _: () =
+    assert!(BUFFER_LIMIT as u64 + BODY_FRAME_LEN as u64 <= oxwsgi_protocol::REQUEST_WINDOW as u64);
 
 /// Why a request body could not be read from the client.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +112,13 @@ pub struct Pump {
 impl Pump {
     /// Starts forwarding `rest` (after `read` bytes already sent) on
     /// `stream` of `channel`.
-    pub fn start(channel: Arc<Channel>, stream: u32, rest: Incoming, read: u64, limit: u64) -> Self {
+    pub fn start(
+        channel: Arc<Channel>,
+        stream: u32,
+        rest: Incoming,
+        read: u64,
+        limit: u64,
+    ) -> Self {
         let (stop, stopped) = oneshot::channel();
         tokio::spawn(pump(channel, stream, rest, read, limit, stopped));
         Self { _stop: stop }

@@ -305,9 +305,14 @@ impl DaemonStream {
 
     /// After a `ResponseFile` frame: the body is the file's range; the rest
     /// of the exchange (the daemon's `ResponseEnd`) runs on its own.
-    fn hand_over_file(&mut self, frame: crate::transport::Frame) -> Result<FileRange, ChannelError> {
+    fn hand_over_file(
+        &mut self,
+        frame: crate::transport::Frame,
+    ) -> Result<FileRange, ChannelError> {
         let ResponseFile { offset, length } = ResponseFile::decode(&frame.payload)?;
-        let fd = frame.fd.ok_or(ChannelError::Unexpected(Kind::ResponseFile))?;
+        let fd = frame
+            .fd
+            .ok_or(ChannelError::Unexpected(Kind::ResponseFile))?;
         if let Some(stream) = self.stream.take() {
             end_after_file(stream, self.deadline.take(), self.on_timeout.take());
         }

@@ -29,7 +29,7 @@ use super::validate::{validate, Framing, Head};
 use crate::admin::metrics::GroupMetrics;
 use crate::config::model::{Limits, Site};
 use crate::dispatch::{
-    self, BodyError, ExchangeError, LeaseError, RequestBody, ResponseBody, GroupPool,
+    self, BodyError, ExchangeError, GroupPool, LeaseError, RequestBody, ResponseBody,
 };
 use crate::supervisor::MountTarget;
 

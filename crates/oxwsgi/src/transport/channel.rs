@@ -88,7 +88,10 @@ impl Channel {
     /// and writer tasks.
     pub async fn greet(mut socket: UnixStream) -> Result<(Arc<Self>, Hello), ChannelError> {
         let mut header = [0u8; HEADER_LEN];
-        socket.read_exact(&mut header).await.map_err(eof_is_closed)?;
+        socket
+            .read_exact(&mut header)
+            .await
+            .map_err(eof_is_closed)?;
         let Some(parsed) = parse_header(&header)? else {
             return Err(ChannelError::Closed);
         };
@@ -182,8 +185,9 @@ impl Channel {
         let mut rest = &data[..];
         while !rest.is_empty() {
             let want = rest.len().min(BODY_FRAME_LEN);
-            let granted =
-                std::future::poll_fn(|cx| self.poll_credit(stream, want, cx)).await.ok_or(Gone)?;
+            let granted = std::future::poll_fn(|cx| self.poll_credit(stream, want, cx))
+                .await
+                .ok_or(Gone)?;
             let (now, later) = rest.split_at(granted.min(rest.len()));
             self.send(|buf| encode_frame(buf, Kind::RequestBody, stream, now));
             rest = later;

@@ -253,7 +253,10 @@ impl Demux {
     pub fn take_whole_body(&mut self, stream: u32) -> Option<Vec<Bytes>> {
         let entry = self.streams.get_mut(&stream)?;
         let complete = entry.answered
-            && entry.frames.back().is_some_and(|f| f.kind == Kind::ResponseEnd)
+            && entry
+                .frames
+                .back()
+                .is_some_and(|f| f.kind == Kind::ResponseEnd)
             && entry
                 .frames
                 .iter()
@@ -396,7 +399,12 @@ mod tests {
         FrameHeader { kind, stream, len }
     }
 
-    fn deliver(demux: &mut Demux, kind: Kind, stream: u32, payload: &[u8]) -> Result<(), DemuxError> {
+    fn deliver(
+        demux: &mut Demux,
+        kind: Kind,
+        stream: u32,
+        payload: &[u8],
+    ) -> Result<(), DemuxError> {
         let finished = demux.deliver(header(kind, stream, payload.len()), frame(kind, payload))?;
         if let Some(ticket) = finished {
             ticket.finished(Finished::Answered);
@@ -432,7 +440,11 @@ mod tests {
         };
         assert_eq!(&first.payload[..], b"ha");
         assert!(poll(&mut demux, a).is_pending());
-        assert_eq!(demux.take_whole_body(b).map(|b| b.len()), None, "b has a head queued");
+        assert_eq!(
+            demux.take_whole_body(b).map(|b| b.len()),
+            None,
+            "b has a head queued"
+        );
         let Poll::Ready(Ok(head)) = poll(&mut demux, b) else {
             panic!("b has its head")
         };
@@ -524,7 +536,10 @@ mod tests {
             ticket.finished(Finished::Lost);
         }
         assert_eq!(counts.lost.load(Ordering::Relaxed), 2);
-        assert!(matches!(poll(&mut demux, a), Poll::Ready(Ok(_))), "a's head is still read");
+        assert!(
+            matches!(poll(&mut demux, a), Poll::Ready(Ok(_))),
+            "a's head is still read"
+        );
         assert!(matches!(poll(&mut demux, a), Poll::Ready(Err(Lost))));
         assert!(matches!(poll(&mut demux, b), Poll::Ready(Err(Lost))));
         assert!(demux.open(Box::new(CountingTicket(counts))).is_err());
@@ -574,7 +589,9 @@ mod tests {
     /// with random kinds and payloads, cut anywhere.
     fn frames() -> impl Strategy<Value = Vec<u8>> {
         let one = (
-            prop::sample::select(vec![0x01u8, 0x02, 0x04, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x7f]),
+            prop::sample::select(vec![
+                0x01u8, 0x02, 0x04, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x7f,
+            ]),
             0u32..5,
             prop::collection::vec(any::<u8>(), 0..40),
         )

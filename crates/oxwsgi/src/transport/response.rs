@@ -58,13 +58,19 @@ impl ResponseStream {
         if self.done {
             return Poll::Ready(Err(Lost));
         }
-        let polled = self.channel.demux().poll_frame(self.id, cx, &mut self.ungranted);
+        let polled = self
+            .channel
+            .demux()
+            .poll_frame(self.id, cx, &mut self.ungranted);
         match &polled {
-            Poll::Ready(Ok(frame)) if matches!(frame.kind, Kind::ResponseEnd | Kind::ResponseAbort) => {
+            Poll::Ready(Ok(frame))
+                if matches!(frame.kind, Kind::ResponseEnd | Kind::ResponseAbort) =>
+            {
                 self.done = true;
             }
             Poll::Ready(Ok(_)) if self.ungranted >= CREDIT_STEP => {
-                self.channel.grant(self.id, std::mem::take(&mut self.ungranted));
+                self.channel
+                    .grant(self.id, std::mem::take(&mut self.ungranted));
             }
             Poll::Ready(Err(_)) => self.done = true,
             _ => {}
