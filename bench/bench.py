@@ -16,6 +16,14 @@ Method
     both samples has waited that long without any answer and is counted.
   * Server CPU per request: utime+stime of the server's whole process tree
     over the run, divided by the requests wrk completed.
+  * Server context switches per request: voluntary + nonvoluntary context
+    switches of every thread of the server's process tree
+    (/proc/PID/task/TID/status), read at the same two points as the CPU,
+    summed per thread as end - start (a thread born during the run counts
+    from 0), divided by the requests wrk completed. A thread or process that
+    exits during the run is lost (Linux keeps no reaped-children total for
+    them that another process can read), so a server that recycles workers
+    or threads mid-run reads low.
 """
 
 import argparse
@@ -130,6 +138,33 @@ def cpu_ticks(pids):
         except OSError:
             pass
     return total
+
+
+def ctxt_switches(pids):
+    """{tid: voluntary + nonvoluntary context switches} over every thread of
+    `pids` (keyed by tid, so a delta can be taken thread by thread)."""
+    out = {}
+    for p in pids:
+        try:
+            tids = os.listdir("/proc/%d/task" % p)
+        except OSError:
+            continue
+        for tid in tids:
+            n = 0
+            try:
+                with open("/proc/%d/task/%s/status" % (p, tid)) as f:
+                    for line in f:
+                        if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                            n += int(line.split()[1])
+            except (OSError, ValueError):
+                continue
+            out[int(tid)] = n
+    return out
+
+
+def ctxt_delta(before, after):
+    # threads gone by the end are lost; threads born during the run count from 0
+    return sum(n - before.get(tid, 0) for tid, n in after.items())
 
 
 def rss_kib(pid):
@@ -788,12 +823,16 @@ def run_server(cfg, server, app, wls, rnd, duration, results, skipped, memory, r
                 recycled0 = run.oxwsgi_counts()[0]
                 t = run.tree()
                 c0 = cpu_ticks(t)
+                s0 = ctxt_switches(t)
                 if wl.kind == "idle":
                     res = run_idle(cfg, run.port, wl, duration)
                 else:
                     res = run_wrk(cfg, run.port, wl, duration)
-                c1 = cpu_ticks(run.tree())
+                t = run.tree()
+                c1 = cpu_ticks(t)
+                s1 = ctxt_switches(t)
                 res["cpu_us_per_req"] = (c1 - c0) / CLK_TCK * 1e6 / res["requests"] if res["requests"] else None
+                res["ctxsw_per_req"] = ctxt_delta(s0, s1) / res["requests"] if res["requests"] else None
                 if wl is wls[-1]:
                     mem_after = measure_memory(run)  # before any daemon is replaced
                 if server.key == "oxwsgi":

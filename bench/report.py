@@ -78,6 +78,9 @@ class View:
     def cpu(self, wl, srv):
         return med([r.get("cpu_us_per_req") for r in self.runs(wl, srv)])
 
+    def ctxsw(self, wl, srv):
+        return med([r.get("ctxsw_per_req") for r in self.runs(wl, srv)])
+
     def unserved(self, wl, srv):
         xs = [r.get("unserved") for r in self.runs(wl, srv) if r.get("unserved") is not None]
         return max(xs) if xs else None
@@ -184,6 +187,15 @@ def tables(v):
     for wl in v.workloads:
         out.append("| %s | %s |" % (TITLES.get(wl, wl), " | ".join(
             v.cell(wl, s, v.cpu(wl, s), lambda x: "—" if x is None else "%.0f" % x) for s in srvs)))
+
+    if any(v.ctxsw(wl, s) is not None for wl in v.workloads for s in srvs):
+        out.append("\n### Server context switches per request (voluntary + nonvoluntary, every thread of the "
+                   "process tree ÷ requests; threads that exit during a run are lost)\n")
+        out += [head, sep]
+        for wl in v.workloads:
+            out.append("| %s | %s |" % (TITLES.get(wl, wl), " | ".join(
+                v.cell(wl, s, v.ctxsw(wl, s), lambda x: "—" if x is None else "%.1f" % x if x < 10 else "%.0f" % x)
+                for s in srvs)))
 
     notes = sorted({(wl, s, v.why(wl, s)) for wl in v.workloads for s in srvs if v.why(wl, s) and not v.runs(wl, s)})
     if notes:

@@ -124,8 +124,11 @@ def test_a_request_increments_the_counters(running):
     assert "# TYPE oxwsgi_request_duration_seconds histogram" in after
 
 
-def test_busy_threads_queue_and_requests_in_flight(running):
-    srv, admin = running
+def test_busy_threads_queue_and_requests_in_flight(server, app_file):
+    # No read-ahead: a request beyond the threads waits in the front's queue.
+    admin_port = free_port()
+    srv = server().start_run(site(app_file, admin_port, **{"read-ahead": 0}), ready=("/app",))
+    admin = Admin(admin_port)
     # Two threads: two sleepers hold them, a third request queues.
     threads = [
         threading.Thread(target=oxhttp.get, args=(srv.port, "/app/sleep?2"), kwargs={"timeout": 30})
@@ -159,6 +162,39 @@ def test_busy_threads_queue_and_requests_in_flight(running):
     assert metric(text, "oxwsgi_queue_wait_seconds_bucket", group="g", le="0.5") < metric(
         text, "oxwsgi_queue_wait_seconds_count", group="g"
     )
+
+
+def test_read_ahead_waits_in_the_process_and_counts_as_queued(running):
+    srv, admin = running
+    # Two threads and (by default) one request of read-ahead: two sleepers
+    # hold the threads, the third waits in the daemon, the fourth here.
+    statuses = []
+    threads = [
+        threading.Thread(
+            target=lambda: statuses.append(oxhttp.get(srv.port, "/app/sleep?1", timeout=30).status)
+        )
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    try:
+        text = wait_for(
+            lambda: (m := admin.metrics())
+            and metric(m, "oxwsgi_busy_threads", group="g") == 2
+            and metric(m, "oxwsgi_queue_depth", group="g") == 2
+            and m,
+            timeout=10,
+        )
+        assert text, admin.metrics()
+        group = admin.status()["groups"][0]
+        assert group["busy"] == 2 and group["queued"] == 2, group
+        assert len(group["processes"][0]["current"]) == 3, group
+    finally:
+        for t in threads:
+            t.join(30)
+    assert statuses == [200] * 4
+    group = admin.status()["groups"][0]
+    assert group["busy"] == 0 and group["queued"] == 0, group
 
 
 def test_kill_9_counts_a_crash_restart(running):

@@ -358,11 +358,11 @@ def test_request_timeout_in_a_sub_interpreter_504_interrupt_and_recycle(counters
     # The interrupt and the stack dump are separate messages from separate
     # threads of the daemon: wait for each, in whatever order they come.
     counters.wait_stderr("RequestTimeout", mark=mark, timeout=15)
-    counters.wait_stderr("interrupted oxwsgi-slot", mark=mark, timeout=15)
+    counters.wait_stderr("interrupted oxwsgi-thread", mark=mark, timeout=15)
     header = "Python stacks in application group 'y'"
     wait_for(lambda: "in application" in counters.stderr_since(mark).partition(header)[2], timeout=15)
     log = counters.stderr_since(mark)
-    assert "interrupted oxwsgi-slot" in log
+    assert "interrupted oxwsgi-thread" in log
     # The stack dump reaches into the sub-interpreter.
     assert header in log
     assert "in application" in log.split(header)[1]

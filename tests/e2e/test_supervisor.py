@@ -128,7 +128,7 @@ def test_interrupt_timeout_raises_in_the_stuck_thread(server, app_file):
     r = oxhttp.get(srv.port, "/spin?20", timeout=30)
     assert r.status == 504
     log = srv.wait_stderr("RequestTimeout", mark=mark, timeout=10)
-    assert "interrupted oxwsgi-slot" in log
+    assert "interrupted oxwsgi-thread" in log
     # The interrupted process unwinds and exits well before the spin ends.
     assert wait_for(lambda: not proc_exists(before), timeout=10)
     assert pid_of(srv.port) != before

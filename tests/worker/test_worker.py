@@ -1,6 +1,8 @@
 """The daemon side on its own: a real `python3 -c <bootstrap>` process with
-the worker extension, driven over socketpairs by a fake front that speaks the
-frame protocol (crates/oxwsgi-protocol) with `struct`. No network.
+the worker extension, driven over one socketpair (its channel) by a fake
+front that speaks the frame protocol (crates/oxwsgi-protocol) with `struct`:
+every request on its own stream, frames of several streams interleaved,
+bodies flow-controlled with Credit frames. No network.
 
 Self-contained (no conftest). The extension is taken from OXWSGI_WORKER_LIB,
 else <repo>/target/debug/liboxwsgi_worker.so (built with cargo when missing).
@@ -10,6 +12,8 @@ is built for the stable ABI), else the interpreter running the tests.
 
 from __future__ import annotations
 
+import collections
+import itertools
 import json
 import os
 import shutil
@@ -17,6 +21,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,11 +33,16 @@ TIMEOUT = 20.0
 PYTHON = os.environ.get("OXWSGI_TEST_PYTHON") or sys.executable
 
 # Frame kinds (crates/oxwsgi-protocol/src/frame.rs).
-REQUEST_HEAD, REQUEST_BODY, REQUEST_END = 0x01, 0x02, 0x03
+REQUEST_HEAD, REQUEST_BODY, REQUEST_END, CREDIT = 0x01, 0x02, 0x03, 0x04
 HELLO, RESPONSE_HEAD, RESPONSE_BODY, RESPONSE_END, RESPONSE_ABORT = 0x10, 0x11, 0x12, 0x13, 0x14
 RESPONSE_FILE = 0x15
+RESPONSE_KINDS = {RESPONSE_HEAD, RESPONSE_BODY, RESPONSE_END, RESPONSE_ABORT, RESPONSE_FILE}
 ABORT_FLAG = 1
 BODY_LENGTH_UNKNOWN = 2**64 - 1
+# Flow control windows (crates/oxwsgi-protocol/src/lib.rs).
+REQUEST_WINDOW = 1024 * 1024
+RESPONSE_WINDOW = 4 * 1024 * 1024
+MIB = 1024 * 1024
 GROUP = "testgroup"
 TITLE = "(wsgi:testgroup)"
 
@@ -50,9 +60,15 @@ def worker_lib() -> Path:
 # --------------------------------------------------------------------------
 # Frames
 
+HEADER = struct.Struct("<BII")  # kind, stream, payload length
 
-def frame(kind: int, payload: bytes = b"") -> bytes:
-    return struct.pack("<BI", kind, len(payload)) + payload
+
+def frame(kind: int, stream: int, payload: bytes = b"") -> bytes:
+    return HEADER.pack(kind, stream, len(payload)) + payload
+
+
+def credit(stream: int, nbytes: int) -> bytes:
+    return frame(CREDIT, stream, struct.pack("<I", nbytes))
 
 
 def field_bytes(value: bytes) -> bytes:
@@ -60,6 +76,7 @@ def field_bytes(value: bytes) -> bytes:
 
 
 def request_head(
+    stream: int,
     mount: int = 0,
     method: bytes = b"GET",
     path: bytes = b"/",
@@ -90,15 +107,16 @@ def request_head(
     payload += struct.pack("<I", len(headers))
     for name, value in headers:
         payload += field_bytes(name) + field_bytes(value)
-    return frame(REQUEST_HEAD, payload)
+    return frame(REQUEST_HEAD, stream, payload)
 
 
-def request_end(flags: int = 0) -> bytes:
-    return frame(REQUEST_END, bytes([flags]))
+def request_end(stream: int, flags: int = 0) -> bytes:
+    return frame(REQUEST_END, stream, bytes([flags]))
 
 
 @dataclass
 class Response:
+    stream: int = 0
     status: str | None = None
     body_length: int | None = None
     headers: list[tuple[str, str]] = field(default_factory=list)
@@ -108,6 +126,8 @@ class Response:
     abort: str | None = None
     # (offset, length) of each ResponseFile frame; the body has its bytes.
     files: list[tuple[int, int]] = field(default_factory=list)
+    # Response body bytes granted back to the daemon (Credit frames sent).
+    granted: int = 0
 
     def header(self, name: str) -> str | None:
         for n, v in self.headers:
@@ -118,27 +138,166 @@ class Response:
     def json(self):
         return json.loads(self.body)
 
-
-# Descriptors the daemon passed (SCM_RIGHTS), per slot socket, oldest first.
-PASSED_FDS: dict[int, list[int]] = {}
-
-
-def recv_exact(sock: socket.socket, n: int) -> bytes:
-    """Reads n bytes, keeping any descriptors that came with them (a plain
-    recv would close them), as the front does."""
-    buf = b""
-    while len(buf) < n:
-        chunk, fds, _, _ = socket.recv_fds(sock, n - len(buf), 4, socket.MSG_CMSG_CLOEXEC)
-        PASSED_FDS.setdefault(sock.fileno(), []).extend(fds)
-        if not chunk:
-            raise EOFError(f"EOF after {len(buf)} of {n} bytes")
-        buf += chunk
-    return buf
+    @property
+    def ended(self) -> bool:
+        return bool(self.frames) and self.frames[-1] in (RESPONSE_END, RESPONSE_ABORT)
 
 
-def read_frame(sock: socket.socket) -> tuple[int, bytes]:
-    kind, length = struct.unpack("<BI", recv_exact(sock, 5))
-    return kind, recv_exact(sock, length)
+class Channel:
+    """The front's end of a daemon's channel. Frames are read as they come
+    and sorted by stream: response frames into a queue per stream, Credit
+    frames into the stream's request-body credit. Descriptors that come
+    with the bytes (SCM_RIGHTS; a plain recv would close them) are kept in
+    arrival order and handed to the ResponseFile frames in order, as the
+    front does."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.buf = bytearray()
+        # Descriptors received and not yet claimed by a ResponseFile frame.
+        self.fds: list[int] = []
+        # stream -> deque of (kind, payload, fd) not yet taken.
+        self.pending: dict[int, collections.deque] = collections.defaultdict(collections.deque)
+        # stream -> request body bytes the daemon acknowledged (Credit).
+        self.credits: dict[int, int] = collections.defaultdict(int)
+        # Every frame read, in wire order: (kind, stream, payload length).
+        self.log: list[tuple[int, int, int]] = []
+        self.hellos: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self) -> None:
+        data, fds, _, _ = socket.recv_fds(self.sock, 1 << 20, 16, socket.MSG_CMSG_CLOEXEC)
+        self.fds.extend(fds)
+        if not data:
+            raise EOFError(f"EOF with {len(self.buf)} bytes of a frame read")
+        self.buf += data
+
+    def read_frame(self) -> tuple[int, int, bytes, int | None]:
+        """The next frame on the wire: (kind, stream, payload, fd)."""
+        while len(self.buf) < HEADER.size:
+            self._fill()
+        kind, stream, length = HEADER.unpack_from(self.buf)
+        while len(self.buf) < HEADER.size + length:
+            self._fill()
+        payload = bytes(self.buf[HEADER.size : HEADER.size + length])
+        del self.buf[: HEADER.size + length]
+        fd = None
+        if kind == RESPONSE_FILE:
+            assert self.fds, "a file frame without its descriptor"
+            fd = self.fds.pop(0)
+        self.log.append((kind, stream, length))
+        return kind, stream, payload, fd
+
+    def pump(self) -> None:
+        """Reads one frame and files it."""
+        kind, stream, payload, fd = self.read_frame()
+        if kind == HELLO:
+            assert stream == 0, f"Hello on stream {stream}"
+            self.hellos.append(payload)
+        elif kind == CREDIT:
+            assert stream != 0 and len(payload) == 4, (stream, payload)
+            self.credits[stream] += struct.unpack("<I", payload)[0]
+        elif kind in RESPONSE_KINDS:
+            assert stream != 0, f"response frame {kind:#x} on stream 0"
+            self.pending[stream].append((kind, payload, fd))
+        else:
+            raise AssertionError(f"unexpected frame kind {kind:#x} on stream {stream}")
+
+    def next(self, stream: int) -> tuple[int, bytes, int | None]:
+        """The next response frame of `stream`, reading (and filing other
+        streams' frames) until there is one."""
+        queue = self.pending[stream]
+        while not queue:
+            self.pump()
+        return queue.popleft()
+
+    def ended(self, stream: int) -> bool:
+        """Whether a frame that ends `stream`'s response is already filed."""
+        return any(k in (RESPONSE_END, RESPONSE_ABORT) for k, _, _ in self.pending[stream])
+
+    def read_eof(self) -> None:
+        """Files frames until the daemon closes the channel."""
+        while True:
+            try:
+                self.pump()
+            except EOFError:
+                return
+
+    def send_request(self, stream: int, head: bytes, body: list[bytes], end_flags: int = 0,
+                     end: bool = True) -> int:
+        """Opens `stream` with `head` and sends `body` (one RequestBody frame a
+        block) and RequestEnd, never more than REQUEST_WINDOW bytes beyond
+        the daemon's Credit: while the window is full it reads (and files)
+        frames until Credit comes. Stops sending once the stream's response
+        ended (the front may). Returns the body bytes sent."""
+        self.credits[stream] = 0
+        self.send(head)
+        sent = 0
+        for block in body:
+            if not block:
+                self.send(frame(REQUEST_BODY, stream, b""))
+                continue
+            view = memoryview(block)
+            while view:
+                room = REQUEST_WINDOW + self.credits[stream] - sent
+                if room <= 0:
+                    if self.ended(stream):
+                        return sent
+                    self.pump()
+                    continue
+                piece = view[:room]
+                self.send(frame(REQUEST_BODY, stream, bytes(piece)))
+                sent += len(piece)
+                view = view[len(piece):]
+        if end:
+            self.send(request_end(stream, end_flags))
+        return sent
+
+    def read_response(self, stream: int, until_head: bool = False, resp: Response | None = None,
+                      grant: bool = True, until_body: int | None = None) -> Response:
+        """Reads `stream`'s frames up to ResponseEnd / ResponseAbort (or the
+        head, or `until_body` bytes of body); `resp` continues a response
+        whose first frames were already read. With `grant`, each body frame
+        is acknowledged with a Credit frame as soon as it is read, as the
+        front does when its client takes the bytes."""
+        resp = resp or Response(stream=stream)
+        while True:
+            if until_body is not None and len(resp.body) >= until_body:
+                return resp
+            kind, payload, fd = self.next(stream)
+            resp.frames.append(kind)
+            if kind == RESPONSE_HEAD:
+                assert resp.status is None, "two response heads"
+                parse_response_head(payload, resp)
+                if until_head:
+                    return resp
+            elif kind == RESPONSE_BODY:
+                assert resp.status is not None, "body before head"
+                resp.body += payload
+                resp.body_frames.append(len(payload))
+                if grant and payload:
+                    self.send(credit(stream, len(payload)))
+                    resp.granted += len(payload)
+            elif kind == RESPONSE_FILE:
+                assert resp.status is not None, "file before head"
+                offset, length = struct.unpack("<QQ", payload)
+                try:
+                    data = os.pread(fd, length, offset)
+                finally:
+                    os.close(fd)
+                assert len(data) == length
+                resp.body += data
+                resp.files.append((offset, length))
+            elif kind == RESPONSE_END:
+                assert resp.status is not None, "end before head"
+                if not self.buf:
+                    assert not self.fds, "descriptors no frame claimed"
+                return resp
+            elif kind == RESPONSE_ABORT:
+                resp.abort = payload.decode()
+                return resp
 
 
 def parse_response_head(payload: bytes, resp: Response) -> None:
@@ -158,46 +317,7 @@ def parse_response_head(payload: bytes, resp: Response) -> None:
     resp.status = status.decode("latin-1")
 
 
-def read_response(sock: socket.socket, until_head: bool = False, resp: Response | None = None) -> Response:
-    """Reads frames up to ResponseEnd / ResponseAbort (or the head); `resp`
-    continues a response whose first frames were already read."""
-    resp = resp or Response()
-    while True:
-        kind, payload = read_frame(sock)
-        resp.frames.append(kind)
-        if kind == RESPONSE_HEAD:
-            assert resp.status is None, "two response heads"
-            parse_response_head(payload, resp)
-            if until_head:
-                return resp
-        elif kind == RESPONSE_BODY:
-            assert resp.status is not None, "body before head"
-            resp.body += payload
-            resp.body_frames.append(len(payload))
-        elif kind == RESPONSE_FILE:
-            assert resp.status is not None, "file before head"
-            offset, length = struct.unpack("<QQ", payload)
-            queued = PASSED_FDS.get(sock.fileno())
-            assert queued, "a file frame without its descriptor"
-            fd = queued.pop(0)
-            try:
-                data = os.pread(fd, length, offset)
-            finally:
-                os.close(fd)
-            assert len(data) == length
-            resp.body += data
-            resp.files.append((offset, length))
-        elif kind == RESPONSE_END:
-            assert resp.status is not None, "end before head"
-            assert not PASSED_FDS.get(sock.fileno()), "descriptors no frame claimed"
-            return resp
-        elif kind == RESPONSE_ABORT:
-            resp.abort = payload.decode()
-            return resp
-        else:
-            raise AssertionError(f"unexpected frame kind {kind:#x}")
-
-
+# --------------------------------------------------------------------------
 # --------------------------------------------------------------------------
 # Applications under test
 
@@ -509,6 +629,69 @@ def app_file_closed(environ, start_response):
             super().close()
     start_response("200 OK", [])
     return environ["wsgi.file_wrapper"](F(b"abc"))
+
+
+EVENTS = {}
+EVENTS_LOCK = threading.Lock()
+
+
+def _event(key):
+    with EVENTS_LOCK:
+        return EVENTS.setdefault(key, threading.Event())
+
+
+def app_hold(environ, start_response):
+    # Keeps its thread until /release?<the same key> (at most 10 s).
+    released = _event(environ["QUERY_STRING"]).wait(10)
+    start_response("200 OK", [])
+    return [json.dumps([threading.current_thread().name, released]).encode()]
+
+
+def app_release(environ, start_response):
+    _event(environ["QUERY_STRING"]).set()
+    start_response("200 OK", [])
+    return [b"released"]
+
+
+def app_sleep(environ, start_response):
+    time.sleep(float(environ["QUERY_STRING"]))
+    start_response("200 OK", [])
+    return [b"slept"]
+
+
+def app_spin(environ, start_response):
+    # Busy in Python (holding the GIL but for the switch interval) for
+    # QUERY_STRING seconds.
+    end = time.monotonic() + float(environ["QUERY_STRING"])
+    while time.monotonic() < end:
+        pass
+    start_response("200 OK", [])
+    return [b"spun"]
+
+
+def app_sized(environ, start_response):
+    start_response("200 OK", [])
+    return [b"s" * int(environ["QUERY_STRING"])]
+
+
+def app_thread(environ, start_response):
+    start_response("200 OK", [])
+    return [threading.current_thread().name.encode()]
+
+
+def app_read_late(environ, start_response):
+    # Answers "ready" first, then reads the body.
+    start_response("200 OK", [])
+    def gen():
+        yield b"ready"
+        yield b"ok:%d" % len(environ["wsgi.input"].read())
+    return gen()
+
+
+def app_switch_interval(environ, start_response):
+    sys.setswitchinterval(float(environ["QUERY_STRING"]))
+    start_response("200 OK", [])
+    return [b"set"]
 '''
 
 VALIDATED = r'''
@@ -556,9 +739,9 @@ M_APPS, M_BROKEN, M_MODULE, M_MISSING, M_VALIDATED = 0, 1, 2, 3, 4
 
 
 class Worker:
-    """One daemon process and the front's ends of its slots."""
+    """One daemon process and the front's end of its channel."""
 
-    def __init__(self, tmp: Path, slots: int = 2, title: str | None = TITLE, config: dict | None = None):
+    def __init__(self, tmp: Path, threads: int = 2, title: str | None = TITLE, config: dict | None = None):
         self.tmp = tmp
         (tmp / "apps.py").write_text(APPS)
         (tmp / "broken.py").write_text(BROKEN)
@@ -570,13 +753,12 @@ class Worker:
         home.mkdir(exist_ok=True)
         self.file = tmp / "data.bin"
         self.file.write_bytes(bytes(range(256)) * 2400)  # 600 KiB
-        pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(slots)]
-        self.socks = [front for front, _ in pairs]
-        child = [daemon for _, daemon in pairs]
+        front, daemon = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         cfg = {
             "group": GROUP,
             "title": title,
-            "slot_fds": [s.fileno() for s in child],
+            "channel_fd": daemon.fileno(),
+            "threads": threads,
             "python_path": [str(libdir), str(tmp / "extra")],
             "home": str(home),
             "multiprocess": False,
@@ -606,48 +788,60 @@ class Worker:
                 [PYTHON, "-c", BOOTSTRAP],
                 env=env,
                 cwd=str(tmp),
-                pass_fds=[s.fileno() for s in child],
+                pass_fds=[daemon.fileno()],
                 stdin=subprocess.DEVNULL,
                 stdout=err,
                 stderr=err,
             )
-        for s in child:
-            s.close()
-        for s in self.socks:
-            s.settimeout(TIMEOUT)
-        self.hellos = []
-        self.failed_imports = []
-        for s in self.socks:
-            kind, payload = read_frame(s)
-            assert kind == HELLO, (kind, self.stderr())
-            pid, failed = struct.unpack("<II", payload)
-            self.hellos.append(pid)
-            self.failed_imports.append(failed)
+        daemon.close()
+        front.settimeout(TIMEOUT)
+        self.ch = Channel(front)
+        # The first frame is the one Hello.
+        kind, stream, payload, _ = self.ch.read_frame()
+        assert (kind, stream) == (HELLO, 0), (kind, stream, self.stderr())
+        self.pid, self.failed_imports = struct.unpack("<II", payload)
+        # Fresh ids, far from the ones tests pick by hand.
+        self._streams = itertools.count(1 << 20)
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
 
-    def request(self, slot: int = 0, body: list[bytes] | None = None, end_flags: int = 0,
-                until_head: bool = False, **head) -> Response:
-        data = request_head(**head)
-        for block in body or []:
-            data += frame(REQUEST_BODY, block)
-        data += request_end(end_flags)
-        self.socks[slot].sendall(data)
-        return read_response(self.socks[slot], until_head=until_head)
+    def new_stream(self) -> int:
+        return next(self._streams)
 
-    def app(self, name: str, slot: int = 0, **kw) -> Response:
-        return self.request(slot=slot, mount=M_APPS, path=b"/" + name.encode(), **kw)
+    def open(self, stream: int | None = None, body: list[bytes] | None = None, end_flags: int = 0,
+             end: bool = True, **head) -> int:
+        """Sends a request on `stream` (a fresh one by default); returns the
+        stream id. The response is read with `read`."""
+        stream = self.new_stream() if stream is None else stream
+        self.ch.send_request(stream, request_head(stream, **head), body or [], end_flags, end)
+        return stream
 
-    def close(self) -> int:
-        for s in self.socks:
-            s.close()
+    def open_app(self, name: str, **kw) -> int:
+        return self.open(mount=M_APPS, path=b"/" + name.encode(), **kw)
+
+    def read(self, stream: int, **kw) -> Response:
+        return self.ch.read_response(stream, **kw)
+
+    def request(self, stream: int | None = None, body: list[bytes] | None = None, end_flags: int = 0,
+                until_head: bool = False, grant: bool = True, **head) -> Response:
+        stream = self.open(stream, body, end_flags, **head)
+        return self.read(stream, until_head=until_head, grant=grant)
+
+    def app(self, name: str, **kw) -> Response:
+        return self.request(mount=M_APPS, path=b"/" + name.encode(), **kw)
+
+    def wait(self) -> int:
         try:
             return self.proc.wait(TIMEOUT)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
             raise
+
+    def close(self) -> int:
+        self.ch.sock.close()
+        return self.wait()
 
 
 @pytest.fixture(scope="module")
@@ -662,11 +856,14 @@ def worker(tmp_path_factory):
 # Start-up
 
 
-def test_hello_from_every_slot(worker):
-    assert worker.hellos == [worker.proc.pid] * 2
+def test_one_hello_on_stream_0(worker):
+    assert worker.pid == worker.proc.pid
     # The fixture's /broken (raises) and /missing (no such callable) mounts
-    # fail to load: every Hello says so.
-    assert worker.failed_imports == [2, 2]
+    # fail to load: the Hello says so.
+    assert worker.failed_imports == 2
+    # Only once per channel, however many threads and requests.
+    assert worker.app("hello").body == b"hello"
+    assert worker.ch.hellos == []
 
 
 def test_process_title(worker):
@@ -754,7 +951,7 @@ def test_environ(worker):
     for key, value in expect.items():
         assert env.get(key) == value, key
     assert "HTTPS" not in env
-    assert env["_thread"] == "oxwsgi-slot-0"
+    assert env["_thread"] in ("oxwsgi-thread-0", "oxwsgi-thread-1")
 
 
 def test_script_module_is_named_as_mod_wsgi_does(worker):
@@ -765,10 +962,12 @@ def test_script_module_is_named_as_mod_wsgi_does(worker):
 
 
 def test_environ_is_fresh_per_request(worker):
-    first = worker.app("environ", slot=0).json()
-    assert worker.app("mutate_environ", slot=0).body == b"mutated"
-    assert worker.app("mutate_environ", slot=1).body == b"mutated"
-    again = worker.app("environ", slot=1).json()
+    first = worker.app("environ").json()
+    assert worker.app("mutate_environ").body == b"mutated"
+    # Also when another thread mutated one (two mutations in flight at once).
+    streams = [worker.open_app("mutate_environ") for _ in range(2)]
+    assert [worker.read(s).body for s in streams] == [b"mutated"] * 2
+    again = worker.app("environ").json()
     for key in ("REQUEST_METHOD", "SCRIPT_NAME", "wsgi.run_once"):
         assert again[key] == first[key], key
     assert "x.added" not in again
@@ -799,11 +998,25 @@ def test_environ_items_win_over_headers_of_the_same_name(worker):
 
 
 def test_environ_https_and_latin1_path(worker):
-    env = worker.request(mount=M_APPS, path=b"/environ/caf\xe9", scheme=b"https", slot=1).json()
+    env = worker.request(mount=M_APPS, path=b"/environ/caf\xe9", scheme=b"https").json()
     assert env["wsgi.url_scheme"] == ["str", "https"]
     assert env["HTTPS"] == ["str", "on"]
     assert env["PATH_INFO"] == ["str", "/environ/caf\u00e9"]
-    assert env["_thread"] == "oxwsgi-slot-1"
+    assert env["_thread"] in ("oxwsgi-thread-0", "oxwsgi-thread-1")
+
+
+def test_concurrent_streams_are_served_by_different_threads(worker):
+    # Stream A keeps one thread; B and C, in flight meanwhile on the same
+    # channel, are served by the other one.
+    a = worker.open_app("hold", query=b"threads")
+    b = worker.open_app("thread")
+    other = worker.read(b).body.decode()
+    c = worker.open_app("release", query=b"threads")
+    assert worker.read(c).body == b"released"
+    held, released = worker.read(a).json()
+    assert released is True
+    assert {held, other} == {"oxwsgi-thread-0", "oxwsgi-thread-1"}
+    assert worker.ch.pending[a] == collections.deque()
 
 
 def test_latin1_round_trip(worker):
@@ -831,9 +1044,12 @@ def test_input_in_several_frames(worker):
 
 
 def test_input_read_all_large(worker):
+    # Three times the request window: the upload goes through only as the
+    # daemon grants credit while the application reads.
     blocks = [bytes([i]) * 100_000 for i in range(30)]
-    r = worker.app("readall", method=b"POST", body=blocks)
-    assert r.body == b"ok:3000000"
+    stream = worker.open_app("readall", method=b"POST", body=blocks)
+    assert worker.ch.credits[stream] >= 3_000_000 - REQUEST_WINDOW
+    assert worker.read(stream).body == b"ok:3000000"
 
 
 def test_input_aborted_body_raises(worker):
@@ -844,6 +1060,21 @@ def test_input_aborted_body_raises(worker):
 def test_unread_body_is_drained(worker):
     r = worker.app("ignore", method=b"POST", body=[b"x" * 70000, b"y" * 70000])
     assert r.body == b"ignored"
+    assert worker.app("hello").body == b"hello"
+
+
+def test_unread_large_body_gets_no_credit_and_is_dropped(worker):
+    # The application never reads: the daemon grants nothing, so the front
+    # stops at the request window; the response ends and the front gives
+    # up the rest of the body. The channel goes on serving.
+    stream = worker.new_stream()
+    sent = worker.ch.send_request(stream, request_head(stream, path=b"/ignore", method=b"POST"),
+                                  [b"z" * (3 * MIB)])
+    assert sent == REQUEST_WINDOW
+    assert worker.ch.credits[stream] == 0
+    assert worker.read(stream).body == b"ignored"
+    # Body frames for the stream that come after its end are ignored.
+    worker.ch.send(frame(REQUEST_BODY, stream, b"late") + request_end(stream))
     assert worker.app("hello").body == b"hello"
 
 
@@ -879,10 +1110,44 @@ def test_write_callable(worker):
 def test_large_bodies_are_split_into_256_kib_frames(worker):
     # Each body item (17 MiB) becomes frames of at most 256 KiB, so the
     # front can forward the start while the worker still writes the rest.
+    # (The fake front grants credit for each frame it reads.)
     r = worker.app("big")
     mib = 1024 * 1024
     assert r.body_frames == [256 * 1024] * (2 * 17 * 4)
     assert r.body == b"w" * (17 * mib) + b"x" * (17 * mib)
+
+
+def test_response_waits_for_credit_without_holding_up_other_streams(worker):
+    # Without credit the daemon sends exactly RESPONSE_WINDOW of body and
+    # waits; meanwhile the other thread serves other streams on the channel.
+    big = worker.open_app("big")
+    r = worker.read(big, grant=False, until_body=RESPONSE_WINDOW)
+    assert len(r.body) == RESPONSE_WINDOW
+    for name in ("hello", "write", "tuple"):
+        assert worker.app(name).status == "200 OK"
+    assert worker.ch.pending[big] == collections.deque()  # nothing beyond the window
+    # Credit in small grants: the daemon sends exactly as much as granted.
+    worker.ch.send(credit(big, 1000))
+    r = worker.read(big, grant=False, resp=r, until_body=RESPONSE_WINDOW + 1000)
+    assert len(r.body) == RESPONSE_WINDOW + 1000
+    assert worker.app("hello").body == b"hello"
+    assert worker.ch.pending[big] == collections.deque()
+    # Then all of it.
+    worker.ch.send(credit(big, 34 * MIB))
+    r = worker.read(big, grant=False, resp=r)
+    assert r.frames[-1] == RESPONSE_END
+    assert r.body == b"w" * (17 * MIB) + b"x" * (17 * MIB)
+
+
+def test_list_response_beyond_the_window_waits_for_credit(worker):
+    # 5 MiB in one list item: 4 MiB go out, the rest after credit.
+    stream = worker.open_app("sized", query=str(5 * MIB).encode())
+    r = worker.read(stream, grant=False, until_body=RESPONSE_WINDOW)
+    assert worker.app("hello").body == b"hello"
+    assert len(r.body) == RESPONSE_WINDOW and not r.ended
+    worker.ch.send(credit(stream, MIB))
+    r = worker.read(stream, grant=False, resp=r)
+    assert (r.body_length, len(r.body), r.frames[-1]) == (5 * MIB, 5 * MIB, RESPONSE_END)
 
 
 def test_generator_streams_and_is_closed(worker):
@@ -906,14 +1171,15 @@ def test_empty_generator_sends_head_at_end(worker):
 
 
 def test_yielded_block_is_sent_at_once(worker):
-    # Slot 0 streams "first" then waits for a gate that slot 1 opens: the
-    # head and the first block must arrive before the generator resumes.
-    worker.socks[0].sendall(request_head(path=b"/slow") + request_end())
-    r = read_response(worker.socks[0], until_head=True)
-    kind, payload = read_frame(worker.socks[0])
+    # Stream A streams "first" then waits for a gate that stream B (served
+    # by the other thread meanwhile) opens: the head and the first block
+    # must arrive before the generator resumes.
+    a = worker.open_app("slow")
+    r = worker.read(a, until_head=True)
+    kind, payload, _ = worker.ch.next(a)
     assert (kind, payload) == (RESPONSE_BODY, b"first")
-    assert worker.app("open_gate", slot=1).body == b"opened"
-    r = read_response(worker.socks[0], resp=r)
+    assert worker.app("open_gate").body == b"opened"
+    r = worker.read(a, resp=r)
     assert r.body == b"second" and r.frames[-1] == RESPONSE_END
 
 
@@ -1070,6 +1336,102 @@ def test_file_wrapper_close_closes_file(worker):
 
 
 # --------------------------------------------------------------------------
+# Streams on one channel
+
+
+def test_many_streams_in_flight_at_once(worker):
+    # More requests than threads, opened at once on arbitrary stream ids
+    # (up to the largest), read back in another order: each stream gets
+    # its own response, whatever the interleaving on the wire.
+    cases = {
+        0xFFFF_FFFF: ("hello", b"", b"hello"),
+        7: ("tuple", b"", b"abc"),
+        3: ("write", b"", b"abbccc"),
+        1000: ("gen", b"", b"onetwo"),
+        42: ("latin1", b"", b"/latin1"),
+        5: ("sized", b"300000", b"s" * 300000),
+        6: ("readall", b"", b"ok:5"),
+        8: ("hello", b"", b"hello"),
+    }
+    for stream, (name, query, _) in cases.items():
+        body = [b"ab", b"cde"] if name == "readall" else None
+        worker.open_app(name, stream=stream, query=query, body=body,
+                        method=b"POST" if body else b"GET")
+    for stream in sorted(cases, reverse=True):
+        r = worker.read(stream)
+        assert r.body == cases[stream][2], (stream, r)
+    assert worker.app("closed").json() == ["closed"]
+
+
+def test_stream_ids_are_reused_after_the_response_ended(worker):
+    # (A request that reads its body comes only after a response whose end
+    # was left to the thread's loop: right after an in-band end (abort,
+    # large list), reuse hits the worker race of the xfail test below.)
+    for _ in range(3):
+        assert worker.app("raise", stream=1).abort == "RuntimeError: boom from the app"
+        for name, expect in (("hello", b"hello"), ("gen", b"onetwo"), ("write", b"abbccc")):
+            assert worker.app(name, stream=1).body == expect
+        assert worker.app("readall", stream=1, method=b"POST", body=[b"x" * 70000]).body == b"ok:70000"
+    assert worker.app("closed").json() == ["closed"] * 3
+
+
+@pytest.mark.xfail(reason=(
+    "worker bug (race): Sender::close() calls Channel::forget(id) again after the response's "
+    "last frame went out in-band (Locked::send_last: a response > 64 KiB, or ResponseAbort); "
+    "when the front has already reused the id, that removes the NEW request's stream, whose "
+    "RequestBody / RequestEnd / Credit frames are then dropped: wsgi.input.read() waits forever"))
+@pytest.mark.parametrize("ender", ["sized", "raise"])
+def test_stream_id_reused_at_once_after_an_in_band_end(tmp_path, ender):
+    # The response's last frame goes out from inside the request (not left
+    # to the thread's loop); the front reuses the id as soon as it has it
+    # and sends the new request's body once the request runs. A busy
+    # thread (GIL contention, long switch interval) makes the old thread
+    # slow to finish up after its last frame.
+    w = Worker(tmp_path, threads=3, title=None)
+    assert w.app("switch_interval", query=b"0.02").body == b"set"
+    spin = w.open_app("spin", query=b"4")
+    w.ch.sock.settimeout(3)
+    try:
+        for _ in range(40):
+            r = w.app(ender, stream=1, query=b"100000")
+            assert r.ended and (r.abort or len(r.body) == 100000)
+            w.ch.send(request_head(1, path=b"/read_late", method=b"POST"))
+            r = w.read(1, until_body=5)
+            assert r.body == b"ready"
+            w.ch.send(frame(REQUEST_BODY, 1, b"abc") + request_end(1))
+            r = w.read(1, resp=r)
+            assert r.body == b"readyok:3" and r.frames[-1] == RESPONSE_END
+    finally:
+        w.ch.sock.settimeout(TIMEOUT)
+    assert w.read(spin).body == b"spun"
+    assert w.close() == 0
+
+
+def test_one_thread_serves_streams_in_fifo_order(tmp_path):
+    w = Worker(tmp_path, threads=1, title=None)
+    order = [9, 2, 7, 3, 11, 1]
+    data = b"".join(request_head(s, path=b"/thread") + request_end(s) for s in order)
+    w.ch.send(data)
+    bodies = {s: w.read(s).body for s in order}
+    assert set(bodies.values()) == {b"oxwsgi-thread-0"}
+    ends = [stream for kind, stream, _ in w.ch.log if kind == RESPONSE_END]
+    assert ends == order
+    # Each response's frames came whole, one stream after the other.
+    streams = [stream for kind, stream, _ in w.ch.log if kind != HELLO]
+    assert streams == sorted(streams, key=order.index)
+    assert w.close() == 0
+
+
+def test_frames_for_unknown_streams_are_ignored(worker):
+    # Body, end and credit for streams that were never opened (or already
+    # ended) are dropped; the channel goes on.
+    ghost = 0x7FFF_0000
+    worker.ch.send(frame(REQUEST_BODY, ghost, b"body") + request_end(ghost, ABORT_FLAG)
+                   + credit(ghost, 100) + frame(REQUEST_BODY, ghost + 1, b""))
+    assert worker.app("hello").body == b"hello"
+
+
+# --------------------------------------------------------------------------
 # Ending
 
 
@@ -1077,19 +1439,55 @@ def test_eof_exits_zero(worker):
     assert worker.close() == 0
 
 
-def test_protocol_error_ends_only_that_slot(tmp_path):
-    w = Worker(tmp_path, slots=2, title=None)
-    w.socks[0].sendall(frame(REQUEST_BODY, b"not a head"))
-    assert w.socks[0].recv(1) == b""  # the daemon closed that slot
-    assert w.app("hello", slot=1).body == b"hello"
-    assert w.close() == 1
-    assert "slot 0: bad frame from the front" in w.stderr()
+@pytest.mark.xfail(reason=(
+    "worker bug: on EOF Channel::close() calls RequestStream::lose() on every open stream, "
+    "which also sets `lost` for the response credit, so take_credit()/try_take_credit() refuse "
+    "and every in-flight or queued response fails with ConnError::Lost (no frame is sent, the "
+    "threads end, exit 1), although the channel's write side is still open"))
+def test_eof_finishes_in_flight_and_queued_requests(tmp_path):
+    # The front stops sending (shuts its side down) with two requests being
+    # served and more queued: the daemon still answers every one, then
+    # exits 0.
+    w = Worker(tmp_path, threads=2, title=None)
+    streams = [w.open_app("sleep", query=b"0.3"), w.open_app("sleep", query=b"0.3"),
+               w.open_app("hello"), w.open_app("write"), w.open_app("gen")]
+    w.ch.sock.shutdown(socket.SHUT_WR)
+    bodies = [w.read(s).body for s in streams]
+    assert bodies == [b"slept", b"slept", b"hello", b"abbccc", b"onetwo"], w.stderr()
+    w.ch.read_eof()
+    assert w.wait() == 0, w.stderr()
+
+
+PROTOCOL_ERRORS = {
+    "unknown kind": lambda s: frame(0x7F, s, b"x"),
+    "head on stream 0": lambda s: request_head(0),
+    "head on an open stream": lambda s: request_head(s),
+    "response frame from the front": lambda s: frame(RESPONSE_END, s),
+    "request end with two bytes": lambda s: frame(REQUEST_END, s, b"\x00\x00"),
+    "short credit": lambda s: frame(CREDIT, s, b"\x01"),
+    "oversized frame": lambda s: HEADER.pack(REQUEST_BODY, s, 16 * MIB + 1),
+}
+
+
+@pytest.mark.parametrize("case", list(PROTOCOL_ERRORS))
+def test_protocol_error_closes_the_channel(tmp_path, case):
+    # A request is in flight on stream 1 when the bad frame comes: the
+    # daemon logs the error and closes the channel; its threads finish and
+    # the process exits 1.
+    w = Worker(tmp_path, threads=2, title=None)
+    stream = w.open_app("sleep", query=b"0.2")
+    w.ch.send(PROTOCOL_ERRORS[case](stream))
+    w.ch.read_eof()
+    assert w.wait() == 1
+    log = w.stderr()
+    assert "channel to the front: " in log, log
+
 
 
 def test_named_application_group_runs_in_a_sub_interpreter(tmp_path):
     mounts = [{"path": "/x", "script": str(tmp_path / "apps.py"), "module": None,
                "callable": "application", "application_group": "named"}]
-    w = Worker(tmp_path, slots=1, title=None, config={"mounts": mounts})
+    w = Worker(tmp_path, threads=1, title=None, config={"mounts": mounts})
     env = w.request(mount=0, path=b"/environ").json()
     assert env["mod_wsgi.application_group"] == ["str", "named"]
     assert env["wsgi.multithread"] == ["bool", False]

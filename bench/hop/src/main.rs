@@ -19,11 +19,19 @@
 //! trips per second, wall µs per round trip, CPU µs per round trip (both
 //! processes, user + system) and voluntary context switches per round trip.
 //!
+//! `mux`, `ring` and `ring-futex` (in `mux.rs`) model the transport that
+//! replaced the per-slot sockets: one channel per daemon process carrying
+//! many streams, a reader thread and a FIFO work queue in the daemon
+//! (`--daemons`, `--threads`, `--in-flight`; `--round-trips` is then the
+//! number of requests per daemon).
+//!
 //! Written by hand with `libc` only: it measures raw syscalls and futexes,
 //! which no crate wraps without adding work of its own.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+mod mux;
 
 const PAGE: usize = 64 * 1024;
 
@@ -32,6 +40,9 @@ enum Transport {
     Socket,
     Futex,
     Spin,
+    Mux,
+    Ring,
+    RingFutex,
 }
 
 #[derive(Clone, Copy)]
@@ -42,16 +53,23 @@ struct Args {
     bytes: usize,
     work: Duration,
     spin: u32,
+    daemons: usize,
+    threads: usize,
+    in_flight: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: hop socket|futex|spin [--pairs N] [--round-trips N] [--bytes N] \
-                 [--work-us N] [--spin N]";
+                 [--work-us N] [--spin N]\n       hop mux|ring|ring-futex [--daemons N] [--threads N] \
+                 [--in-flight N] [--round-trips N per daemon] [--bytes N] [--work-us N]";
     let transport = match argv.first().map(String::as_str) {
         Some("socket") => Transport::Socket,
         Some("futex") => Transport::Futex,
         Some("spin") => Transport::Spin,
+        Some("mux") => Transport::Mux,
+        Some("ring") => Transport::Ring,
+        Some("ring-futex") => Transport::RingFutex,
         _ => return Err(usage.to_string()),
     };
     let mut args = Args {
@@ -61,6 +79,9 @@ fn parse_args() -> Result<Args, String> {
         bytes: 256,
         work: Duration::ZERO,
         spin: 2_000,
+        daemons: 2,
+        threads: 15,
+        in_flight: 0,
     };
     let mut rest = argv[1..].iter();
     while let Some(flag) = rest.next() {
@@ -74,8 +95,15 @@ fn parse_args() -> Result<Args, String> {
             "--bytes" => args.bytes = (value as usize).clamp(1, PAGE / 2),
             "--work-us" => args.work = Duration::from_micros(value),
             "--spin" => args.spin = value as u32,
+            "--daemons" => args.daemons = value.clamp(1, 64) as usize,
+            "--threads" => args.threads = value.clamp(1, 256) as usize,
+            "--in-flight" => args.in_flight = value.max(1) as usize,
             _ => return Err(usage.to_string()),
         }
+    }
+    if args.in_flight == 0 {
+        // oxwsgi's default: threads + read-ahead (a quarter rounded up, 1..=8).
+        args.in_flight = args.threads + args.threads.div_ceil(4).clamp(1, 8);
     }
     Ok(args)
 }
@@ -199,7 +227,7 @@ fn make_pair(transport: Transport) -> Pair {
                 daemon: fds[1],
             }
         }
-        Transport::Futex | Transport::Spin => {
+        _ => {
             // SAFETY: a fresh anonymous shared mapping, zeroed by the
             // kernel, which is a valid `Shared` (atomics and bytes); it is
             // never unmapped, so the 'static borrow holds.
@@ -310,6 +338,10 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if matches!(args.transport, Transport::Mux | Transport::Ring | Transport::RingFutex) {
+        mux::run(args);
+        return;
+    }
     let pairs: Vec<Pair> = (0..args.pairs).map(|_| make_pair(args.transport)).collect();
     let mut children = Vec::new();
     for (index, pair) in pairs.iter().enumerate() {
@@ -356,10 +388,12 @@ fn main() {
         Transport::Socket => "socket".to_string(),
         Transport::Futex => "futex".to_string(),
         Transport::Spin => format!("spin{}", args.spin),
+        _ => unreachable!(),
     };
+    let invol = (me.ru_nivcsw - before.ru_nivcsw + kids.ru_nivcsw) as f64;
     println!(
         "{name:<10} pairs={:<3} bytes={:<6} work={:>3}us  {:>9.0} rt/s  wall {:>6.2} us/rt  \
-         cpu {:>6.2} us/rt  vol.switches {:>5.2}/rt",
+         cpu {:>6.2} us/rt  vol.switches {:>5.2}/rt  invol {:>5.2}/rt",
         args.pairs,
         args.bytes,
         args.work.as_micros(),
@@ -367,5 +401,6 @@ fn main() {
         wall.as_secs_f64() * 1e6 / total * args.pairs as f64,
         cpu / total,
         switches / total,
+        invol / total,
     );
 }

@@ -243,6 +243,9 @@ impl Writer<'_> {
         if let Some(n) = g.listen_backlog {
             let _ = writeln!(out, "listen-backlog = {n}");
         }
+        if let Some(n) = g.read_ahead {
+            let _ = writeln!(out, "read-ahead = {n}");
+        }
         let t = &g.timeouts;
         for (k, value) in [
             ("request-timeout", t.request),

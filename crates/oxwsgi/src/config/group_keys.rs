@@ -43,6 +43,7 @@ pub const GROUP_KEYS: &[&str] = &[
     "interpreter-gil",
     "cpu-policy",
     "cpu-priority",
+    "read-ahead",
 ];
 
 /// The duration-valued group keys, in seconds.

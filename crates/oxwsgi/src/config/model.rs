@@ -293,6 +293,9 @@ pub struct Group {
     pub cpu_policy: Option<CpuPolicy>,
     /// `cpu-priority` (mod_wsgi's option): the daemons' nice value.
     pub cpu_priority: Option<i32>,
+    /// `read-ahead` (oxwsgi's own): requests a process may hold waiting for
+    /// a thread while all its threads are busy; `None` = automatic.
+    pub read_ahead: Option<usize>,
 }
 
 /// `cpu-policy` (oxwsgi's own group key): how the daemons' threads are
@@ -363,6 +366,7 @@ impl Group {
             interpreter_gil: None,
             cpu_policy: None,
             cpu_priority: None,
+            read_ahead: None,
         }
     }
 }

@@ -11,8 +11,9 @@
 //! queue, so that a thread that has just answered takes the next request
 //! without waiting for the front to send it. Requests go to processes with
 //! an idle thread first; only when every thread of the group is busy does
-//! the read-ahead fill. A group with `queue-timeout` has no read-ahead, so
-//! every waiting request waits here, where that deadline is kept.
+//! the read-ahead fill. The group's `read-ahead` sets it; a group with
+//! `queue-timeout` or `listen-backlog` has none unless it says so, so every
+//! waiting request waits here, where that deadline and bound are kept.
 //!
 //! A place is given back when the daemon's last frame for the request
 //! arrives (the channel's reader tells the request's [`Ticket`]), not when
@@ -31,7 +32,8 @@ use crate::transport::{Channel, ChannelError, Finished, ResponseStream, Ticket};
 pub type ProcessId = u64;
 
 /// Requests a process of `threads` threads may have waiting in its own
-/// queue besides one per thread: a quarter of the threads, 1 to 8.
+/// queue besides one per thread, unless the group says otherwise: a
+/// quarter of the threads, 1 to 8.
 pub fn read_ahead(threads: usize) -> usize {
     threads.div_ceil(4).clamp(1, 8)
 }
@@ -173,8 +175,8 @@ struct PoolState {
     closed: bool,
     /// `listen-backlog`: the most requests that may wait.
     backlog: Option<usize>,
-    /// No read-ahead (the group has a `queue-timeout`).
-    exact: bool,
+    /// The group's read-ahead per process; `None` = [`read_ahead`].
+    read_ahead: Option<usize>,
     /// Where the next tie-break among equally loaded processes starts.
     rotation: usize,
     /// The next request's token.
@@ -221,14 +223,15 @@ impl GroupPool {
         Arc::new(Self::default())
     }
 
-    /// A pool whose queue holds at most `backlog` waiting requests; with
-    /// `exact`, processes get no read-ahead.
-    pub fn with_backlog(backlog: Option<usize>, exact: bool) -> Arc<Self> {
+    /// A pool whose queue holds at most `backlog` waiting requests, whose
+    /// processes take `read_ahead` requests beyond their threads (`None`:
+    /// [`read_ahead`] of their thread count).
+    pub fn with_backlog(backlog: Option<usize>, read_ahead: Option<usize>) -> Arc<Self> {
         let pool = Self::default();
         {
             let mut state = pool.lock();
             state.backlog = backlog;
-            state.exact = exact;
+            state.read_ahead = read_ahead;
         }
         Arc::new(pool)
     }
@@ -294,11 +297,7 @@ impl GroupPool {
         terms: ProcessTerms,
     ) {
         let mut state = self.lock();
-        let capacity = if state.exact {
-            threads
-        } else {
-            threads + read_ahead(threads)
-        };
+        let capacity = threads + state.read_ahead.unwrap_or_else(|| read_ahead(threads));
         state.processes.push(ProcessEntry {
             id,
             pid,
@@ -382,16 +381,25 @@ impl GroupPool {
         }
     }
 
-    /// Requests waiting for a place.
+    /// Requests waiting for a thread: in the group's queue, and in the
+    /// processes' read-ahead.
     pub fn queued(&self) -> usize {
-        self.lock()
+        let state = self.lock();
+        let in_queue = state
             .waiters
             .iter()
             .filter(|w| !w.sender.is_closed())
-            .count()
+            .count();
+        let read_ahead: usize = state
+            .processes
+            .iter()
+            .map(|p| p.in_flight.saturating_sub(p.threads))
+            .sum();
+        in_queue + read_ahead
     }
 
-    /// How long the oldest request still waiting has waited.
+    /// How long the oldest request still waiting in the group's queue has
+    /// waited (the read-ahead's wait is not known here).
     pub fn oldest_waiting(&self) -> Option<std::time::Duration> {
         self.lock()
             .waiters
@@ -723,7 +731,7 @@ mod tests {
 
     #[tokio::test]
     async fn least_loaded_process_first_and_ties_rotate() {
-        let pool = GroupPool::with_backlog(None, true);
+        let pool = GroupPool::with_backlog(None, Some(0));
         let (_d1, _r1) = process(&pool, 1, 2);
         let (_d2, _r2) = process(&pool, 2, 2);
         let a = pool.lease().await.unwrap();
@@ -739,7 +747,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_place_comes_back_when_the_daemon_answers() {
-        let pool = GroupPool::with_backlog(None, true);
+        let pool = GroupPool::with_backlog(None, Some(0));
         let (mut daemon, _r) = process(&pool, 1, 1);
         let stream = send(pool.lease().await.unwrap());
         assert_eq!(pool.load()[0].busy, 1);
@@ -754,7 +762,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiters_are_served_in_order() {
-        let pool = GroupPool::with_backlog(None, true);
+        let pool = GroupPool::with_backlog(None, Some(0));
         let (mut daemon, _r) = process(&pool, 1, 1);
         let held = send(pool.lease().await.unwrap());
         let (first_pool, second_pool) = (Arc::clone(&pool), Arc::clone(&pool));
@@ -787,7 +795,7 @@ mod tests {
 
     #[tokio::test]
     async fn read_ahead_fills_only_when_every_thread_is_busy() {
-        let pool = GroupPool::with_backlog(None, false);
+        let pool = GroupPool::with_backlog(None, None);
         let (_d1, _r1) = process(&pool, 1, 4);
         let (_d2, _r2) = process(&pool, 2, 4);
         let mut held = Vec::new();
@@ -813,7 +821,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_that_went_away_while_queued_gives_its_place_back() {
         use std::future::Future;
-        let pool = GroupPool::with_backlog(None, true);
+        let pool = GroupPool::with_backlog(None, Some(0));
         let (_daemon, mut requests) = process(&pool, 1, 1);
         let held = pool.lease().await.unwrap();
         let mut waiting = Box::pin(pool.lease());
@@ -831,7 +839,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_lost_channel_fails_its_requests_and_nothing_else() {
-        let pool = GroupPool::with_backlog(None, true);
+        let pool = GroupPool::with_backlog(None, Some(0));
         let (daemon, mut requests) = process(&pool, 1, 2);
         let (_other, _r2) = process(&pool, 2, 2);
         let mut on_first = Vec::new();
@@ -866,7 +874,7 @@ mod tests {
 
     #[tokio::test]
     async fn maximum_requests_recycles_once() {
-        let pool = GroupPool::with_backlog(None, true);
+        let pool = GroupPool::with_backlog(None, Some(0));
         let (mut daemon, mut requests) = process_with(&pool, 1, 1, Some(2));
         for round in 0..2 {
             let _stream = send(pool.lease().await.unwrap());
@@ -891,7 +899,7 @@ mod tests {
 
     #[tokio::test]
     async fn request_timeout_names_the_stuck_stream() {
-        let pool = GroupPool::with_backlog(None, true);
+        let pool = GroupPool::with_backlog(None, Some(0));
         let (_daemon, mut requests) = process(&pool, 7, 3);
         let stream = send(pool.lease().await.unwrap());
         pool.request_timed_out(7, stream.id());
@@ -904,7 +912,7 @@ mod tests {
 
     #[tokio::test]
     async fn status_shows_requests_in_flight() {
-        let pool = GroupPool::with_backlog(None, true);
+        let pool = GroupPool::with_backlog(None, Some(0));
         let (_daemon, _r) = process(&pool, 1, 1);
         let held = pool
             .lease_for(hyper::Uri::from_static("/app/slow?secret=1"))
@@ -923,7 +931,7 @@ mod tests {
 
     #[tokio::test]
     async fn backlog_and_close() {
-        let pool = GroupPool::with_backlog(Some(1), true);
+        let pool = GroupPool::with_backlog(Some(1), Some(0));
         let (_daemon, _r) = process(&pool, 1, 1);
         let _held = pool.lease().await.unwrap();
         let waiter_pool = Arc::clone(&pool);

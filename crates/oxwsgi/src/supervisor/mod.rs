@@ -132,12 +132,16 @@ impl Supervisor {
         let mut groups = Vec::with_capacity(specs.len());
         let mut tasks = Vec::new();
         for spec in specs {
-            // With a queue-timeout every waiting request waits in the
-            // front's queue, where the deadline is kept: no read-ahead.
-            let pool = GroupPool::with_backlog(
-                spec.group.listen_backlog,
-                spec.group.timeouts.queue.is_some(),
-            );
+            // With a queue-timeout or a listen-backlog every waiting
+            // request waits in the front's queue, where the deadline and
+            // the bound are kept: no read-ahead unless asked for.
+            let front_queue_only =
+                spec.group.timeouts.queue.is_some() || spec.group.listen_backlog.is_some();
+            let read_ahead = spec
+                .group
+                .read_ahead
+                .or(front_queue_only.then_some(0));
+            let pool = GroupPool::with_backlog(spec.group.listen_backlog, read_ahead);
             let restarts = Arc::new(RestartCounts::observed(
                 spec.group.name.clone(),
                 observer.clone(),

@@ -133,6 +133,9 @@ fn read_group(name: &str, t: &Table<'_>) -> Result<Group, ConfigError> {
     if let Some(f) = t.get("listen-backlog") {
         g.listen_backlog = Some(f.count(0)?);
     }
+    if let Some(f) = t.get("read-ahead") {
+        g.read_ahead = Some(f.count(0)?);
+    }
     for key in TIMEOUT_KEYS {
         if let Some(f) = t.get(key) {
             group_keys::set_timeout(&mut g.timeouts, key, f.seconds()?);

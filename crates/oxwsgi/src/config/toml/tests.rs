@@ -308,6 +308,7 @@ interrupt-timeout = 0
             interpreter_gil: None,
             cpu_policy: None,
             cpu_priority: None,
+            read_ahead: None,
         }
     );
 }
