@@ -213,6 +213,36 @@ def test_kill_9_counts_a_crash_restart(running):
     assert group["restarts"] == 1 and group["restarts_by_reason"] == {"crash": 1}
 
 
+def test_kill_9_under_load_is_one_crash_and_fails_only_its_requests(running):
+    """A daemon killed while it serves requests: exactly those answer 502,
+    the restart is counted once, as a crash (it was also counted as a
+    broken slot before the channel transport)."""
+    srv, admin = running
+    pid = admin.status()["groups"][0]["processes"][0]["pid"]
+    statuses = []
+    sleepers = [
+        threading.Thread(
+            target=lambda: statuses.append(oxhttp.get(srv.port, "/app/sleep?5", timeout=30).status)
+        )
+        for _ in range(2)
+    ]
+    for t in sleepers:
+        t.start()
+    assert wait_for(lambda: admin.status()["groups"][0]["busy"] == 2, timeout=10), admin.status()
+    os.kill(pid, signal.SIGKILL)
+    for t in sleepers:
+        t.join(30)
+    assert statuses == [502, 502], statuses
+    assert wait_for(
+        lambda: [p for p in admin.status()["groups"][0]["processes"] if p["pid"] != pid], timeout=15
+    ), admin.status()
+    assert oxhttp.get(srv.port, "/app/x", timeout=15).status == 200
+    group = admin.status()["groups"][0]
+    assert group["restarts_by_reason"] == {"crash": 1}, group
+    text = admin.metrics()
+    assert metric(text, "oxwsgi_process_restarts_total", group="g", reason="crash") == 1
+
+
 def test_admin_is_not_on_the_public_listener(running):
     srv, admin = running
     for path in ("/healthz", "/status", "/metrics"):
