@@ -21,7 +21,6 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -9,8 +9,8 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
-use crate::file_wrapper::FileWrapper;
-use crate::shells::Shells;
+use crate::interpreters::shells::Shells;
+use crate::wsgi::file_wrapper::FileWrapper;
 
 /// Generates the struct of interned environ keys and its constructor.
 macro_rules! keys {

@@ -2,39 +2,33 @@
 //! daemon process. The bootstrap (`python/oxwsgi/_bootstrap.py`) loads it
 //! and calls `run::run`; everything else happens here.
 //!
+//! The folders follow the concerns: `transport/` (the channel to the front:
+//! reader thread, work queue, per-request streams, outgoing batches),
+//! `wsgi/` (the WSGI bridge: environ, `wsgi.input`, `start_response`,
+//! response iteration, the sender of response frames, app loading) and
+//! `interpreters/` (the main interpreter and the sub-interpreters of named
+//! application groups, every interpreter C API call in `interp.rs`).
+//!
 //! One request's way through this crate:
 //! `transport` (the channel's reader thread queues the request) →
 //! `request_thread` (an idle thread takes it, picks the interpreter:
-//! `app_group`, `interpreters`, `interp`) → `request` → `environ` (+
-//! `input`, `errors_log`, or a sub-interpreter's `shells`) → the
-//! application → `start_response` / `head` → `response` (+
-//! `file_wrapper`) → `sender` → `transport` → the front.
+//! `interpreters`) → `wsgi::request` → `wsgi::environ` (+ `wsgi::input`,
+//! `wsgi::errors_log`, or a sub-interpreter's `interpreters::shells`) → the
+//! application → `wsgi::start_response` / `wsgi::head` → `wsgi::response`
+//! (+ `wsgi::file_wrapper`) → `wsgi::sender` → `transport` → the front.
 
-mod app_group;
-mod app_loader;
 mod cache;
 mod cpu;
-mod environ;
 mod error;
-mod errors_log;
-mod file_wrapper;
-mod head;
-mod input;
-mod interp;
 mod interpreters;
 mod log;
-mod native_str;
 mod pyutil;
-mod request;
 mod request_thread;
-mod response;
 mod run;
-mod sender;
-mod shells;
-mod start_response;
 mod title;
 mod transport;
 mod worker;
+mod wsgi;
 
 use pyo3::prelude::*;
 
@@ -47,8 +41,8 @@ fn _oxwsgi_worker(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run::raise_in_thread, m)?)?;
     m.add_function(wrap_pyfunction!(run::subinterpreters, m)?)?;
     m.add_function(wrap_pyfunction!(run::dump_stacks, m)?)?;
-    m.add_class::<file_wrapper::FileWrapper>()?;
-    m.add_class::<input::Input>()?;
-    m.add_class::<errors_log::ErrorsLog>()?;
+    m.add_class::<wsgi::file_wrapper::FileWrapper>()?;
+    m.add_class::<wsgi::input::Input>()?;
+    m.add_class::<wsgi::errors_log::ErrorsLog>()?;
     Ok(())
 }

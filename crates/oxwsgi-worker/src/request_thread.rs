@@ -20,14 +20,14 @@ use std::sync::Arc;
 use oxwsgi_protocol::RequestHead;
 use pyo3::prelude::*;
 
-use crate::app_group::AppGroup;
 use crate::error::{ConnError, ThreadError};
-use crate::interp;
+use crate::interpreters::app_group::AppGroup;
+use crate::interpreters::interp;
 use crate::interpreters::{self, SubInterp, ThreadStates};
 use crate::log;
-use crate::request;
 use crate::transport::Job;
 use crate::worker::Worker;
+use crate::wsgi::request;
 
 /// The `target` of a request thread's `threading.Thread`.
 #[pyclass(frozen, module = "_oxwsgi_worker")]
@@ -116,7 +116,7 @@ fn serve_job(
             // request fails.
             let message = format!("bad request head from the front: {err}");
             let sender =
-                crate::sender::Sender::new(worker.channel.clone(), job.stream.clone(), false);
+                crate::wsgi::sender::Sender::new(worker.channel.clone(), job.stream.clone(), false);
             py.detach(|| log::error(&message));
             sender.abort(py, &message);
             sender.close();

@@ -20,10 +20,10 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::app_group::AppGroup;
 use crate::cache::PyCache;
 use crate::cpu;
-use crate::interp::{self, GilMode};
+use crate::interpreters::app_group::AppGroup;
+use crate::interpreters::interp::{self, GilMode};
 use crate::interpreters::{self, SubInterpreters, ThreadMark, ThreadStates};
 use crate::log;
 use crate::request_thread::ThreadRunner;

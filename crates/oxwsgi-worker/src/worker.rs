@@ -10,13 +10,13 @@ use oxwsgi_protocol::worker_config::WorkerMount;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
-use crate::app_group::AppGroup;
-use crate::app_loader;
 use crate::cache::PyCache;
-use crate::environ::EnvironTemplate;
+use crate::interpreters::app_group::AppGroup;
 use crate::interpreters::{SubInterp, SubInterpreters, ThreadMark};
 use crate::pyutil;
 use crate::transport::Channel;
+use crate::wsgi::app_loader;
+use crate::wsgi::environ::EnvironTemplate;
 
 /// One mounted application as configured.
 pub struct Mount {

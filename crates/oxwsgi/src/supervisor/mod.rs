@@ -137,10 +137,7 @@ impl Supervisor {
             // the bound are kept: no read-ahead unless asked for.
             let front_queue_only =
                 spec.group.timeouts.queue.is_some() || spec.group.listen_backlog.is_some();
-            let read_ahead = spec
-                .group
-                .read_ahead
-                .or(front_queue_only.then_some(0));
+            let read_ahead = spec.group.read_ahead.or(front_queue_only.then_some(0));
             let pool = GroupPool::with_backlog(spec.group.listen_backlog, read_ahead);
             let restarts = Arc::new(RestartCounts::observed(
                 spec.group.name.clone(),

@@ -12,7 +12,7 @@ use oxwsgi_protocol::ResponseFile;
 use pyo3::prelude::*;
 
 use crate::error::Failure;
-use crate::sender::Sender;
+use crate::wsgi::sender::Sender;
 
 #[pyclass(frozen, module = "_oxwsgi_worker")]
 pub struct FileWrapper {

@@ -21,8 +21,8 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::prelude::*;
 
 use crate::error::{ConnError, Failure};
-use crate::head::PendingHead;
 use crate::transport::{Batch, Channel, RequestStream};
+use crate::wsgi::head::PendingHead;
 
 /// Why a send was refused.
 #[derive(Debug, thiserror::Error)]

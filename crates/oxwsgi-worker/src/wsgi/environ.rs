@@ -17,8 +17,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyString};
 
 use crate::cache::{Keys, PyCache};
-use crate::native_str;
 use crate::worker::{Interp, LoadedApp, Worker};
+use crate::wsgi::native_str;
 
 /// How many request-head fields are set from the head's bytes.
 const FIELDS: usize = 11;

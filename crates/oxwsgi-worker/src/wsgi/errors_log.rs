@@ -13,7 +13,7 @@ use crate::pyutil::type_name;
 
 /// One request's error text, written through its `wsgi.errors` object:
 /// the PyO3 class [`ErrorsLog`] in the main interpreter, the
-/// per-interpreter class of [`crate::shells`] in a sub-interpreter.
+/// per-interpreter class of [`crate::interpreters::shells`] in a sub-interpreter.
 pub struct ErrorsBuf {
     pending: Mutex<String>,
 }

@@ -19,7 +19,7 @@ use pyo3::exceptions::{PyAttributeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyDict, PyString};
 
-use crate::app_group::AppGroup;
+use crate::interpreters::app_group::AppGroup;
 use crate::log;
 use crate::pyutil;
 use crate::worker::{LoadedApp, Mount};

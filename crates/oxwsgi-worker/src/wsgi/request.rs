@@ -6,18 +6,18 @@ use std::sync::Arc;
 use oxwsgi_protocol::RequestHead;
 use pyo3::prelude::*;
 
-use crate::environ;
 use crate::error::{ConnError, Failure, ThreadError};
-use crate::errors_log::{ErrorsBuf, ErrorsLog};
-use crate::input::{Body, Input};
+use crate::interpreters::shells;
 use crate::log;
 use crate::pyutil;
-use crate::response;
-use crate::sender::Sender;
-use crate::shells;
-use crate::start_response::StartResponse;
 use crate::transport::{Channel, Job};
 use crate::worker::{Interp, Mount, Worker};
+use crate::wsgi::environ;
+use crate::wsgi::errors_log::{ErrorsBuf, ErrorsLog};
+use crate::wsgi::input::{Body, Input};
+use crate::wsgi::response;
+use crate::wsgi::sender::Sender;
+use crate::wsgi::start_response::StartResponse;
 
 /// A request's `wsgi.input` and `wsgi.errors`: the PyO3 objects in the
 /// main interpreter, the interpreter's own classes around shared Rust

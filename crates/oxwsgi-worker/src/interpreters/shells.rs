@@ -2,7 +2,7 @@
 //! `wsgi.errors`, `start_response` and its `write`, and the
 //! `wsgi.file_wrapper` type.
 //!
-//! In the main interpreter these are PyO3 classes ([`crate::input::Input`]
+//! In the main interpreter these are PyO3 classes ([`crate::wsgi::input::Input`]
 //! and friends). PyO3 makes one type object per class for the whole
 //! process, in the interpreter that first used it, so those classes must
 //! not be used in a sub-interpreter. Here instead each sub-interpreter gets
@@ -18,10 +18,10 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyCFunction, PyDict, PyTuple};
 
-use crate::errors_log::ErrorsBuf;
-use crate::input::{limit, Body};
-use crate::sender::Sender;
-use crate::start_response;
+use crate::wsgi::errors_log::ErrorsBuf;
+use crate::wsgi::input::{limit, Body};
+use crate::wsgi::sender::Sender;
+use crate::wsgi::start_response;
 
 /// The helper classes, run once in each sub-interpreter.
 const SOURCE: &str = r#"

@@ -15,10 +15,10 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::cache::PyCache;
 use crate::error::Failure;
-use crate::file_wrapper::{self, FileWrapper};
 use crate::log;
 use crate::pyutil::{self, type_name};
-use crate::sender::Sender;
+use crate::wsgi::file_wrapper::{self, FileWrapper};
+use crate::wsgi::sender::Sender;
 
 /// Sends the response for `result`, ending with `ResponseEnd` on success.
 /// On failure nothing final was sent: the caller aborts.

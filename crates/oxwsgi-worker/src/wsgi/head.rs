@@ -11,8 +11,8 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 
-use crate::native_str;
 use crate::pyutil::type_name;
+use crate::wsgi::native_str;
 
 /// Headers that only make sense for one connection (wsgiref's list). PEP 3333: "it is a
 /// fatal error for an application to use hop-by-hop headers".

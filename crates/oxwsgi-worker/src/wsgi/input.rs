@@ -53,7 +53,7 @@ impl BodyState {
 
 /// One request's body, read by its `wsgi.input` object: the PyO3 class
 /// [`Input`] in the main interpreter, the per-interpreter class of
-/// [`crate::shells`] in a sub-interpreter.
+/// [`crate::interpreters::shells`] in a sub-interpreter.
 pub struct Body {
     stream: Arc<RequestStream>,
     channel: Arc<Channel>,

@@ -19,7 +19,11 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::cache::PyCache;
-use crate::interp::{self, GilMode, Interpreter, ThreadState};
+pub mod app_group;
+pub mod interp;
+pub mod shells;
+
+use self::interp::{GilMode, Interpreter, ThreadState};
 use crate::log;
 use crate::pyutil;
 use crate::worker::Interp;

@@ -7,9 +7,9 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::head;
 use crate::pyutil::type_name;
-use crate::sender::{HeadPhase, Sender};
+use crate::wsgi::head;
+use crate::wsgi::sender::{HeadPhase, Sender};
 
 /// One request's `start_response`.
 #[pyclass(frozen, module = "_oxwsgi_worker")]
