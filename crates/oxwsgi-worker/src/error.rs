@@ -15,8 +15,6 @@ pub enum ConnError {
     TruncatedFrame,
     #[error("the front opened stream {0}, which is reserved or already open")]
     BadStream(u32),
-    #[error("the channel to the front closed in the middle of a request")]
-    Lost,
 }
 
 /// Why a request did not end with `ResponseEnd`.

@@ -140,8 +140,11 @@ impl Channel {
         }
     }
 
-    /// The front closed the channel (or it broke): no more jobs; every open
-    /// stream's body and credit wait ends.
+    /// The front closed the channel (or it broke): no more jobs, no more
+    /// body or credit. Queued and running requests still finish: an open
+    /// body ends as lost, and responses no longer wait for credit (the
+    /// front shuts its side only when it has nothing in flight; if it still
+    /// reads, it takes what comes; if not, the write fails).
     fn close(&self) {
         {
             let mut queue = self.queue();
@@ -150,7 +153,7 @@ impl Channel {
         }
         let streams: Vec<_> = self.streams().drain().map(|(_, s)| s).collect();
         for stream in streams {
-            stream.lose();
+            stream.end_of_channel();
         }
     }
 
@@ -162,8 +165,16 @@ impl Channel {
     /// Forgets a stream whose response is about to end: frames that still
     /// come for it (the rest of a body nobody read) are dropped. Called
     /// before the stream's last frame is sent.
-    pub fn forget(&self, id: u32) {
-        self.streams().remove(&id);
+    pub fn forget(&self, stream: &Arc<RequestStream>) {
+        let mut streams = self.streams();
+        // Only this request's entry: once its last frame is out, the front
+        // may already have opened a new request on the same id.
+        if streams
+            .get(&stream.id)
+            .is_some_and(|open| Arc::ptr_eq(open, stream))
+        {
+            streams.remove(&stream.id);
+        }
     }
 
     fn writer(&self) -> MutexGuard<'_, ()> {

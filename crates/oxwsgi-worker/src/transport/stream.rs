@@ -36,19 +36,12 @@ pub enum NextBody {
     End(BodyEnd),
 }
 
-/// The front has gone away: nothing more can be sent on this stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the channel to the front is closed")]
-pub struct Lost;
-
 #[derive(Debug)]
 struct State {
     body: VecDeque<Vec<u8>>,
     end: BodyEnd,
     /// Response body bytes this side may still send.
     credit: u64,
-    /// The channel closed: credit will never come.
-    lost: bool,
 }
 
 /// One request's stream.
@@ -67,7 +60,6 @@ impl RequestStream {
                 body: VecDeque::new(),
                 end: BodyEnd::Open,
                 credit: u64::from(RESPONSE_WINDOW),
-                lost: false,
             }),
             changed: Condvar::new(),
         }
@@ -112,13 +104,14 @@ impl RequestStream {
         self.changed.notify_all();
     }
 
-    /// The channel closed: an open body is lost, a credit wait ends.
-    pub fn lose(&self) {
+    /// The front closed the channel: an open body is lost; no credit will
+    /// come, so none is needed any more.
+    pub fn end_of_channel(&self) {
         let mut state = self.lock();
         if state.end == BodyEnd::Open {
             state.end = BodyEnd::Lost;
         }
-        state.lost = true;
+        state.credit = u64::MAX;
         self.changed.notify_all();
     }
 
@@ -156,18 +149,16 @@ impl RequestStream {
 
     /// Takes up to `want` bytes of response credit, waiting until there is
     /// some when `wait` is set. Returns how much was taken: at least 1 when
-    /// waiting and `want` > 0; possibly 0 without waiting.
-    pub fn take_credit(&self, want: usize, wait: bool) -> Result<usize, Lost> {
+    /// waiting and `want` > 0; possibly 0 without waiting. (When the channel
+    /// closes, credit becomes unlimited: a wait always ends.)
+    pub fn take_credit(&self, want: usize, wait: bool) -> usize {
         let want = want as u64;
         let mut state = self.lock();
         loop {
-            if state.lost {
-                return Err(Lost);
-            }
             if want == 0 || state.credit > 0 || !wait {
                 let taken = want.min(state.credit);
                 state.credit -= taken;
-                return Ok(taken as usize);
+                return taken as usize;
             }
             state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
@@ -176,7 +167,7 @@ impl RequestStream {
     /// Takes exactly `want` bytes of credit if that much is there now.
     pub fn try_take_credit(&self, want: usize) -> bool {
         let mut state = self.lock();
-        if state.lost || state.credit < want as u64 {
+        if state.credit < want as u64 {
             return false;
         }
         state.credit -= want as u64;

@@ -92,7 +92,7 @@ pub struct Sender {
 pub struct Locked<'a> {
     state: MutexGuard<'a, State>,
     channel: &'a Channel,
-    stream: &'a RequestStream,
+    stream: &'a Arc<RequestStream>,
     head_only: bool,
 }
 
@@ -126,11 +126,11 @@ impl Locked<'_> {
         }
         let mut rest = data;
         while !rest.is_empty() {
-            let mut granted = self.stream.take_credit(rest.len(), false).map_err(lost)?;
+            let mut granted = self.stream.take_credit(rest.len(), false);
             if granted == 0 {
                 let full = std::mem::replace(batch, self.batch());
                 self.send(full)?;
-                granted = self.stream.take_credit(rest.len(), true).map_err(lost)?;
+                granted = self.stream.take_credit(rest.len(), true);
             }
             let (now, later) = rest.split_at(granted.min(rest.len()));
             batch.body(now);
@@ -153,7 +153,7 @@ impl Locked<'_> {
     /// Sends `batch`, which ends the response: the stream is forgotten
     /// first, and the response is done.
     pub fn send_last(&mut self, batch: Batch<'_>) -> Result<(), SendError> {
-        self.channel.forget(self.stream.id);
+        self.channel.forget(self.stream);
         self.state.done = true;
         self.send(batch)
     }
@@ -166,10 +166,6 @@ impl Locked<'_> {
             SendError::Conn(ConnError::Io(e))
         })
     }
-}
-
-fn lost(_: crate::transport::stream::Lost) -> SendError {
-    SendError::Conn(ConnError::Lost)
 }
 
 impl Sender {
@@ -300,7 +296,7 @@ impl Sender {
             }
         }
         encode_frame(&mut frames, Kind::ResponseEnd, id, &[]);
-        self.channel.forget(id);
+        self.channel.forget(&self.stream);
         state.deferred = Some(frames);
         state.done = true;
         Ok(true)
@@ -329,7 +325,7 @@ impl Sender {
     /// still come for its stream are dropped.
     pub fn close(&self) {
         self.lock().done = true;
-        self.channel.forget(self.stream.id);
+        self.channel.forget(&self.stream);
     }
 
     /// Whether a send failed, leaving the channel unusable.
