@@ -339,6 +339,14 @@ pub const DEFAULT_PROCESSES: usize = 1;
 pub const DEFAULT_THREADS: usize = 15;
 
 impl Group {
+    /// The daemons' process title: `display-name`, or `(wsgi:NAME)`
+    /// without one (see [`default_title`]).
+    pub fn process_title(&self) -> String {
+        self.display_name
+            .clone()
+            .unwrap_or_else(|| default_title(&self.name))
+    }
+
     /// A group with every setting at its default: 1 process × 15 threads,
     /// no display name, the default interpreter, no timeouts.
     pub fn new(name: impl Into<String>) -> Self {
@@ -446,6 +454,15 @@ pub fn expand_display_name(display_name: &str, group: &str) -> String {
     display_name.replace("%{GROUP}", &format!("(wsgi:{group})"))
 }
 
+/// The title of a daemon whose group has no `display-name`: `(wsgi:NAME)`,
+/// what `display-name=%{GROUP}` gives. (mod_wsgi's daemons keep Apache's
+/// own command line, `/usr/sbin/apache2 -k start`; an oxwsgi daemon's
+/// command line is `python -c BOOTSTRAP`, 4 KB of source, so it is never
+/// left as it is.)
+pub fn default_title(group: &str) -> String {
+    expand_display_name("%{GROUP}", group)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,5 +472,13 @@ mod tests {
         assert_eq!(expand_display_name("%{GROUP}", "app_one"), "(wsgi:app_one)");
         assert_eq!(expand_display_name("web-%{GROUP}", "a"), "web-(wsgi:a)");
         assert_eq!(expand_display_name("plain", "a"), "plain");
+    }
+
+    #[test]
+    fn a_group_without_display_name_is_titled_after_the_group() {
+        let mut group = Group::new("app_one");
+        assert_eq!(group.process_title(), "(wsgi:app_one)");
+        group.display_name = Some("web".into());
+        assert_eq!(group.process_title(), "web");
     }
 }

@@ -109,7 +109,7 @@ pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
     });
     let config = WorkerConfig {
         group: spec.group.name.clone(),
-        title: spec.group.display_name.clone(),
+        title: Some(spec.group.process_title()),
         slot_fds: (0..threads as i32).map(|i| FIRST_SLOT_FD + i).collect(),
         python_path: spec
             .group
