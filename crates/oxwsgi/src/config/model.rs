@@ -337,6 +337,32 @@ impl InterpreterGil {
 pub const DEFAULT_PROCESSES: usize = 1;
 /// `threads` when not configured.
 pub const DEFAULT_THREADS: usize = 15;
+/// The most `processes` a group may have. mod_wsgi sets no bound; Apache's
+/// own `ServerLimit` is 20000 for mpm_worker. Each daemon is a whole Python
+/// interpreter (tens of MB at least), so 1000 of them is already tens of
+/// GB: a larger number is a typo, not a deployment.
+pub const MAX_PROCESSES: usize = 1000;
+/// The most `threads` a daemon process may have. Past a few dozen threads
+/// one GIL serialises them anyway; 1000 threads (each with its stack) is
+/// far beyond any useful size, and a larger number is a typo.
+pub const MAX_THREADS: usize = 1000;
+
+/// Checks a group's `processes` (`key` = "processes") or `threads` count
+/// against [`MAX_PROCESSES`] / [`MAX_THREADS`]; the message says why.
+pub fn check_group_size(key: &str, n: usize) -> Result<(), String> {
+    let max = if key == "threads" {
+        MAX_THREADS
+    } else {
+        MAX_PROCESSES
+    };
+    if n > max {
+        return Err(format!(
+            "is over oxwsgi's limit of {max} {key} per {}",
+            if key == "threads" { "process" } else { "group" }
+        ));
+    }
+    Ok(())
+}
 
 impl Group {
     /// The daemons' process title: `display-name`, or `(wsgi:NAME)`
