@@ -9,6 +9,8 @@
 #   PYTHON      interpreter used to create .venv        (default: python3)
 #   OXWSGI_BIN  the oxwsgi binary the e2e tests run      (default: target/debug/oxwsgi)
 #   PYTEST_ARGS extra arguments for pytest, e.g. "-k corpus -x"
+#   OXWSGI_CORPUS the HTTP request corpus directory (default, when it exists:
+#               ../shared/corpus/http next to the project)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -99,6 +101,15 @@ fi
 # The daemons under test run this venv's python (it has Flask, Django, numpy).
 export OXWSGI_PYTHON=${OXWSGI_PYTHON:-$VENV/bin/python}
 export PATH="$VENV/bin:$PATH"
+# The HTTP/1.1 request corpus: tests/e2e/test_http_corpus.py skips when
+# OXWSGI_CORPUS is unset and the corpus is not at its default place, and
+# fails when OXWSGI_CORPUS names no directory. Point it at the corpus here
+# whenever the corpus exists, so CI runs every case.
+if [ -z "${OXWSGI_CORPUS:-}" ] && [ -d "$ROOT/../shared/corpus/http" ]; then
+    OXWSGI_CORPUS=$(cd "$ROOT/../shared/corpus/http" && pwd)
+    export OXWSGI_CORPUS
+fi
+echo "OXWSGI_CORPUS=${OXWSGI_CORPUS:-(unset: no corpus at $ROOT/../shared/corpus/http, the corpus tests skip)}"
 set +e
 # shellcheck disable=SC2086
 "$VENV/bin/python" -m pytest tests -q -ra --durations=15 -p no:cacheprovider ${PYTEST_ARGS:-}

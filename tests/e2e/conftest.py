@@ -9,7 +9,8 @@
 * Every test gets a pytest-timeout bound (DEFAULT_TIMEOUT unless marked).
 
 Environment: OXWSGI_BIN (default <repo>/target/debug/oxwsgi),
-OXWSGI_CORPUS (default <repo>/../shared/corpus/http).
+OXWSGI_CORPUS (default <repo>/../shared/corpus/http; the corpus tests skip
+when it is unset and that directory does not exist).
 """
 
 from __future__ import annotations

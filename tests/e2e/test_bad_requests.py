@@ -36,6 +36,11 @@ CASES = {
     "authority-form-get": (b"GET example.com:443 HTTP/1.1\r\n" + H + b"\r\n", 400),
     "space-before-colon": (b"GET /x HTTP/1.1\r\n" + H + b"X-V : 1\r\n\r\n", 400),
     "request-line-8191": (b"GET /" + b"a" * 8177 + b" HTTP/1.1\r\n" + H + b"\r\n", 414),
+    # Whatever its length (issue 15: hyper's ~400 KB buffer used to answer 431).
+    "request-line-300k": (b"GET /" + b"a" * 300_000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414),
+    "request-line-500k": (b"GET /" + b"a" * 500_000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414),
+    "request-line-1m": (b"GET /" + b"a" * (1 << 20) + b" HTTP/1.1\r\n" + H + b"\r\n", 414),
+    "request-line-1m-unfinished": (b"GET /" + b"a" * (1 << 20), 414),
     "header-line-8191": (b"GET /x HTTP/1.1\r\n" + H + b"X-Long: " + b"b" * 8183 + b"\r\n\r\n", 431),
     "101-header-fields": (b"GET /x HTTP/1.1\r\n" + H + b"".join(b"X-H%d: v\r\n" % i for i in range(100)) + b"\r\n", 431),
 }
@@ -74,3 +79,16 @@ def test_refused_by_the_front(badsrv, name):
     assert r is not None, f"no {status} response: the connection was closed without one"
     assert r.status == status, r
     assert closed, "the connection must be closed after the error"
+
+
+def test_an_overlong_request_line_after_a_pipelined_request(badsrv):
+    """The request before it is answered in full, then the 414."""
+    first = b"GET /first HTTP/1.1\r\n" + H + b"\r\n"
+    long_line = b"GET /" + b"a" * 500_000 + b" HTTP/1.1\r\n" + H + b"\r\n"
+    with oxhttp.Conn(badsrv.port, timeout=10) as c:
+        c.send(first + long_line)
+        r1 = c.read_response(timeout=10)
+        r2 = c.read_response(timeout=10)
+        assert c.wait_closed(5)
+    assert r1.status == 200, r1
+    assert r2.status == 414, r2

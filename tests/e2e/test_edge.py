@@ -402,3 +402,23 @@ def test_smuggling_checks_hold_inside_tls(edge, body):
 def test_static_get_with_a_body_is_served(edge):
     r = httpx.request("GET", f"http://127.0.0.1:{edge.port}/static/hello.txt", content=b"hello", timeout=10)
     assert r.status_code == 200 and r.content == b"0123456789" * 10
+
+
+@pytest.mark.parametrize("length", [9000, 500_000, 1 << 20])
+def test_an_overlong_request_line_is_414_inside_tls(edge, length):
+    """Issue 15 (item 3): 414 whatever the line's length, on TLS too."""
+    ctx = ssl.create_default_context(cafile=edge.ca_file)
+    ctx.set_alpn_protocols(["http/1.1"])
+    with socket.create_connection(("127.0.0.1", edge.tls_port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"GET /" + b"a" * length + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+            data = b""
+            while b"\r\n\r\n" not in data:
+                try:
+                    chunk = tls.recv(65536)
+                except (ssl.SSLError, OSError):
+                    break
+                if not chunk:
+                    break
+                data += chunk
+    assert data.startswith(b"HTTP/1.1 414"), data[:100]

@@ -271,12 +271,14 @@ impl GroupLimitArgs {
     }
 }
 
-/// A count of at least 1 (`--processes`, `--threads`).
+/// A count of at least 1 and at most the group size bound
+/// (`--processes`, `--threads`; see `config::model::MAX_THREADS`).
 fn parse_count(text: &str) -> Result<usize, String> {
+    let max = crate::config::model::MAX_THREADS.min(crate::config::model::MAX_PROCESSES);
     match text.trim().parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
         _ => Err(format!(
-            "expected a whole number of at least 1, got `{text}`"
+            "expected a whole number from 1 to {max}, got `{text}`"
         )),
     }
 }
@@ -435,7 +437,7 @@ mod tests {
         let err = parse(&["serve", "wsgi.py", "--processes", "0"]).unwrap_err();
         assert!(
             err.to_string()
-                .contains("expected a whole number of at least 1, got `0`"),
+                .contains("expected a whole number from 1 to 1000, got `0`"),
             "{err}"
         );
         let err = parse(&["serve", "wsgi.py", "--static", "/static"]).unwrap_err();

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod dispatch;
+pub mod fd_budget;
 pub mod front;
 pub mod logging;
 pub mod server;

@@ -45,6 +45,8 @@ pub enum ServeError {
     AccessLog(std::io::Error),
     #[error(transparent)]
     Start(#[from] crate::supervisor::StartError),
+    #[error(transparent)]
+    Descriptors(#[from] crate::fd_budget::FdError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
     #[error("listener {addr}: {source}")]
@@ -162,6 +164,15 @@ impl Running {
 /// `reload` re-reads the site on SIGHUP (`None`: SIGHUP restarts the
 /// daemons with the same site).
 pub async fn serve(site: Site, reload: Option<SiteLoader>) -> Result<(), ServeError> {
+    let budget = crate::fd_budget::prepare(&site)?;
+    tracing::debug!(
+        "open-files limit {}, {} needed besides client connections",
+        budget.limit,
+        budget.need
+    );
+    if let Some(warning) = &budget.warning {
+        tracing::warn!("{warning}");
+    }
     // Sockets passed by systemd come first; extra ones (matching no
     // `listen` address) follow the configured ones and speak plain HTTP.
     let listeners = systemd::listeners(&site.listen)

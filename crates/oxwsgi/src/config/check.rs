@@ -13,6 +13,7 @@ use super::model::{
     AppSource, InterpreterGil, PythonChoice, Site, DEFAULT_CALLABLE, GLOBAL_APPLICATION_GROUP,
 };
 use super::warning::{Warning, WarningKind};
+use crate::front::proxy_headers::net_text;
 
 /// Warnings about a site, whatever format it came from.
 pub fn site_warnings(site: &Site) -> Vec<Warning> {
@@ -106,6 +107,22 @@ pub fn report(config: &Path, format: &str, site: &Site, warnings: &[Warning]) ->
     let _ = writeln!(out, "listen: {}", listen.join(", "));
     if let Some(admin) = site.admin {
         let _ = writeln!(out, "admin: {admin}");
+    }
+    if !site.edge.trusted_proxies.is_empty() {
+        let nets: Vec<String> = site.edge.trusted_proxies.iter().map(net_text).collect();
+        let headers: Vec<&str> = site
+            .edge
+            .trusted_proxy_headers
+            .iter()
+            .map(|h| h.name())
+            .collect();
+        let headers = if headers.is_empty() {
+            "none: no proxy header is believed".to_string()
+        } else {
+            headers.join(", ")
+        };
+        let _ = writeln!(out, "trusted proxies: {}", nets.join(", "));
+        let _ = writeln!(out, "trusted proxy headers: {headers}");
     }
     out.push('\n');
 

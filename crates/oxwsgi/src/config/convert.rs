@@ -12,7 +12,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::error::ConfigError;
-use super::model::{expand_display_name, AccessLog, AppSource, Group, Limits, PythonChoice, Site};
+use super::model::{
+    expand_display_name, AccessLog, AppSource, Edge, Group, Limits, PythonChoice, Site,
+};
+use crate::front::proxy_headers::net_text;
 
 /// The native TOML for `site`; `source` is named in the header comment and
 /// in errors (a path that is not UTF-8 cannot be written as TOML).
@@ -56,6 +59,7 @@ pub fn to_toml(site: &Site, source: &Path) -> Result<String, ConfigError> {
         let _ = writeln!(out, "error-log = {}", w.path(path)?);
     }
     limits(&mut out, &site.limits);
+    trusted_proxies(&mut out, &site.edge);
 
     for group in &site.groups {
         w.group(&mut out, group)?;
@@ -129,6 +133,29 @@ fn limits(out: &mut String, limits: &Limits) {
         };
         let _ = writeln!(out, "limit-request-body = {n}");
     }
+}
+
+/// `trusted-proxies` / `trusted-proxy-headers`, when any proxy is trusted
+/// or the headers differ from the default.
+fn trusted_proxies(out: &mut String, edge: &Edge) {
+    let default = Edge::default();
+    if edge.trusted_proxies.is_empty()
+        && edge.trusted_proxy_headers == default.trusted_proxy_headers
+    {
+        return;
+    }
+    let nets: Vec<String> = edge
+        .trusted_proxies
+        .iter()
+        .map(|net| quote(&net_text(net)))
+        .collect();
+    let _ = writeln!(out, "trusted-proxies = [{}]", nets.join(", "));
+    let headers: Vec<String> = edge
+        .trusted_proxy_headers
+        .iter()
+        .map(|h| quote(h.name()))
+        .collect();
+    let _ = writeln!(out, "trusted-proxy-headers = [{}]", headers.join(", "));
 }
 
 struct Writer<'a> {

@@ -340,8 +340,42 @@ impl InterpreterGil {
 pub const DEFAULT_PROCESSES: usize = 1;
 /// `threads` when not configured.
 pub const DEFAULT_THREADS: usize = 15;
+/// The most `processes` a group may have. mod_wsgi sets no bound; Apache's
+/// own `ServerLimit` is 20000 for mpm_worker. Each daemon is a whole Python
+/// interpreter (tens of MB at least), so 1000 of them is already tens of
+/// GB: a larger number is a typo, not a deployment.
+pub const MAX_PROCESSES: usize = 1000;
+/// The most `threads` a daemon process may have. Past a few dozen threads
+/// one GIL serialises them anyway; 1000 threads (each with its stack) is
+/// far beyond any useful size, and a larger number is a typo.
+pub const MAX_THREADS: usize = 1000;
+
+/// Checks a group's `processes` (`key` = "processes") or `threads` count
+/// against [`MAX_PROCESSES`] / [`MAX_THREADS`]; the message says why.
+pub fn check_group_size(key: &str, n: usize) -> Result<(), String> {
+    let max = if key == "threads" {
+        MAX_THREADS
+    } else {
+        MAX_PROCESSES
+    };
+    if n > max {
+        return Err(format!(
+            "is over oxwsgi's limit of {max} {key} per {}",
+            if key == "threads" { "process" } else { "group" }
+        ));
+    }
+    Ok(())
+}
 
 impl Group {
+    /// The daemons' process title: `display-name`, or `(wsgi:NAME)`
+    /// without one (see [`default_title`]).
+    pub fn process_title(&self) -> String {
+        self.display_name
+            .clone()
+            .unwrap_or_else(|| default_title(&self.name))
+    }
+
     /// A group with every setting at its default: 1 process × 15 threads,
     /// no display name, the default interpreter, no timeouts.
     pub fn new(name: impl Into<String>) -> Self {
@@ -450,6 +484,15 @@ pub fn expand_display_name(display_name: &str, group: &str) -> String {
     display_name.replace("%{GROUP}", &format!("(wsgi:{group})"))
 }
 
+/// The title of a daemon whose group has no `display-name`: `(wsgi:NAME)`,
+/// what `display-name=%{GROUP}` gives. (mod_wsgi's daemons keep Apache's
+/// own command line, `/usr/sbin/apache2 -k start`; an oxwsgi daemon's
+/// command line is `python -c BOOTSTRAP`, 4 KB of source, so it is never
+/// left as it is.)
+pub fn default_title(group: &str) -> String {
+    expand_display_name("%{GROUP}", group)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,5 +502,13 @@ mod tests {
         assert_eq!(expand_display_name("%{GROUP}", "app_one"), "(wsgi:app_one)");
         assert_eq!(expand_display_name("web-%{GROUP}", "a"), "web-(wsgi:a)");
         assert_eq!(expand_display_name("plain", "a"), "plain");
+    }
+
+    #[test]
+    fn a_group_without_display_name_is_titled_after_the_group() {
+        let mut group = Group::new("app_one");
+        assert_eq!(group.process_title(), "(wsgi:app_one)");
+        group.display_name = Some("web".into());
+        assert_eq!(group.process_title(), "web");
     }
 }

@@ -11,13 +11,21 @@
 //! is dropped, a small task shuts down the write side, then reads and
 //! discards what the client still sends, for at most [`LINGER`], before the
 //! socket is closed.
+//!
+//! Over-long request lines (issue 15): when the tracker sees a request line
+//! longer than `limit-request-line`, the stream stops handing bytes to
+//! hyper and reports end of input once no request of the connection is in
+//! flight (hyper writes nothing for a head cut short); the lingering close
+//! (or, on TLS, [`Tap`]'s drop) then writes the 414 itself. hyper alone
+//! would answer 431 once its ~400 KB buffer fills, and the service's 414
+//! (`validate`) only sees lines that fit in that buffer.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -42,25 +50,61 @@ pub struct Activity {
     requests: AtomicU64,
     /// HTTP/1 framing checks over the bytes read (None: not tracked).
     pub tracker: Option<Mutex<HeadTracker>>,
+    /// A request line over `limit-request-line` was read: the connection
+    /// answers 414 itself and closes (see the module docs).
+    overlong: AtomicBool,
+    /// The read waiting for the requests in flight to end before the 414.
+    waiter: Mutex<Option<Waker>>,
 }
 
 impl Activity {
-    pub fn new(track_heads: bool) -> Arc<Self> {
+    /// `request_line_limit`: `limit-request-line`, checked by the tracker.
+    pub fn new(track_heads: bool, request_line_limit: usize) -> Arc<Self> {
         Arc::new(Self {
             start: Instant::now(),
             last: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
-            tracker: track_heads.then(|| Mutex::new(HeadTracker::default())),
+            tracker: track_heads.then(|| Mutex::new(HeadTracker::new(request_line_limit))),
+            overlong: AtomicBool::new(false),
+            waiter: Mutex::new(None),
         })
     }
 
-    /// Feeds bytes read from the client to the framing tracker.
-    fn track(&self, read: &[u8]) {
+    /// Feeds bytes read from the client to the framing tracker; true when
+    /// the connection must now answer 414 (an over-long request line).
+    fn track(&self, read: &[u8]) -> bool {
         if let Some(tracker) = &self.tracker {
             if let Ok(mut tracker) = tracker.lock() {
                 tracker.feed(read);
+                if tracker.overlong_request_line() {
+                    self.overlong.store(true, Ordering::Relaxed);
+                }
             }
+        }
+        self.overlong()
+    }
+
+    /// Whether the connection answers 414 for an over-long request line.
+    pub fn overlong(&self) -> bool {
+        self.overlong.load(Ordering::Relaxed)
+    }
+
+    /// The read side of a connection refusing an over-long request line:
+    /// end of input once no request is in flight (so their responses are
+    /// finished first), else wait for that.
+    fn poll_refused(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.in_flight() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if let Ok(mut waiter) = self.waiter.lock() {
+            *waiter = Some(cx.waker().clone());
+        }
+        // A request may have ended between the check and the registration.
+        if self.in_flight() == 0 {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
         }
     }
 
@@ -102,7 +146,25 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.0.touch();
+        if self.0.overlong() {
+            let waiter = self.0.waiter.lock().ok().and_then(|mut w| w.take());
+            if let Some(waiter) = waiter {
+                waiter.wake();
+            }
+        }
     }
+}
+
+/// The answer to an over-long request line, as `service::error_response`
+/// would write it (DESIGN §7: 414, connection closed).
+fn overlong_response() -> Vec<u8> {
+    let body = "414 URI Too Long\nrequest line too long\n";
+    format!(
+        "HTTP/1.1 414 URI Too Long\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\ndate: {}\r\n\r\n{body}",
+        body.len(),
+        httpdate::fmt_http_date(SystemTime::now())
+    )
+    .into_bytes()
 }
 
 /// The client socket, see the module docs.
@@ -139,6 +201,9 @@ impl AsyncRead for EdgeStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.tap && this.activity.overlong() {
+            return this.activity.poll_refused(cx);
+        }
         let before = buf.filled().len();
         let stream = match this.stream() {
             Ok(stream) => stream,
@@ -149,8 +214,10 @@ impl AsyncRead for EdgeStream {
             let read = &buf.filled()[before..];
             if !read.is_empty() {
                 this.activity.touch();
-                if this.tap {
-                    this.activity.track(read);
+                if this.tap && this.activity.track(read) {
+                    // hyper never sees the line: the close answers 414.
+                    buf.set_filled(before);
+                    return this.activity.poll_refused(cx);
                 }
             }
         }
@@ -209,7 +276,12 @@ impl AsyncWrite for EdgeStream {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut().stream() {
+        let this = self.get_mut();
+        if this.tap && this.activity.overlong() {
+            // The lingering close writes the 414 first, then shuts down.
+            return Poll::Ready(Ok(()));
+        }
+        match this.stream() {
             Ok(stream) => Pin::new(stream).poll_shutdown(cx),
             Err(error) => Poll::Ready(Err(error)),
         }
@@ -217,42 +289,66 @@ impl AsyncWrite for EdgeStream {
 }
 
 /// The plaintext side of a TLS connection carrying HTTP/1: feeds what
-/// hyper reads to the connection's framing tracker.
+/// hyper reads to the connection's framing tracker, and writes the 414 of
+/// an over-long request line when hyper lets go of the connection.
 #[derive(Debug)]
-pub struct Tap<S> {
-    inner: S,
+pub struct Tap<S: AsyncWrite + Unpin + Send + 'static> {
+    /// `None` once dropped.
+    inner: Option<S>,
     activity: Arc<Activity>,
 }
 
-impl<S> Tap<S> {
+impl<S: AsyncWrite + Unpin + Send + 'static> Tap<S> {
     pub fn new(inner: S, activity: Arc<Activity>) -> Self {
-        Self { inner, activity }
+        Self {
+            inner: Some(inner),
+            activity,
+        }
+    }
+
+    fn inner(&mut self) -> io::Result<&mut S> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "stream closed"))
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Tap<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for Tap<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.activity.overlong() {
+            return this.activity.poll_refused(cx);
+        }
         let before = buf.filled().len();
-        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let inner = match this.inner() {
+            Ok(inner) => inner,
+            Err(error) => return Poll::Ready(Err(error)),
+        };
+        let result = Pin::new(inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = result {
-            this.activity.track(&buf.filled()[before..]);
+            if this.activity.track(&buf.filled()[before..]) {
+                buf.set_filled(before);
+                return this.activity.poll_refused(cx);
+            }
         }
         result
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Tap<S> {
+impl<S: AsyncWrite + Unpin + Send + 'static> AsyncWrite for Tap<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        match self.get_mut().inner() {
+            Ok(inner) => Pin::new(inner).poll_write(cx, buf),
+            Err(error) => Poll::Ready(Err(error)),
+        }
     }
 
     fn poll_write_vectored(
@@ -260,19 +356,53 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tap<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        match self.get_mut().inner() {
+            Ok(inner) => Pin::new(inner).poll_write_vectored(cx, bufs),
+            Err(error) => Poll::Ready(Err(error)),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.inner.as_ref().is_some_and(|s| s.is_write_vectored())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        match self.get_mut().inner() {
+            Ok(inner) => Pin::new(inner).poll_flush(cx),
+            Err(error) => Poll::Ready(Err(error)),
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        if this.activity.overlong() {
+            // The drop writes the 414 first, then shuts down.
+            return Poll::Ready(Ok(()));
+        }
+        match this.inner() {
+            Ok(inner) => Pin::new(inner).poll_shutdown(cx),
+            Err(error) => Poll::Ready(Err(error)),
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin + Send + 'static> Drop for Tap<S> {
+    fn drop(&mut self) {
+        if !self.activity.overlong() {
+            return;
+        }
+        let Some(mut inner) = self.inner.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let answer = async {
+                    inner.write_all(&overlong_response()).await?;
+                    inner.shutdown().await
+                };
+                let _ = tokio::time::timeout(LINGER, answer).await;
+            });
+        }
     }
 }
 
@@ -281,15 +411,21 @@ impl Drop for EdgeStream {
         let Some(stream) = self.inner.take() else {
             return;
         };
+        // On TLS the 414 goes through `Tap` instead.
+        let refuse = self.tap && self.activity.overlong();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(linger(stream));
+            runtime.spawn(linger(stream, refuse));
         }
     }
 }
 
-/// Shuts down the write side, drains what the client still sends (bounded
-/// in time and bytes), then closes.
-async fn linger(mut stream: TcpStream) {
+/// Writes the 414 of an over-long request line when `refuse`, shuts down
+/// the write side, drains what the client still sends (bounded in time and
+/// bytes), then closes.
+async fn linger(mut stream: TcpStream, refuse: bool) {
+    if refuse {
+        let _ = tokio::time::timeout(LINGER, stream.write_all(&overlong_response())).await;
+    }
     let _ = stream.shutdown().await;
     let drain = async {
         let mut buf = [0u8; 4096];

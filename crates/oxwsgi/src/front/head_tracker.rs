@@ -14,6 +14,13 @@
 //! tracker does not understand (an HTTP/2 preface, a head hyper will refuse
 //! anyway, an over-long line) stops it for the rest of the connection, which
 //! only means no extra checks, never a different framing.
+//!
+//! One check is the tracker's alone: a request line longer than
+//! `limit-request-line` (see [`HeadTracker::overlong_request_line`]). hyper
+//! buffers a head up to ~400 KB and answers 431 beyond that, before the
+//! service could say 414; the tracker sees the line as soon as it is over
+//! the limit, whatever follows, and the connection then answers 414 itself
+//! (see `conn_io`).
 
 use std::collections::VecDeque;
 use std::mem::MaybeUninit;
@@ -53,6 +60,10 @@ const MAX_FLAGS: usize = 64;
 #[derive(Debug, Default)]
 pub struct HeadTracker {
     state: State,
+    /// `limit-request-line`; 0: not checked.
+    request_line_limit: usize,
+    /// A request line over the limit was seen.
+    overlong: bool,
     /// An incomplete head or line.
     pending: Vec<u8>,
     /// Index of the request whose head or body is being read.
@@ -61,6 +72,21 @@ pub struct HeadTracker {
 }
 
 impl HeadTracker {
+    /// A tracker that also watches for request lines longer than
+    /// `request_line_limit` bytes (without the CRLF).
+    pub fn new(request_line_limit: usize) -> Self {
+        Self {
+            request_line_limit,
+            ..Self::default()
+        }
+    }
+
+    /// Whether a request line over the limit was seen (the tracker has
+    /// stopped then: the connection must answer 414 and close).
+    pub fn overlong_request_line(&self) -> bool {
+        self.overlong
+    }
+
     /// The flag recorded for request `index` of the connection, if any.
     pub fn flag(&self, index: u64) -> Option<Flag> {
         self.flags
@@ -111,6 +137,11 @@ impl HeadTracker {
     fn head<'b>(&mut self, bytes: &'b [u8]) -> &'b [u8] {
         let old = self.pending.len();
         self.pending.extend_from_slice(bytes);
+        if self.request_line_too_long() {
+            self.stop();
+            self.overlong = true;
+            return &[];
+        }
         // Left uninitialised: httparse fills what it uses (initialising
         // 128 entries cost more than the parse itself).
         let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
@@ -118,7 +149,7 @@ impl HeadTracker {
         let parsed = match request.parse_with_uninit_headers(&self.pending, &mut headers) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => {
-                if self.pending.len() > MAX_HEAD {
+                if self.pending.len() > MAX_HEAD.max(self.request_line_limit.saturating_add(2)) {
                     self.stop();
                 }
                 return &[];
@@ -205,6 +236,30 @@ impl HeadTracker {
         rest
     }
 
+    /// Whether the request line of the pending head is known to be longer
+    /// than the limit: its end is there and it is, or it is not there yet
+    /// and more than the limit (plus a CR) has come. Empty lines before
+    /// it are skipped, as hyper and httparse skip them.
+    fn request_line_too_long(&self) -> bool {
+        let limit = self.request_line_limit;
+        if limit == 0 {
+            return false;
+        }
+        let start = self
+            .pending
+            .iter()
+            .position(|&b| b != b'\r' && b != b'\n')
+            .unwrap_or(self.pending.len());
+        let rest = &self.pending[start..];
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(end) => {
+                let line = &rest[..end];
+                line.strip_suffix(b"\r").unwrap_or(line).len() > limit
+            }
+            None => rest.len() > limit.saturating_add(1),
+        }
+    }
+
     fn stop(&mut self) {
         self.state = State::Stopped;
         self.pending = Vec::new();
@@ -275,6 +330,43 @@ POST /d HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0 \
             assert_eq!(t.flag(2), None);
             assert_eq!(t.flag(3), Some(Flag::BadChunkSize), "piece {piece}");
         }
+    }
+
+    #[test]
+    fn an_overlong_request_line_is_seen_whatever_its_length() {
+        for length in [8191, 300_000, 500_000, 1 << 20] {
+            let mut input = b"\r\nGET /".to_vec();
+            input.resize(input.len() + length, b'a');
+            for piece in [1000, 65536, usize::MAX] {
+                let mut t = HeadTracker::new(8190);
+                for part in input.chunks(piece.min(input.len())) {
+                    t.feed(part);
+                }
+                assert!(t.overlong_request_line(), "{length} in pieces of {piece}");
+                assert_eq!(t.state, State::Stopped);
+            }
+        }
+    }
+
+    #[test]
+    fn request_lines_within_the_limit_pass() {
+        let line = format!("GET /{} HTTP/1.1", "a".repeat(8176));
+        assert_eq!(line.len(), 8190);
+        let input = format!("{line}\r\nHost: a\r\n\r\n{line}\r\nHost: a\r\n\r\n");
+        for piece in [1, 7, 4096, 100_000] {
+            let mut t = HeadTracker::new(8190);
+            for part in input.as_bytes().chunks(piece) {
+                t.feed(part);
+            }
+            assert!(!t.overlong_request_line(), "piece {piece}");
+            assert_eq!(t.state, State::Head);
+        }
+        let mut t = HeadTracker::new(8190);
+        t.feed(format!("GET /{} HTTP/1.1\r\n", "a".repeat(8177)).as_bytes());
+        assert!(t.overlong_request_line());
+        let mut t = HeadTracker::new(0);
+        t.feed(&vec![b'a'; 1 << 20]);
+        assert!(!t.overlong_request_line());
     }
 
     #[test]

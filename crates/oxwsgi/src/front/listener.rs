@@ -64,6 +64,8 @@ impl ConnSettings {
 
 /// hyper's default `max_headers` for HTTP/1 (see [`builder`]).
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
+/// hyper's default HTTP/1 read buffer limit (8 KiB + 100 × 4 KiB).
+const HYPER_DEFAULT_MAX_BUF: usize = 8192 + 4096 * 100;
 
 /// The HTTP builders for the three kinds of connection.
 struct Builders {
@@ -84,6 +86,12 @@ fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
     // (~2 400 instructions), so only a different limit is set.
     if settings.limits.request_fields != HYPER_DEFAULT_MAX_HEADERS {
         builder.http1().max_headers(settings.limits.request_fields);
+    }
+    // A `limit-request-line` near hyper's read buffer (~400 KB) needs a
+    // larger buffer, so a line within the limit fits with its headers.
+    let head_room = settings.limits.request_line.saturating_add(64 * 1024);
+    if head_room > HYPER_DEFAULT_MAX_BUF {
+        builder.http1().max_buf_size(head_room);
     }
     let header_list = settings
         .limits
@@ -204,7 +212,7 @@ impl Conn {
         // The framing tracker follows HTTP/1 bytes: the socket's on a plain
         // connection, the decrypted ones (through `Tap`) on TLS.
         let plain = !matches!(protocol, Protocol::Tls(_));
-        let activity = Activity::new(true);
+        let activity = Activity::new(true, self.settings.limits.request_line);
         let io = EdgeStream::new(stream, Arc::clone(&activity), plain);
         match protocol {
             Protocol::Plain | Protocol::H2c => {

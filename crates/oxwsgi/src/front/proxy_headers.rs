@@ -35,6 +35,16 @@ pub fn parse_net(text: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("expected an IP address or a CIDR network, got `{text}`"))
 }
 
+/// A `trusted-proxies` entry as configs write it: `10.0.0.1` for a single
+/// address, `10.0.0.0/8` for a network.
+pub fn net_text(net: &IpNet) -> String {
+    if net.prefix_len() == net.max_prefix_len() {
+        net.addr().to_string()
+    } else {
+        net.to_string()
+    }
+}
+
 /// What the trusted proxy headers of one request say.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Forwarded {

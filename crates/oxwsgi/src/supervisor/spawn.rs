@@ -108,7 +108,7 @@ pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
     let control_fd = CONTROL_FD;
     let config = WorkerConfig {
         group: spec.group.name.clone(),
-        title: spec.group.display_name.clone(),
+        title: Some(spec.group.process_title()),
         channel_fd: CHANNEL_FD,
         threads: spec.group.threads,
         python_path: spec

@@ -11,7 +11,7 @@ use std::path::Path;
 use super::eval::{resolve, Item};
 use crate::config::error::{suggest, ConfigError};
 use crate::config::group_keys::{self, TIMEOUT_KEYS};
-use crate::config::model::{expand_display_name, Group, PythonChoice};
+use crate::config::model::{check_group_size, expand_display_name, Group, PythonChoice};
 use crate::config::names;
 use crate::config::units;
 use crate::config::warning::{Warning, WarningKind};
@@ -124,7 +124,10 @@ pub(super) fn daemon_group(
             )
         };
         match key.as_str() {
-            "processes" => group.processes = count(value, 1).map_err(error)?,
+            "processes" => {
+                group.processes = count(value, 1).map_err(error)?;
+                check_group_size("processes", group.processes).map_err(error)?;
+            }
             "threads" => {
                 if value.trim() == "0" {
                     return Err(error(
@@ -132,6 +135,7 @@ pub(super) fn daemon_group(
                     ));
                 }
                 group.threads = count(value, 1).map_err(error)?;
+                check_group_size("threads", group.threads).map_err(error)?;
             }
             "display-name" => {
                 group.display_name = (!value.is_empty()).then(|| expand_display_name(value, name));

@@ -12,7 +12,8 @@
 //!    ([`daemon`]), `Listen` / `<VirtualHost>` ([`listen`]),
 //!    `WSGIScriptAlias(Match)` and `Alias` ([`aliases`]), the
 //!    per-directory `WSGIProcessGroup` … with mod_wsgi's precedence
-//!    ([`perdir`], [`mounts`]) — and every other directive listed once as
+//!    ([`perdir`], [`mounts`]), `WSGITrustedProxies` /
+//!    `WSGITrustedProxyHeaders` ([`proxies`]) — and every other directive listed once as
 //!    ignored ([`ignored`]).
 //!
 //! Relative paths are resolved against `ServerRoot` when the file sets one,
@@ -28,6 +29,7 @@ mod listen;
 mod mounts;
 mod parser;
 mod perdir;
+mod proxies;
 mod site;
 
 use std::path::Path;

@@ -13,6 +13,7 @@ use super::eval::{resolve, Evaluated, Item, Scope};
 use super::ignored::Ignored;
 use super::listen::{listeners, tls_listeners};
 use super::mounts::{body_limit, layout, Embedded, Settings};
+use super::proxies;
 use crate::config::error::ConfigError;
 use crate::config::model::{PythonChoice, Site};
 use crate::config::warning::{Warning, WarningKind};
@@ -83,6 +84,7 @@ pub(super) fn build(ev: Evaluated) -> Result<(Site, Vec<Warning>), ConfigError> 
     let (mut daemons, mut listens, mut mount_items, mut static_items, mut imports) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut tls_items = Vec::new();
+    let (mut trusted_proxies, mut trusted_headers) = (Vec::new(), Vec::new());
 
     for item in &items {
         if let Some((label, at)) = &item.ctx.opaque {
@@ -191,6 +193,8 @@ pub(super) fn build(ev: Evaluated) -> Result<(Site, Vec<Warning>), ConfigError> 
                 check_context(item, Allowed::Main)?;
                 embedded.restricted = on_off(one_arg(item)?).unwrap_or(false);
             }
+            "wsgitrustedproxies" => trusted_proxies.push(item),
+            "wsgitrustedproxyheaders" => trusted_headers.push(item),
             "sslcertificatefile" | "sslcertificatekeyfile"
                 if item.ctx.vhost.is_some() && item.ctx.sections.is_empty() =>
             {
@@ -221,6 +225,12 @@ pub(super) fn build(ev: Evaluated) -> Result<(Site, Vec<Warning>), ConfigError> 
         groups.push((group, item));
     }
 
+    proxies::apply(
+        &trusted_proxies,
+        &trusted_headers,
+        &mut site.edge,
+        &mut warnings,
+    )?;
     site.listen = listeners(&listens, &vhosts, &mut warnings)?;
     site.edge.listeners = tls_listeners(&tls_items, &vhosts, &site.listen, &base, &mut warnings);
 

@@ -728,3 +728,93 @@ fn import_script_of_a_mounted_script_preloads_it() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn trusted_proxies_and_headers() {
+    use crate::config::model::ProxyHeader;
+    let f = Files::new();
+    let (site, warnings) = f.load(
+        "WSGITrustedProxies 10.0.0.5 192.168.0.0/16\nWSGITrustedProxies ::1\n\
+         WSGITrustedProxyHeaders X-Forwarded-For x-forwarded-proto\n\
+         WSGITrustedProxyHeaders X-Forwarded-Host\n\
+         WSGIScriptAlias / /srv/app.wsgi\n",
+    );
+    let nets: Vec<String> = site
+        .edge
+        .trusted_proxies
+        .iter()
+        .map(crate::front::proxy_headers::net_text)
+        .collect();
+    assert_eq!(nets, ["10.0.0.5", "192.168.0.0/16", "::1"]);
+    assert_eq!(
+        site.edge.trusted_proxy_headers,
+        [
+            ProxyHeader::XForwardedFor,
+            ProxyHeader::XForwardedProto,
+            ProxyHeader::XForwardedHost
+        ]
+    );
+    assert!(of_kind(&warnings, WarningKind::Behaviour)
+        .iter()
+        .all(|w| !w.contains("Trusted")));
+}
+
+#[test]
+fn trusted_proxies_alone_do_nothing_as_in_mod_wsgi() {
+    let f = Files::new();
+    let (site, warnings) = f.load("WSGITrustedProxies 10.0.0.5\nWSGIScriptAlias / /srv/app.wsgi\n");
+    assert_eq!(site.edge.trusted_proxies.len(), 1);
+    assert!(site.edge.trusted_proxy_headers.is_empty());
+    let warning = warnings
+        .iter()
+        .find(|w| {
+            w.message
+                .contains("without WSGITrustedProxyHeaders has no effect")
+        })
+        .unwrap_or_else(|| panic!("{warnings:?}"));
+    assert_eq!(
+        (warning.kind, warning.line),
+        (WarningKind::Behaviour, Some(1))
+    );
+}
+
+#[test]
+fn trusted_headers_alone_trust_every_peer_as_in_mod_wsgi() {
+    let f = Files::new();
+    let (site, warnings) = f.load(
+        "WSGITrustedProxyHeaders X-Forwarded-For X-Real-IP\nWSGIScriptAlias / /srv/app.wsgi\n",
+    );
+    let nets: Vec<String> = site
+        .edge
+        .trusted_proxies
+        .iter()
+        .map(crate::front::proxy_headers::net_text)
+        .collect();
+    assert_eq!(nets, ["0.0.0.0/0", "::/0"]);
+    assert_eq!(site.edge.trusted_proxy_headers.len(), 1);
+    let behaviour = of_kind(&warnings, WarningKind::Behaviour);
+    assert!(
+        behaviour
+            .iter()
+            .any(|w| w.contains("believed from every client")),
+        "{behaviour:?}"
+    );
+    assert!(
+        behaviour
+            .iter()
+            .any(|w| w.contains("X-Real-IP: not implemented")),
+        "{behaviour:?}"
+    );
+}
+
+#[test]
+fn trusted_proxy_errors_name_the_line() {
+    let f = Files::new();
+    let e = f.error("WSGIScriptAlias / /srv/app.wsgi\nWSGITrustedProxies 10.0.0.300\n");
+    assert!(e.contains("site.conf:2") && e.contains("10.0.0.300"), "{e}");
+    let e = f.error("WSGITrustedProxyHeaders X-Forwarded-Fro\n");
+    assert!(
+        e.contains("site.conf:1") && e.contains("X-Forwarded-Fro"),
+        "{e}"
+    );
+}

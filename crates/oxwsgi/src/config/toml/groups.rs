@@ -7,7 +7,9 @@ use super::group_hint;
 use super::reader::{Field, Span, Table};
 use crate::config::error::ConfigError;
 use crate::config::group_keys::{self, GROUP_KEYS, TIMEOUT_KEYS};
-use crate::config::model::{expand_display_name, CpuPolicy, Group, InterpreterGil, PythonChoice};
+use crate::config::model::{
+    check_group_size, expand_display_name, CpuPolicy, Group, InterpreterGil, PythonChoice,
+};
 use crate::config::names;
 
 /// `[groups.NAME]`, quoting the name when TOML would need it.
@@ -63,9 +65,11 @@ fn read_group(name: &str, t: &Table<'_>) -> Result<Group, ConfigError> {
     let mut g = Group::new(name);
     if let Some(f) = t.get("processes") {
         g.processes = f.count(1)?;
+        check_group_size("processes", g.processes).map_err(|e| f.error(e))?;
     }
     if let Some(f) = t.get("threads") {
         g.threads = f.count(1)?;
+        check_group_size("threads", g.threads).map_err(|e| f.error(e))?;
     }
     if let Some(f) = t.get("display-name") {
         let s = f.str()?;
