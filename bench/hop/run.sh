@@ -6,7 +6,8 @@
 #                               # alternating rounds, then the medians
 # Old design: one socketpair per slot (socket) vs a shared page + futex.
 # New design (one channel per daemon process, many streams in flight): mux
-# (batched socketpair) vs ring (shared-memory rings; front woken by eventfd,
+# (batched socketpair; mux-combine: the daemon threads also combine their
+# writes) vs ring (shared-memory rings; front woken by eventfd,
 # as an async front must be) vs ring-futex (front woken by a futex: the best
 # case for shared memory).
 # Every case is bounded by `timeout`; the program forks its own daemons and
@@ -40,7 +41,7 @@ if [ "$what" = all ] || [ "$what" = channel ]; then
             if [ "$w" = 5 ]; then n=40000; else n=15000; fi
             for k in 19 15; do
                 [ "$w" = 30 ] && [ "$k" = 15 ] && continue
-                for t in mux ring ring-futex; do
+                for t in mux mux-combine ring ring-futex; do
                     echo "round=$r case=w${w}k${k} $(run $t --daemons 2 --threads 15 --in-flight $k --round-trips $n --work-us $w)" | tee -a "$out"
                 done
             done

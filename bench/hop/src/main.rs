@@ -19,7 +19,7 @@
 //! trips per second, wall µs per round trip, CPU µs per round trip (both
 //! processes, user + system) and voluntary context switches per round trip.
 //!
-//! `mux`, `ring` and `ring-futex` (in `mux.rs`) model the transport that
+//! `mux`, `mux-combine`, `ring` and `ring-futex` (in `mux.rs`) model the transport that
 //! replaced the per-slot sockets: one channel per daemon process carrying
 //! many streams, a reader thread and a FIFO work queue in the daemon
 //! (`--daemons`, `--threads`, `--in-flight`; `--round-trips` is then the
@@ -41,6 +41,7 @@ enum Transport {
     Futex,
     Spin,
     Mux,
+    MuxCombine,
     Ring,
     RingFutex,
 }
@@ -61,13 +62,14 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: hop socket|futex|spin [--pairs N] [--round-trips N] [--bytes N] \
-                 [--work-us N] [--spin N]\n       hop mux|ring|ring-futex [--daemons N] [--threads N] \
+                 [--work-us N] [--spin N]\n       hop mux|mux-combine|ring|ring-futex [--daemons N] [--threads N] \
                  [--in-flight N] [--round-trips N per daemon] [--bytes N] [--work-us N]";
     let transport = match argv.first().map(String::as_str) {
         Some("socket") => Transport::Socket,
         Some("futex") => Transport::Futex,
         Some("spin") => Transport::Spin,
         Some("mux") => Transport::Mux,
+        Some("mux-combine") => Transport::MuxCombine,
         Some("ring") => Transport::Ring,
         Some("ring-futex") => Transport::RingFutex,
         _ => return Err(usage.to_string()),
@@ -338,7 +340,10 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if matches!(args.transport, Transport::Mux | Transport::Ring | Transport::RingFutex) {
+    if matches!(
+        args.transport,
+        Transport::Mux | Transport::MuxCombine | Transport::Ring | Transport::RingFutex
+    ) {
         mux::run(args);
         return;
     }

@@ -16,7 +16,11 @@
 //!   (`ring-futex`: the best case for shared memory, a front thread that
 //!   does nothing else).
 //!
-//! The daemon side is the same for all three: a reader thread parses
+//! * `mux-combine`: as `mux`, but the daemon's threads combine their
+//!   writes: a thread that finds another one writing leaves its frame in a
+//!   pending buffer, which the writing thread sends in its next `write`.
+//!
+//! The daemon side is otherwise the same for all: a reader thread parses
 //! frames (9-byte header: kind, stream, length) and pushes jobs into a
 //! Mutex + Condvar FIFO queue; `--threads T` worker threads take jobs, burn
 //! `work_us` each and write their response frame under a write mutex.
@@ -221,6 +225,9 @@ struct Daemon<'a> {
     queue: Mutex<Queue>,
     work: Condvar,
     write_lock: Mutex<Vec<u8>>,
+    /// `mux-combine`: frames waiting for the thread that is writing, and
+    /// whether one is.
+    pending: Mutex<(Vec<u8>, bool)>,
     chan: &'a Chan,
     shared: &'a Shared,
     args: Args,
@@ -257,6 +264,10 @@ impl Daemon<'_> {
         loop {
             let (stream, payload) = self.next_job();
             burn(self.args.work);
+            if self.args.transport == Transport::MuxCombine {
+                self.write_combined(stream, &payload);
+                continue;
+            }
             let mut out = self.write_lock.lock().unwrap();
             out.clear();
             push_frame(&mut out, KIND_RESPONSE, stream, &payload);
@@ -266,6 +277,33 @@ impl Daemon<'_> {
                     response.publish(&out);
                     self.shared.wake_front();
                 }
+            }
+        }
+    }
+
+    /// Write combining: the frame joins the pending batch; if no thread is
+    /// writing, this one writes batches until none is left (frames that
+    /// other threads add meanwhile go out in its next write).
+    fn write_combined(&self, stream: u32, payload: &[u8]) {
+        let Chan::Socket { daemon, .. } = self.chan else {
+            unreachable!()
+        };
+        let mut p = self.pending.lock().unwrap();
+        push_frame(&mut p.0, KIND_RESPONSE, stream, payload);
+        if p.1 {
+            return;
+        }
+        p.1 = true;
+        let mut out = Vec::with_capacity(RING);
+        loop {
+            std::mem::swap(&mut p.0, &mut out);
+            drop(p);
+            write_all(*daemon, &out);
+            out.clear();
+            p = self.pending.lock().unwrap();
+            if p.0.is_empty() {
+                p.1 = false;
+                return;
             }
         }
     }
@@ -337,6 +375,7 @@ fn daemon_main(chan: &Chan, shared: &Shared, args: Args) -> ! {
         }),
         work: Condvar::new(),
         write_lock: Mutex::new(Vec::with_capacity(4096)),
+        pending: Mutex::new((Vec::with_capacity(RING), false)),
         chan,
         shared,
         args,
@@ -539,7 +578,9 @@ fn front_rings(chans: &[Chan], shared: &Shared, args: &Args, message: &[u8]) {
                             &timeout as *const libc::timespec,
                         )
                     };
-                    if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT) {
+                    if rc != 0
+                        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT)
+                    {
                         eprintln!("hop: no progress for {STALL_MS} ms");
                         std::process::exit(6);
                     }
@@ -562,7 +603,10 @@ fn front_rings(chans: &[Chan], shared: &Shared, args: &Args, message: &[u8]) {
 pub fn run(args: Args) {
     let frame = HEADER + args.bytes;
     if args.in_flight * frame * 2 > RING {
-        eprintln!("hop: --in-flight × (--bytes + 9) must stay under {} bytes", RING / 2);
+        eprintln!(
+            "hop: --in-flight × (--bytes + 9) must stay under {} bytes",
+            RING / 2
+        );
         std::process::exit(2);
     }
     let front_bell: &'static FrontBell = shared_map();
@@ -578,11 +622,16 @@ pub fn run(args: Args) {
     let shared = Shared { front_bell, wake };
     let chans: Vec<Chan> = (0..args.daemons)
         .map(|_| match args.transport {
-            Transport::Mux => {
+            Transport::Mux | Transport::MuxCombine => {
                 let mut fds = [0; 2];
                 // SAFETY: `fds` has room for the two descriptors.
                 let rc = unsafe {
-                    libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr())
+                    libc::socketpair(
+                        libc::AF_UNIX,
+                        libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                        0,
+                        fds.as_mut_ptr(),
+                    )
                 };
                 assert_eq!(rc, 0, "socketpair failed");
                 Chan::Socket {
@@ -641,7 +690,7 @@ pub fn run(args: Args) {
     let before = usage_of(libc::RUSAGE_SELF);
     let started = Instant::now();
     match args.transport {
-        Transport::Mux => front_socket(&chans, &args, &message),
+        Transport::Mux | Transport::MuxCombine => front_socket(&chans, &args, &message),
         _ => front_rings(&chans, &shared, &args, &message),
     }
     let wall = started.elapsed();
@@ -659,7 +708,9 @@ pub fn run(args: Args) {
         std::process::exit(5);
     }
     let total = args.round_trips as f64 * args.daemons as f64;
-    let front_cpu = micros(me.ru_utime) + micros(me.ru_stime) - micros(before.ru_utime) - micros(before.ru_stime);
+    let front_cpu = micros(me.ru_utime) + micros(me.ru_stime)
+        - micros(before.ru_utime)
+        - micros(before.ru_stime);
     // The daemons' CPU includes their start-up (thread creation), which is
     // small against the run.
     let daemon_cpu = micros(kids.ru_utime) + micros(kids.ru_stime);
@@ -667,6 +718,7 @@ pub fn run(args: Args) {
     let invol = (me.ru_nivcsw - before.ru_nivcsw + kids.ru_nivcsw) as f64;
     let name = match args.transport {
         Transport::Mux => "mux",
+        Transport::MuxCombine => "mux-comb",
         Transport::Ring => "ring",
         _ => "ring-futex",
     };

@@ -254,7 +254,7 @@ mod tests {
     fn every_toml_group_key_but_python_is_a_mod_wsgi_option_here() {
         for key in GROUP_KEYS {
             // oxwsgi's own keys, no mod_wsgi option.
-            if !["python", "interpreter-gil", "cpu-policy"].contains(key) {
+            if !["python", "interpreter-gil", "cpu-policy", "read-ahead"].contains(key) {
                 assert!(IMPLEMENTED.contains(key), "{key}");
             }
         }
