@@ -60,6 +60,7 @@ pub fn to_toml(site: &Site, source: &Path) -> Result<String, ConfigError> {
     }
     limits(&mut out, &site.limits);
     trusted_proxies(&mut out, &site.edge);
+    read_timeouts(&mut out, &site.edge);
 
     for group in &site.groups {
         w.group(&mut out, group)?;
@@ -132,6 +133,29 @@ fn limits(out: &mut String, limits: &Limits) {
             limits.request_body
         };
         let _ = writeln!(out, "limit-request-body = {n}");
+    }
+}
+
+/// `header-timeout` and the body read timeout (Apache's
+/// `RequestReadTimeout`), when they differ from the defaults.
+fn read_timeouts(out: &mut String, edge: &Edge) {
+    let default = Edge::default();
+    if edge.header_timeout != default.header_timeout {
+        let _ = writeln!(
+            out,
+            "header-timeout = {}",
+            edge.header_timeout.as_secs_f64()
+        );
+    }
+    let (read, default) = (&edge.body_read, &default.body_read);
+    if read.timeout != default.timeout {
+        let _ = writeln!(out, "body-timeout = {}", read.timeout.as_secs_f64());
+    }
+    if let Some(max) = read.max {
+        let _ = writeln!(out, "body-timeout-max = {}", max.as_secs_f64());
+    }
+    if read.min_rate != default.min_rate {
+        let _ = writeln!(out, "body-min-rate = {}", read.min_rate);
     }
 }
 

@@ -107,6 +107,18 @@ pub struct Edge {
     /// `keep-alive-timeout`: how long an idle connection is kept open
     /// between requests.
     pub keep_alive_timeout: Duration,
+    /// `body-timeout` / `body-timeout-max` / `body-min-rate`: how long a
+    /// client may take to send a request body.
+    pub body_read: BodyRead,
+    /// `body-buffer-size`: a request body up to this size is read whole
+    /// before a Python thread is taken for it; a larger one streams to the
+    /// application.
+    pub body_buffer: u64,
+    /// `response-buffer-size`: bytes of one response the front takes off
+    /// the daemon, past its window, before the client reads them.
+    pub response_buffer: u64,
+    /// `response-buffer-total`: the same, for every response together.
+    pub response_buffer_total: u64,
     /// `max-connections`: open client connections at most; more wait in
     /// the listen backlog.
     pub max_connections: usize,
@@ -129,6 +141,35 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// `max-connections` when not configured.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// `body-buffer-size` when not configured.
+pub const DEFAULT_BODY_BUFFER: u64 = 1 << 20;
+/// `response-buffer-size` when not configured.
+pub const DEFAULT_RESPONSE_BUFFER: u64 = 16 << 20;
+/// `response-buffer-total` when not configured.
+pub const DEFAULT_RESPONSE_BUFFER_TOTAL: u64 = 256 << 20;
+
+/// The request-body read timeout, as mod_reqtimeout's
+/// `RequestReadTimeout body=TIMEOUT[-MAX],MinRate=RATE`: the body must
+/// arrive within `timeout`, extended by one second for every `min_rate`
+/// bytes received, never past `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyRead {
+    pub timeout: Duration,
+    pub max: Option<Duration>,
+    /// Bytes per second; 0: no extension (then `timeout` bounds the body).
+    pub min_rate: u64,
+}
+
+impl Default for BodyRead {
+    /// mod_reqtimeout's default: `body=20,MinRate=500`.
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(20),
+            max: None,
+            min_rate: 500,
+        }
+    }
+}
 /// Apache's combined format plus `%D` (microseconds), the default.
 pub const COMBINED_LOG_FORMAT: &str =
     "%h %l %u %t \"%r\" %>s %b \"%{Referer}i\" \"%{User-Agent}i\" %D";
@@ -139,6 +180,10 @@ impl Default for Edge {
             listeners: Vec::new(),
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             keep_alive_timeout: DEFAULT_KEEP_ALIVE_TIMEOUT,
+            body_read: BodyRead::default(),
+            body_buffer: DEFAULT_BODY_BUFFER,
+            response_buffer: DEFAULT_RESPONSE_BUFFER,
+            response_buffer_total: DEFAULT_RESPONSE_BUFFER_TOTAL,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             front_threads: None,
             trusted_proxies: Vec::new(),

@@ -7,7 +7,7 @@ use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
 use hyper::{Response, StatusCode};
 use oxwsgi_protocol::{Kind, RequestHead, ResponseHead, BODY_LENGTH_UNKNOWN};
 
-use super::request_body::{encode_body, encode_end, Pump, RequestBody};
+use super::request_body::{encode_body, encode_end, Pump, PumpInput, RequestBody};
 use super::response_body::{ResponseBody, TimeoutReport};
 use crate::transport::{ChannelError, ResponseStream};
 
@@ -23,6 +23,9 @@ pub enum ExchangeError {
     /// The daemon sent a status or header hyper cannot carry (→ 500).
     #[error("invalid response from the application: {0}")]
     InvalidResponse(String),
+    /// The request body stalled before the response began (→ 408).
+    #[error("the request body did not arrive within the body read timeout")]
+    BodyTimedOut,
 }
 
 /// Runs one exchange on `stream`: `head` and the request body go to the
@@ -47,32 +50,58 @@ pub async fn exchange(
 ) -> Result<Response<ResponseBody>, ExchangeError> {
     let channel = stream.channel().clone();
     let id = stream.id();
-    let (pieces, rest) = match body {
-        RequestBody::Complete(pieces) => (pieces, None),
+    let (pieces, rest, read) = match body {
+        RequestBody::Complete(pieces) => {
+            let read = pieces.iter().map(|p| p.len() as u64).sum();
+            (pieces, None, read)
+        }
         RequestBody::Partial {
             head: pieces,
             rest,
             read,
-        } => (pieces, Some((rest, read))),
+            clock,
+        } => (pieces, Some((rest, clock)), read),
     };
     let buffered: usize = pieces.iter().map(Bytes::len).sum();
-    // A body buffered before dispatch is at most BUFFER_LIMIT, which the
-    // first window covers.
-    if !channel.take_credit_now(id, buffered) {
-        return Err(ChannelError::Closed.into());
-    }
-    channel.send(|buf| {
-        head.encode(buf, id);
-        for piece in &pieces {
-            encode_body(buf, id, piece);
-        }
-        if rest.is_none() {
+    // What the first window covers goes in the same write as the head;
+    // the rest through a pump, as the daemon grants credit.
+    let in_first_write = channel.take_credit_now(id, buffered);
+    let pump = if in_first_write && rest.is_none() {
+        channel.send(|buf| {
+            head.encode(buf, id);
+            for piece in &pieces {
+                encode_body(buf, id, piece);
+            }
             encode_end(buf, id, false);
-        }
-    });
-    let pump = rest.map(|(rest, read)| Pump::start(channel, id, rest, read, body_limit));
+        });
+        None
+    } else {
+        let pieces = if in_first_write {
+            channel.send(|buf| {
+                head.encode(buf, id);
+                for piece in &pieces {
+                    encode_body(buf, id, piece);
+                }
+            });
+            Vec::new()
+        } else {
+            channel.send(|buf| head.encode(buf, id));
+            pieces
+        };
+        let input = PumpInput {
+            pieces,
+            rest,
+            read,
+            limit: body_limit,
+        };
+        Some(Pump::start(channel, id, input))
+    };
 
     let frame = stream.next().await.map_err(ChannelError::from)?;
+    if pump.as_ref().is_some_and(Pump::timed_out) {
+        // The application saw a body cut short: the client gets 408.
+        return Err(ExchangeError::BodyTimedOut);
+    }
     match frame.kind {
         Kind::ResponseHead => {}
         Kind::ResponseAbort => {

@@ -25,7 +25,7 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::transport::{Channel, ChannelError, Finished, ResponseStream, Ticket};
+use crate::transport::{Channel, ChannelError, Finished, ResponseBuffer, ResponseStream, Ticket};
 
 /// Identifies a daemon process (the supervisor's id, not the pid: pids
 /// repeat).
@@ -593,7 +593,9 @@ impl Lease {
     /// Opens the request's stream on the process's channel. From then on
     /// the place is given back when the daemon has answered (or the
     /// channel is lost), whatever becomes of the request's task.
-    pub fn open(mut self) -> Result<ResponseStream, ChannelError> {
+    /// With `buffer`, the answer is taken off the daemon as it comes, within
+    /// the buffer's bounds (see [`crate::transport::buffer`]).
+    pub fn open(mut self, buffer: Option<ResponseBuffer>) -> Result<ResponseStream, ChannelError> {
         let Some(grant) = self.grant.take() else {
             return Err(ChannelError::Closed);
         };
@@ -602,7 +604,7 @@ impl Lease {
             process: grant.process,
             token: grant.token,
         });
-        grant.channel.open(ticket)
+        grant.channel.open(ticket, buffer)
     }
 }
 
@@ -710,7 +712,7 @@ mod tests {
 
     /// Sends a request on `lease`'s process: what the exchange does first.
     fn send(lease: Lease) -> ResponseStream {
-        let stream = lease.open().unwrap();
+        let stream = lease.open(None).unwrap();
         let id = stream.id();
         stream.channel().send(|buf| {
             encode_empty(buf, Kind::RequestHead, id);

@@ -27,11 +27,12 @@ use super::router::{Router, Target};
 use super::static_files::StaticRoot;
 use super::validate::{validate, Framing, Head};
 use crate::admin::metrics::GroupMetrics;
-use crate::config::model::{Limits, Site};
+use crate::config::model::{BodyRead, Limits, Site};
 use crate::dispatch::{
     self, BodyError, ExchangeError, GroupPool, LeaseError, RequestBody, ResponseBody,
 };
 use crate::supervisor::MountTarget;
+use crate::transport::{MemoryBudget, ResponseBuffer};
 
 /// What the front needs per mount at request time.
 #[derive(Debug)]
@@ -61,6 +62,13 @@ pub struct Front {
     /// Indexed like `Site::statics`.
     pub statics: Vec<StaticRoot>,
     pub limits: Limits,
+    /// `body-buffer-size`: bodies read whole before a thread is taken.
+    pub body_buffer: u64,
+    /// The body read timeout (`body-timeout`, `body-min-rate` …).
+    pub body_read: BodyRead,
+    /// How much of a response is taken off a daemon before the client
+    /// reads it.
+    pub response_buffer: ResponseBuffer,
     pub proxy: ProxyTrust,
     pub access_log: AccessLog,
     /// Request metrics, indexed by group (empty: not recorded anywhere).
@@ -105,6 +113,14 @@ impl Front {
                 .map(|s| StaticRoot::new(s.dir.clone(), site.edge.follows_symlinks(&s.path)))
                 .collect(),
             limits: site.limits.clone(),
+            body_buffer: site.edge.body_buffer,
+            body_read: site.edge.body_read,
+            response_buffer: ResponseBuffer {
+                budget: Arc::new(MemoryBudget::new(
+                    usize::try_from(site.edge.response_buffer_total).unwrap_or(usize::MAX),
+                )),
+                per_request: usize::try_from(site.edge.response_buffer).unwrap_or(usize::MAX),
+            },
             proxy: ProxyTrust::new(&site.edge.trusted_proxies, &site.edge.trusted_proxy_headers),
             access_log,
             metrics: Vec::new(),
@@ -400,17 +416,26 @@ async fn route_and_run(
                 "request body over limit-request-body",
             ))
         }
-        _ => dispatch::request_body::buffer(body, mount.body_limit)
-            .await
-            .map_err(|error| match error {
-                BodyError::TooLarge(_) => Failure::closing(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "request body over limit-request-body",
-                ),
-                BodyError::Client(_) | BodyError::ForbiddenTrailer(_) => {
-                    Failure::closing(StatusCode::BAD_REQUEST, "malformed request body")
-                }
-            })?,
+        _ => dispatch::request_body::buffer(
+            body,
+            mount.body_limit,
+            front.body_buffer,
+            front.body_read,
+        )
+        .await
+        .map_err(|error| match error {
+            BodyError::TooLarge(_) => Failure::closing(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body over limit-request-body",
+            ),
+            BodyError::TimedOut(_) => Failure::closing(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time",
+            ),
+            BodyError::Client(_) | BodyError::ForbiddenTrailer(_) => {
+                Failure::closing(StatusCode::BAD_REQUEST, "malformed request body")
+            }
+        })?,
     };
     // A whole body read: the tracker has seen its last chunk-size line.
     // (A body larger than the buffer streams on; see docs/design.md §9.)
@@ -456,13 +481,15 @@ async fn route_and_run(
     if front.access_log.wants_daemon_pid() {
         served.daemon_pid = pool.pid_of(process);
     }
-    let stream = lease.open().map_err(|error| {
-        tracing::error!(path = %target, "{error}");
-        Failure::new(
-            StatusCode::BAD_GATEWAY,
-            "the daemon process died while handling the request",
-        )
-    })?;
+    let stream = lease
+        .open(Some(front.response_buffer.clone()))
+        .map_err(|error| {
+            tracing::error!(path = %target, "{error}");
+            Failure::new(
+                StatusCode::BAD_GATEWAY,
+                "the daemon process died while handling the request",
+            )
+        })?;
     let stream_id = stream.id();
     let deadline = mount
         .request_timeout
@@ -503,6 +530,10 @@ async fn route_and_run(
             ExchangeError::Channel(_) => Failure::new(
                 StatusCode::BAD_GATEWAY,
                 "the daemon process died while handling the request",
+            ),
+            ExchangeError::BodyTimedOut => Failure::closing(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time",
             ),
         }
     })

@@ -25,6 +25,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::Notify;
 
+use super::buffer::ResponseBuffer;
 use super::demux::{Demux, DemuxError, Finished, Frame, Lost, Ticket};
 use super::passed_fds::{recv_into, ControlBuffer, FdQueue};
 use super::response::ResponseStream;
@@ -143,8 +144,12 @@ impl Channel {
 
     /// Opens a stream for a new request. `ticket` is told when the daemon
     /// is done with it (or the channel is lost).
-    pub fn open(self: &Arc<Self>, ticket: Box<dyn Ticket>) -> Result<ResponseStream, ChannelError> {
-        match self.demux().open(ticket) {
+    pub fn open(
+        self: &Arc<Self>,
+        ticket: Box<dyn Ticket>,
+        buffer: Option<ResponseBuffer>,
+    ) -> Result<ResponseStream, ChannelError> {
+        match self.demux().open(ticket, buffer) {
             Ok(id) => Ok(ResponseStream::new(Arc::clone(self), id)),
             Err(ticket) => {
                 ticket.finished(Finished::Lost);
@@ -266,6 +271,7 @@ async fn read_frames(channel: &Channel, reader: &OwnedReadHalf) -> Result<(), Ch
     let mut fds = FdQueue::default();
     let mut control = ControlBuffer::default();
     let mut finished: Vec<Box<dyn Ticket>> = Vec::new();
+    let mut grants: Vec<(u32, usize)> = Vec::new();
     loop {
         {
             let mut demux = channel.demux();
@@ -282,6 +288,15 @@ async fn read_frames(channel: &Channel, reader: &OwnedReadHalf) -> Result<(), Ch
                 };
                 finished.extend(demux.deliver(header, frame)?);
             }
+            grants.extend(demux.take_grants());
+        }
+        if !grants.is_empty() {
+            channel.send(|buf| {
+                for (stream, bytes) in grants.drain(..) {
+                    let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+                    Credit { bytes }.encode(buf, stream);
+                }
+            });
         }
         for ticket in finished.drain(..) {
             ticket.finished(Finished::Answered);

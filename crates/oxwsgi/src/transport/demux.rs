@@ -14,6 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::os::fd::OwnedFd;
 use std::task::{Context, Poll, Waker};
 
+use super::buffer::{ResponseBuffer, StreamBuffer};
 use bytes::Bytes;
 use oxwsgi_protocol::{
     Credit, FrameHeader, Kind, ProtocolError, CHANNEL_STREAM, REQUEST_WINDOW, RESPONSE_WINDOW,
@@ -83,6 +84,8 @@ struct Entry {
     /// Request body bytes the front may still send.
     request_credit: u64,
     credit_waiter: Option<Waker>,
+    /// What the front holds of this response past its window.
+    buffer: Option<StreamBuffer>,
 }
 
 impl Entry {
@@ -102,13 +105,22 @@ pub struct Demux {
     streams: HashMap<u32, Entry>,
     last_id: u32,
     lost: bool,
+    /// Credit owed to the daemon for bytes the front took off it on
+    /// arrival (see [`super::buffer`]), by stream, until the reader sends it.
+    grants: Vec<(u32, usize)>,
 }
 
 impl Demux {
     /// Opens a stream for a new request; `ticket` is told when the daemon is
     /// done with it. Ids count up, skipping 0 and ids still in use, so an
     /// id is not reused while anything of its old request may be in flight.
-    pub fn open(&mut self, ticket: Box<dyn Ticket>) -> Result<u32, Box<dyn Ticket>> {
+    /// With `buffer`, the response is taken off the daemon as it comes,
+    /// within the buffer's bounds.
+    pub fn open(
+        &mut self,
+        ticket: Box<dyn Ticket>,
+        buffer: Option<ResponseBuffer>,
+    ) -> Result<u32, Box<dyn Ticket>> {
         if self.lost {
             return Err(ticket);
         }
@@ -133,6 +145,7 @@ impl Demux {
                 ticket: Some(ticket),
                 request_credit: u64::from(REQUEST_WINDOW),
                 credit_waiter: None,
+                buffer: buffer.map(StreamBuffer::new),
             },
         );
         Ok(id)
@@ -187,6 +200,13 @@ impl Demux {
                     .ok_or(DemuxError::Overflow(stream))?;
                 if entry.reading {
                     entry.queued_body += len;
+                    if entry.buffer.as_mut().is_some_and(|b| b.hold(len)) {
+                        entry.window += len;
+                        match self.grants.last_mut() {
+                            Some((id, bytes)) if *id == stream => *bytes += len,
+                            _ => self.grants.push((stream, len)),
+                        }
+                    }
                 } else {
                     // Nobody reads it: the daemon may go on at once.
                     entry.window += len;
@@ -229,8 +249,12 @@ impl Demux {
         };
         if let Some(frame) = entry.frames.pop_front() {
             if frame.kind == Kind::ResponseBody {
-                let len = frame.payload.len();
+                let mut len = frame.payload.len();
                 entry.queued_body -= len;
+                if let Some(buffer) = &mut entry.buffer {
+                    // Bytes held past the window were granted on arrival.
+                    len = buffer.taken(len);
+                }
                 entry.window += len;
                 *credit += len;
             }
@@ -291,6 +315,9 @@ impl Demux {
         entry.reading = false;
         entry.frames.clear();
         entry.queued_body = 0;
+        if let Some(buffer) = &mut entry.buffer {
+            buffer.clear();
+        }
         entry.reader = None;
         // A body still being sent is no longer wanted.
         if let Some(waker) = entry.credit_waiter.take() {
@@ -299,6 +326,12 @@ impl Demux {
         // Unlimited from now on: the front drops whatever comes.
         entry.window = usize::MAX / 2;
         true
+    }
+
+    /// Credit to send the daemon for response bytes taken off it on
+    /// arrival since the last call.
+    pub fn take_grants(&mut self) -> std::vec::Drain<'_, (u32, usize)> {
+        self.grants.drain(..)
     }
 
     /// Takes up to `want` bytes of request-body credit of `stream`, waiting
@@ -418,7 +451,7 @@ mod tests {
     }
 
     fn open(demux: &mut Demux, counts: &Arc<Counts>) -> u32 {
-        match demux.open(Box::new(CountingTicket(Arc::clone(counts)))) {
+        match demux.open(Box::new(CountingTicket(Arc::clone(counts))), None) {
             Ok(id) => id,
             Err(_) => panic!("open failed"),
         }
@@ -510,6 +543,60 @@ mod tests {
     }
 
     #[test]
+    fn a_buffered_stream_is_granted_on_arrival_within_its_bounds() {
+        use crate::transport::buffer::{MemoryBudget, ResponseBuffer};
+        let counts = Arc::new(Counts::default());
+        let mut demux = Demux::default();
+        let chunk = vec![0u8; RESPONSE_WINDOW as usize / 4];
+        let budget = Arc::new(MemoryBudget::new(3 * chunk.len()));
+        let policy = ResponseBuffer {
+            budget: Arc::clone(&budget),
+            per_request: 2 * chunk.len(),
+        };
+        let a = match demux.open(
+            Box::new(CountingTicket(Arc::clone(&counts))),
+            Some(policy.clone()),
+        ) {
+            Ok(id) => id,
+            Err(_) => panic!("open failed"),
+        };
+        deliver(&mut demux, Kind::ResponseHead, a, b"").unwrap();
+        for _ in 0..6 {
+            deliver(&mut demux, Kind::ResponseBody, a, &chunk).unwrap();
+        }
+        // Two chunks were taken off the daemon on arrival: its window is
+        // whole again by them, so four more fit, and then no more.
+        let grants: Vec<_> = demux.take_grants().collect();
+        assert_eq!(grants, vec![(a, 2 * chunk.len())]);
+        assert_eq!(budget.used(), 2 * chunk.len());
+        assert!(matches!(
+            deliver(&mut demux, Kind::ResponseBody, a, b"x"),
+            Err(DemuxError::Overflow(_))
+        ));
+        // Taking the held bytes owes the daemon nothing more.
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut credit = 0;
+        let _head = demux.poll_frame(a, &mut cx, &mut credit);
+        let _body = demux.poll_frame(a, &mut cx, &mut credit);
+        assert_eq!(credit, 0);
+        assert_eq!(budget.used(), chunk.len());
+        let _body = demux.poll_frame(a, &mut cx, &mut credit);
+        let _body = demux.poll_frame(a, &mut cx, &mut credit);
+        assert_eq!(credit, chunk.len());
+        // A second stream shares the budget; a stream gone gives its back.
+        let b = match demux.open(Box::new(CountingTicket(Arc::clone(&counts))), Some(policy)) {
+            Ok(id) => id,
+            Err(_) => panic!("open failed"),
+        };
+        deliver(&mut demux, Kind::ResponseHead, b, b"").unwrap();
+        deliver(&mut demux, Kind::ResponseBody, b, &chunk).unwrap();
+        deliver(&mut demux, Kind::ResponseBody, b, &chunk).unwrap();
+        assert_eq!(budget.used(), 2 * chunk.len());
+        assert!(demux.stop_reading(b));
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
     fn a_reader_that_goes_away_drops_what_comes_and_frees_the_daemon() {
         let counts = Arc::new(Counts::default());
         let mut demux = Demux::default();
@@ -542,7 +629,7 @@ mod tests {
         );
         assert!(matches!(poll(&mut demux, a), Poll::Ready(Err(Lost))));
         assert!(matches!(poll(&mut demux, b), Poll::Ready(Err(Lost))));
-        assert!(demux.open(Box::new(CountingTicket(counts))).is_err());
+        assert!(demux.open(Box::new(CountingTicket(counts)), None).is_err());
     }
 
     #[test]

@@ -6,16 +6,20 @@
 //! * [`demux`]: the table of the channel's streams (routing, windows, the
 //!   checks on what a daemon sends);
 //! * [`response`]: one request's view of its stream;
+//! * [`buffer`]: how much of a response is taken off a daemon before the
+//!   client reads it;
 //! * [`passed_fds`]: descriptors that arrive with `ResponseFile` frames.
 //!
 //! This layer knows nothing of groups, queues or HTTP: `dispatch` decides
 //! which channel a request goes to, and turns the frames into responses.
 
+pub mod buffer;
 pub mod channel;
 pub mod demux;
 pub mod passed_fds;
 pub mod response;
 
+pub use buffer::{MemoryBudget, ResponseBuffer};
 pub use channel::{Channel, ChannelError, Gone};
 pub use demux::{Finished, Frame, Lost, Ticket};
 pub use response::ResponseStream;

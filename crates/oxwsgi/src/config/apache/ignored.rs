@@ -30,7 +30,7 @@ fn consequence(item: &Item) -> Option<&'static str> {
         | "wsgiauthgroupscript" | "satisfy" => Some(ACCESS),
         "header" | "requestheader" => Some(HEADERS),
         "setenv" => Some("its variables are not passed to the WSGI environ (only a %{ENV:name} in WSGIProcessGroup or WSGICallableObject reads them)"),
-        "limitrequestline" | "limitrequestfields" | "limitrequestfieldsize" => {
+        "limitrequestline" | "limitrequestfields" | "limitrequestfieldsize" | "requestreadtimeout" => {
             Some("oxwsgi has one set of front limits: only the main server's are used")
         }
         _ if key.starts_with("ssl") => Some(TLS),

@@ -13,7 +13,8 @@
 //!    `WSGIScriptAlias(Match)` and `Alias` ([`aliases`]), the
 //!    per-directory `WSGIProcessGroup` … with mod_wsgi's precedence
 //!    ([`perdir`], [`mounts`]), `WSGITrustedProxies` /
-//!    `WSGITrustedProxyHeaders` ([`proxies`]) — and every other directive listed once as
+//!    `WSGITrustedProxyHeaders` ([`proxies`]), `RequestReadTimeout`
+//!    ([`reqtimeout`]) — and every other directive listed once as
 //!    ignored ([`ignored`]).
 //!
 //! Relative paths are resolved against `ServerRoot` when the file sets one,
@@ -30,6 +31,7 @@ mod mounts;
 mod parser;
 mod perdir;
 mod proxies;
+mod reqtimeout;
 mod site;
 
 use std::path::Path;

@@ -14,6 +14,7 @@ use super::ignored::Ignored;
 use super::listen::{listeners, tls_listeners};
 use super::mounts::{body_limit, layout, Embedded, Settings};
 use super::proxies;
+use super::reqtimeout::request_read_timeout;
 use crate::config::error::ConfigError;
 use crate::config::model::{PythonChoice, Site};
 use crate::config::warning::{Warning, WarningKind};
@@ -66,7 +67,11 @@ fn in_plain_location(item: &Item) -> bool {
 /// Does oxwsgi read this directive (so that ignoring it is worth a
 /// warning of its own)?
 fn mapped(key: &str) -> bool {
-    key.starts_with("wsgi") || matches!(key, "alias" | "listen" | "limitrequestbody")
+    key.starts_with("wsgi")
+        || matches!(
+            key,
+            "alias" | "listen" | "limitrequestbody" | "requestreadtimeout"
+        )
 }
 
 /// Builds the site.
@@ -155,6 +160,19 @@ pub(super) fn build(ev: Evaluated) -> Result<(Site, Vec<Warning>), ConfigError> 
             "setenv" => {
                 settings.set_env.push(item);
                 ignored.add(item);
+            }
+            "requestreadtimeout" => {
+                if item.ctx.vhost.is_some() || !item.ctx.sections.is_empty() {
+                    ignored.add(item);
+                    continue;
+                }
+                let read = request_read_timeout(item, &mut warnings)?;
+                if let Some(header) = read.header {
+                    site.edge.header_timeout = header;
+                }
+                if let Some(body) = read.body {
+                    site.edge.body_read = body;
+                }
             }
             "limitrequestline" | "limitrequestfields" | "limitrequestfieldsize" => {
                 if item.ctx.vhost.is_some() || !item.ctx.sections.is_empty() {

@@ -692,6 +692,34 @@ fn limits() {
 }
 
 #[test]
+fn request_read_timeout_sets_the_header_and_body_timeouts() {
+    let f = Files::new();
+    let (site, warnings) = f.load(
+        "RequestReadTimeout header=20-40,MinRate=500 body=10-60,MinRate=1000\n\
+         WSGIScriptAlias /x /srv/x.wsgi\n",
+    );
+    assert_eq!(site.edge.header_timeout, Duration::from_secs(40));
+    assert_eq!(site.edge.body_read.timeout, Duration::from_secs(10));
+    assert_eq!(site.edge.body_read.max, Some(Duration::from_secs(60)));
+    assert_eq!(site.edge.body_read.min_rate, 1000);
+    assert!(warnings
+        .iter()
+        .any(|w| w.message.contains("without a minimum rate")));
+    let (site, _) = f.load("RequestReadTimeout body=0\nWSGIScriptAlias /x /srv/x.wsgi\n");
+    assert!(site.edge.body_read.timeout.is_zero());
+    assert_eq!(
+        f.error("RequestReadTimeout body=20-10,MinRate=5\n"),
+        "DIR/site.conf:1: RequestReadTimeout: body=20-10,MinRate=5: the maximum 10 is less than the timeout 20"
+    );
+    assert!(f
+        .error("RequestReadTimeout body\n")
+        .contains("expected STAGE=SECONDS"));
+    assert!(f
+        .error("RequestReadTimeout legs=5\n")
+        .contains("expected handshake, header or body"));
+}
+
+#[test]
 fn quoting_case_and_continuations() {
     let f = Files::new();
     let (site, _) = f.load(

@@ -38,6 +38,12 @@ const TOP_KEYS: &[&str] = &[
     "limit-request-body",
     "header-timeout",
     "keep-alive-timeout",
+    "body-timeout",
+    "body-timeout-max",
+    "body-min-rate",
+    "body-buffer-size",
+    "response-buffer-size",
+    "response-buffer-total",
     "max-connections",
     "front-threads",
     "trusted-proxies",
@@ -285,6 +291,32 @@ fn read_edge(top: &Table<'_>, site: &mut Site) -> Result<(), ConfigError> {
     }
     if let Some(f) = top.get("keep-alive-timeout") {
         edge.keep_alive_timeout = positive_secs(&f)?;
+    }
+    if let Some(f) = top.get("body-timeout") {
+        // 0: no body read timeout, as mod_reqtimeout's `body=0`.
+        edge.body_read.timeout = f.seconds()?;
+    }
+    if let Some(f) = top.get("body-timeout-max") {
+        let max = positive_secs(&f)?;
+        if edge.body_read.timeout.is_zero() || max < edge.body_read.timeout {
+            return Err(f.error(format_args!(
+                "is less than body-timeout ({:?}), or body-timeout is 0",
+                edge.body_read.timeout
+            )));
+        }
+        edge.body_read.max = Some(max);
+    }
+    if let Some(f) = top.get("body-min-rate") {
+        edge.body_read.min_rate = f.size()?;
+    }
+    if let Some(f) = top.get("body-buffer-size") {
+        edge.body_buffer = f.size()?;
+    }
+    if let Some(f) = top.get("response-buffer-size") {
+        edge.response_buffer = f.size()?;
+    }
+    if let Some(f) = top.get("response-buffer-total") {
+        edge.response_buffer_total = f.size()?;
     }
     if let Some(f) = top.get("max-connections") {
         edge.max_connections = f.count(1)?;

@@ -1016,6 +1016,30 @@ follow-symlinks = true
 }
 
 #[test]
+fn body_and_response_buffer_keys() {
+    let edge = Site::default().edge;
+    assert_eq!(edge.body_read.timeout, std::time::Duration::from_secs(20));
+    assert_eq!(edge.body_read.min_rate, 500);
+    assert_eq!(edge.body_buffer, 1 << 20);
+    let site = ok(r#"
+body-timeout = 5
+body-timeout-max = 30
+body-min-rate = "1K"
+body-buffer-size = "4M"
+response-buffer-size = "8M"
+response-buffer-total = "1G"
+"#);
+    let edge = &site.edge;
+    assert_eq!(edge.body_read.timeout, std::time::Duration::from_secs(5));
+    assert_eq!(edge.body_read.max, Some(std::time::Duration::from_secs(30)));
+    assert_eq!(edge.body_read.min_rate, 1024);
+    assert_eq!(edge.body_buffer, 4 << 20);
+    assert_eq!(edge.response_buffer, 8 << 20);
+    assert_eq!(edge.response_buffer_total, 1 << 30);
+    assert!(ok("body-timeout = 0").edge.body_read.timeout.is_zero());
+}
+
+#[test]
 fn edge_key_errors() {
     assert_eq!(
         err("listen = [{ addr = \"127.0.0.1:1\", tls-cert = \"/c.pem\" }]"),
@@ -1029,5 +1053,8 @@ fn edge_key_errors() {
         .contains("not a proxy header oxwsgi knows"));
     assert!(err("header-timeout = 0").contains("must be more than 0 seconds"));
     assert!(err("front-threads = 0").contains("front-threads"));
+    assert!(err("body-timeout = 30\nbody-timeout-max = 10")
+        .starts_with("site.toml:2: `body-timeout-max` is less than body-timeout"));
+    assert!(err("body-buffer-size = \"lots\"").starts_with("site.toml:1: `body-buffer-size`"));
     assert!(Site::default().edge.front_threads() >= 1);
 }
