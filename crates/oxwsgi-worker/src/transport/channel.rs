@@ -336,10 +336,12 @@ fn read_loop(channel: &Channel, mut socket: UnixStream) -> Result<(), ConnError>
                 let have = &buf[start + HEADER_LEN..end];
                 let mut data = Vec::with_capacity(header.len);
                 data.extend_from_slice(have);
-                data.resize(header.len, 0);
-                socket
-                    .read_exact(&mut data[have.len()..])
-                    .map_err(truncated)?;
+                // Into the vector's spare room: no zeroing pass first.
+                let rest = (header.len - have.len()) as u64;
+                let read = (&socket).take(rest).read_to_end(&mut data)?;
+                if read as u64 != rest {
+                    return Err(ConnError::TruncatedFrame);
+                }
                 channel.body(header.stream, data);
                 (start, end) = (0, 0);
                 continue;
@@ -373,14 +375,6 @@ fn read_loop(channel: &Channel, mut socket: UnixStream) -> Result<(), ConnError>
             };
         }
         end += n;
-    }
-}
-
-fn truncated(e: io::Error) -> ConnError {
-    if e.kind() == io::ErrorKind::UnexpectedEof {
-        ConnError::TruncatedFrame
-    } else {
-        ConnError::Io(e)
     }
 }
 

@@ -151,6 +151,24 @@ impl Body {
         }
     }
 
+    /// `read(limit)` served from the piece already in hand, straight into
+    /// the `bytes` object (no intermediate copy): the usual case of an app
+    /// reading a large body in blocks. `None` when the piece does not
+    /// cover it.
+    fn read_buffered<'py>(
+        &self,
+        py: Python<'py>,
+        limit: Option<usize>,
+        line: bool,
+    ) -> Option<Bound<'py, PyBytes>> {
+        let want = limit.filter(|&n| n > 0 && !line)?;
+        let mut state = self.lock();
+        let piece = state.available().get(..want)?;
+        let bytes = PyBytes::new(py, piece);
+        state.pos += want;
+        Some(bytes)
+    }
+
     /// Up to `limit` bytes (all with `None`), up to a newline with `line`.
     /// When the whole body has arrived already (the usual case for small
     /// bodies, which come with the head) nothing can block and the GIL is
@@ -161,6 +179,9 @@ impl Body {
         limit: Option<usize>,
         line: bool,
     ) -> PyResult<Bound<'py, PyBytes>> {
+        if let Some(bytes) = self.read_buffered(py, limit, line) {
+            return Ok(bytes);
+        }
         let data = if self.stream.fully_received() {
             self.read(limit, line, false)?
         } else {

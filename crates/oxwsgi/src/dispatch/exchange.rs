@@ -7,7 +7,7 @@ use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
 use hyper::{Response, StatusCode};
 use oxwsgi_protocol::{Kind, RequestHead, ResponseHead, BODY_LENGTH_UNKNOWN};
 
-use super::request_body::{encode_body, encode_end, Pump, PumpInput, RequestBody};
+use super::request_body::{Pump, PumpInput, RequestBody};
 use super::response_body::{ResponseBody, TimeoutReport};
 use crate::transport::{ChannelError, ResponseStream};
 
@@ -67,25 +67,14 @@ pub async fn exchange(
     // the rest through a pump, as the daemon grants credit.
     let in_first_write = channel.take_credit_now(id, buffered);
     let pump = if in_first_write && rest.is_none() {
-        channel.send(|buf| {
-            head.encode(buf, id);
-            for piece in &pieces {
-                encode_body(buf, id, piece);
-            }
-            encode_end(buf, id, false);
-        });
+        channel.send_request(id, |buf| head.encode(buf, id), &pieces, true);
         None
     } else {
         let pieces = if in_first_write {
-            channel.send(|buf| {
-                head.encode(buf, id);
-                for piece in &pieces {
-                    encode_body(buf, id, piece);
-                }
-            });
+            channel.send_request(id, |buf| head.encode(buf, id), &pieces, false);
             Vec::new()
         } else {
-            channel.send(|buf| head.encode(buf, id));
+            channel.send_request(id, |buf| head.encode(buf, id), &[], false);
             pieces
         };
         let input = PumpInput {

@@ -11,15 +11,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming};
-use oxwsgi_protocol::{encode_frame, Kind, ABORT_FLAG};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::config::model::BodyRead;
 use crate::transport::Channel;
-
-/// The largest body frame the front sends.
-const BODY_FRAME_LEN: usize = 256 * 1024;
 
 /// The body read deadline: `timeout` after the body started, plus one
 /// second per `min_rate` bytes received, never past `max`.
@@ -153,19 +149,6 @@ fn check_trailers(trailers: Option<&hyper::HeaderMap>) -> Result<(), BodyError> 
         }
     }
     Ok(())
-}
-
-/// Appends `data` as body frames of `stream`.
-pub fn encode_body(buf: &mut Vec<u8>, stream: u32, data: &[u8]) {
-    for piece in data.chunks(BODY_FRAME_LEN) {
-        encode_frame(buf, Kind::RequestBody, stream, piece);
-    }
-}
-
-/// Appends the end-of-body frame of `stream`.
-pub fn encode_end(buf: &mut Vec<u8>, stream: u32, aborted: bool) {
-    let flag: &[u8] = if aborted { &[ABORT_FLAG] } else { &[] };
-    encode_frame(buf, Kind::RequestEnd, stream, flag);
 }
 
 /// A running pump: forwards the rest of a body to the daemon. Dropping it

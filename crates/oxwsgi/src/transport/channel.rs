@@ -15,10 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes, BytesMut};
 use oxwsgi_protocol::{
-    encode_empty, encode_frame, next_frame, parse_header, Credit, Hello, Kind, ProtocolError,
-    ABORT_FLAG, HEADER_LEN,
+    encode_empty, encode_frame, encode_header, next_frame, parse_header, Credit, Hello, Kind,
+    ProtocolError, ABORT_FLAG, HEADER_LEN,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -69,11 +71,38 @@ impl From<Lost> for ChannelError {
     }
 }
 
+/// What the writer is to send, in order: `pieces`, then `buf`.
 #[derive(Default)]
 struct Outbox {
+    /// Whole frames written out by the encoders.
     buf: Vec<u8>,
+    /// Earlier bytes: frames encoded before a large payload, and large
+    /// request-body payloads themselves, sent from the client's buffers
+    /// without a copy (one `writev` with the rest).
+    pieces: Vec<Bytes>,
     /// Close the write side once what is queued is sent.
     shutdown: bool,
+}
+
+/// A payload at least this large goes out as its own piece instead of
+/// being copied into the outbox.
+const COPY_UP_TO: usize = 16 * 1024;
+
+impl Outbox {
+    fn is_empty(&self) -> bool {
+        self.buf.is_empty() && self.pieces.is_empty()
+    }
+
+    /// Appends a `RequestBody` frame of `stream` carrying `data`.
+    fn body_frame(&mut self, stream: u32, data: &Bytes) {
+        if data.len() < COPY_UP_TO {
+            encode_frame(&mut self.buf, Kind::RequestBody, stream, data);
+            return;
+        }
+        encode_header(&mut self.buf, Kind::RequestBody, stream, data.len());
+        self.pieces.push(Bytes::from(std::mem::take(&mut self.buf)));
+        self.pieces.push(data.clone());
+    }
 }
 
 /// One daemon process's channel.
@@ -162,8 +191,39 @@ impl Channel {
     pub fn send(&self, fill: impl FnOnce(&mut Vec<u8>)) {
         let was_empty = {
             let mut outbox = self.outbox();
-            let was_empty = outbox.buf.is_empty();
+            let was_empty = outbox.is_empty();
             fill(&mut outbox.buf);
+            was_empty
+        };
+        if was_empty {
+            self.writer_wanted.notify_one();
+        }
+    }
+
+    /// Queues `stream`'s request head (encoded by `head`), the body
+    /// `pieces` as frames (large ones without a copy) and, with `end`, the
+    /// end of the body: one write for the lot. The caller has taken the
+    /// credit for `pieces`.
+    pub fn send_request(
+        &self,
+        stream: u32,
+        head: impl FnOnce(&mut Vec<u8>),
+        pieces: &[Bytes],
+        end: bool,
+    ) {
+        let was_empty = {
+            let mut outbox = self.outbox();
+            let was_empty = outbox.is_empty();
+            head(&mut outbox.buf);
+            for piece in pieces {
+                for at in (0..piece.len()).step_by(BODY_FRAME_LEN) {
+                    let frame = piece.slice(at..piece.len().min(at + BODY_FRAME_LEN));
+                    outbox.body_frame(stream, &frame);
+                }
+            }
+            if end {
+                encode_empty(&mut outbox.buf, Kind::RequestEnd, stream);
+            }
             was_empty
         };
         if was_empty {
@@ -187,15 +247,23 @@ impl Channel {
     /// credit allows. `Err(Gone)`: the body is no longer wanted (the
     /// response ended) or the channel is lost.
     pub async fn send_body(&self, stream: u32, data: &Bytes) -> Result<(), Gone> {
-        let mut rest = &data[..];
-        while !rest.is_empty() {
-            let want = rest.len().min(BODY_FRAME_LEN);
+        let mut at = 0;
+        while at < data.len() {
+            let want = (data.len() - at).min(BODY_FRAME_LEN);
             let granted = std::future::poll_fn(|cx| self.poll_credit(stream, want, cx))
                 .await
                 .ok_or(Gone)?;
-            let (now, later) = rest.split_at(granted.min(rest.len()));
-            self.send(|buf| encode_frame(buf, Kind::RequestBody, stream, now));
-            rest = later;
+            let now = data.slice(at..at + granted.min(want));
+            at += now.len();
+            let was_empty = {
+                let mut outbox = self.outbox();
+                let was_empty = outbox.is_empty();
+                outbox.body_frame(stream, &now);
+                was_empty
+            };
+            if was_empty {
+                self.writer_wanted.notify_one();
+            }
         }
         Ok(())
     }
@@ -334,12 +402,24 @@ async fn read_frames(channel: &Channel, reader: &OwnedReadHalf) -> Result<(), Ch
 
 async fn write_task(channel: Arc<Channel>, mut writer: OwnedWriteHalf) {
     let mut spare: Vec<u8> = Vec::new();
+    let mut pieces: Vec<Bytes> = Vec::new();
     loop {
         let shutdown = {
             let mut outbox = channel.outbox();
             std::mem::swap(&mut outbox.buf, &mut spare);
+            std::mem::swap(&mut outbox.pieces, &mut pieces);
             outbox.shutdown
         };
+        if !pieces.is_empty() {
+            if !spare.is_empty() {
+                pieces.push(Bytes::from(std::mem::take(&mut spare)));
+            }
+            if let Err(error) = write_pieces(&mut writer, &mut pieces).await {
+                tracing::warn!("writing to the daemon's channel: {error}");
+                break;
+            }
+            continue;
+        }
         if !spare.is_empty() {
             if let Err(error) = writer.write_all(&spare).await {
                 tracing::warn!("writing to the daemon's channel: {error}");
@@ -360,4 +440,35 @@ async fn write_task(channel: Arc<Channel>, mut writer: OwnedWriteHalf) {
     // Dropping the write half shuts the socket down for writing: the daemon
     // sees the end of its requests.
     let _ = writer.shutdown().await;
+}
+
+/// Writes every piece (vectored writes, up to [`MAX_SLICES`] a call) and
+/// leaves `pieces` empty.
+async fn write_pieces(writer: &mut OwnedWriteHalf, pieces: &mut Vec<Bytes>) -> std::io::Result<()> {
+    const MAX_SLICES: usize = 64;
+    let mut first = 0;
+    while first < pieces.len() {
+        let slices: Vec<IoSlice<'_>> = pieces[first..]
+            .iter()
+            .take(MAX_SLICES)
+            .map(|p| IoSlice::new(p))
+            .collect();
+        let mut written = writer.write_vectored(&slices).await?;
+        drop(slices);
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let piece = &mut pieces[first];
+            if written >= piece.len() {
+                written -= piece.len();
+                first += 1;
+            } else {
+                piece.advance(written);
+                written = 0;
+            }
+        }
+    }
+    pieces.clear();
+    Ok(())
 }
