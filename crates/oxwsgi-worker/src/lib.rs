@@ -33,12 +33,6 @@ mod wsgi;
 use pyo3::prelude::*;
 
 /// The extension's own allocations (request bodies read from the channel,
-/// response frames) come from mimalloc, which reuses freed memory: glibc
-/// maps and unmaps buffers of 128 KiB and more fresh each time, so the
-/// kernel zeroed new pages for every large body. Python's own objects
-/// still come from Python's allocator.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[pymodule]
 fn _oxwsgi_worker(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -8,6 +8,7 @@ pub mod dispatch;
 pub mod fd_budget;
 pub mod front;
 pub mod logging;
+pub mod malloc_tuning;
 pub mod server;
 pub mod status_cmd;
 pub mod supervisor;

@@ -9,15 +9,8 @@ use oxwsgi::cli::{Cli, Command};
 use oxwsgi::config::{self, model::Site};
 use oxwsgi::server::SiteLoader;
 
-/// mimalloc keeps freed memory for reuse: the front moves response and
-/// request bodies through buffers of 256 KiB and more, which glibc's malloc
-/// maps and unmaps fresh each time, so every 1 MiB response also cost the
-/// kernel zeroing 1 MiB of new pages (twice the front's CPU per request on
-/// the 1 MiB workload, docs/benchmarks.md). Granian ships mimalloc too.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
+    oxwsgi::malloc_tuning::tune_this_process();
     let cli = Cli::parse_or_exit();
     if matches!(cli.command, Command::Serve(_) | Command::Run(_)) {
         // Socket activation: adopt systemd's descriptors before anything

@@ -143,6 +143,11 @@ pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
         // daemons itself.
         .process_group(0)
         .kill_on_drop(true);
+    for (name, value) in crate::malloc_tuning::daemon_env() {
+        if std::env::var_os(name).is_none() {
+            command.env(name, value);
+        }
+    }
     if let Some(home) = &spec.group.home {
         command.current_dir(home);
     }
