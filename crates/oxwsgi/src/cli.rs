@@ -204,6 +204,12 @@ pub struct ServeArgs {
     /// Working directory of the daemons.
     #[arg(long, value_name = "DIR", help_heading = "Daemon group")]
     pub home: Option<PathBuf>,
+    /// Variables of an environment file (NAME=VALUE lines) for the daemons.
+    #[arg(long, value_name = "PATH", help_heading = "Daemon group")]
+    pub env_file: Option<PathBuf>,
+    /// A variable for the daemons (repeatable; wins over --env-file).
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env, help_heading = "Daemon group")]
+    pub env: Vec<(String, String)>,
 
     #[command(flatten)]
     pub limits: GroupLimitArgs,
@@ -281,6 +287,16 @@ fn parse_count(text: &str) -> Result<usize, String> {
             "expected a whole number from 1 to {max}, got `{text}`"
         )),
     }
+}
+
+/// `--env NAME=VALUE`.
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, got {text:?}"))?;
+    crate::config::dotenv::check_name(name)?;
+    crate::config::dotenv::check_value(name, value)?;
+    Ok((name.to_owned(), value.to_owned()))
 }
 
 /// `--static PREFIX=DIR`, the prefix normalised, the folder as given.

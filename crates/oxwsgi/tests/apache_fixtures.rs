@@ -57,6 +57,7 @@ fn mount(path: &str, script: &str, group: &str) -> Mount {
         application_group: "%{GLOBAL}".into(),
         pass_authorization: true,
         limit_request_body: None,
+        environ: Vec::new(),
         preload: false,
     }
 }

@@ -253,6 +253,7 @@ mod tests {
             application_group: app_group.into(),
             pass_authorization: true,
             limit_request_body: None,
+            environ: Vec::new(),
             preload: false,
         }
     }

@@ -89,6 +89,14 @@ pub fn to_toml(site: &Site, source: &Path) -> Result<String, ConfigError> {
         if mount.preload {
             out.push_str("preload = true\n");
         }
+        if !mount.environ.is_empty() {
+            let vars: Vec<String> = mount
+                .environ
+                .iter()
+                .map(|(name, value)| format!("{name} = {}", quote(value)))
+                .collect();
+            let _ = writeln!(out, "set-env = {{ {} }}", vars.join(", "));
+        }
         if let Some(limit) = mount.limit_request_body {
             let _ = writeln!(
                 out,
@@ -441,6 +449,7 @@ mod tests {
                     application_group: "%{RESOURCE}".into(),
                     pass_authorization: false,
                     limit_request_body: Some(u64::MAX),
+                    environ: Vec::new(),
                     preload: false,
                 },
                 Mount {
@@ -451,6 +460,7 @@ mod tests {
                     application_group: "%{GLOBAL}".into(),
                     pass_authorization: true,
                     limit_request_body: Some(1024),
+                    environ: Vec::new(),
                     preload: false,
                 },
             ],

@@ -27,6 +27,8 @@ pub const GROUP_KEYS: &[&str] = &[
     "umask",
     "lang",
     "locale",
+    "env",
+    "env-file",
     "maximum-requests",
     "maximum-requests-jitter",
     "memory-limit",

@@ -12,6 +12,7 @@ pub mod addr;
 pub mod apache;
 pub mod check;
 pub mod convert;
+pub mod dotenv;
 pub mod error;
 pub mod group_keys;
 pub mod model;

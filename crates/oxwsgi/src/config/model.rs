@@ -331,6 +331,9 @@ pub struct Group {
     pub lang: Option<String>,
     /// `locale`: the daemons' `LC_ALL`.
     pub locale: Option<String>,
+    /// `env-file` then `env` (later wins): variables the group's daemons
+    /// get in their environment, on top of the front's.
+    pub env: Vec<(String, String)>,
     /// `interpreter-gil`: the GIL of the group's sub-interpreters (named
     /// application groups); `None` = shared.
     pub interpreter_gil: Option<InterpreterGil>,
@@ -442,6 +445,7 @@ impl Group {
             umask: None,
             lang: None,
             locale: None,
+            env: Vec::new(),
             interpreter_gil: None,
             cpu_policy: None,
             cpu_priority: None,
@@ -495,6 +499,9 @@ pub struct Mount {
     pub pass_authorization: bool,
     /// Per-mount `limit-request-body`, overriding the site's.
     pub limit_request_body: Option<u64>,
+    /// `set-env` (Apache `SetEnv` / `PassEnv`): extra keys of every
+    /// request's WSGI environ, as mod_wsgi passes them; never `os.environ`.
+    pub environ: Vec<(String, String)>,
     /// `preload`: make a named application group's sub-interpreter and
     /// import the application when a daemon starts, not on first use
     /// (`WSGIImportScript`).

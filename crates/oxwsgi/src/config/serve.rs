@@ -83,6 +83,13 @@ fn build(args: &ServeArgs, cwd: &Path) -> Result<Site, ConfigError> {
         .map(|p| absolute(Path::new(p)))
         .collect();
     group.home = args.home.as_deref().map(absolute);
+    if let Some(file) = &args.env_file {
+        group.env = super::dotenv::read(&absolute(file))?;
+    }
+    for (name, value) in &args.env {
+        group.env.retain(|(n, _)| n != name);
+        group.env.push((name.clone(), value.clone()));
+    }
     let limits = &args.limits;
     for (key, value) in limits.timeouts() {
         if let Some(value) = value {
@@ -146,6 +153,7 @@ fn build(args: &ServeArgs, cwd: &Path) -> Result<Site, ConfigError> {
             application_group: GLOBAL_APPLICATION_GROUP.to_string(),
             pass_authorization: true,
             limit_request_body: None,
+            environ: Vec::new(),
             preload: false,
         }],
         statics,
@@ -227,6 +235,7 @@ mod tests {
                 pass_authorization: true,
                 preload: false,
                 limit_request_body: None,
+                environ: Vec::new(),
             }]
         );
         assert!(site.statics.is_empty());

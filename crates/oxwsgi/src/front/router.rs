@@ -121,6 +121,7 @@ mod tests {
             application_group: GLOBAL_APPLICATION_GROUP.into(),
             pass_authorization: true,
             limit_request_body: None,
+            environ: Vec::new(),
             preload: false,
         }
     }

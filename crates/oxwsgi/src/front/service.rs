@@ -45,6 +45,9 @@ pub struct MountRoute {
     /// The group's `request-timeout`: 504 when the daemon has not answered
     /// within this long; the process is then recycled.
     pub request_timeout: Option<Duration>,
+    /// The mount's `set-env` (Apache `SetEnv` / `PassEnv`): extra environ
+    /// keys of every request.
+    pub environ: Vec<(String, String)>,
 }
 
 /// The current front, replaced as a whole by a graceful reload.
@@ -94,6 +97,7 @@ impl Front {
                 body_limit: mount.limit_request_body.unwrap_or(site.limits.request_body),
                 queue_timeout: site.group(&mount.group).and_then(|g| g.timeouts.queue),
                 request_timeout: site.group(&mount.group).and_then(|g| g.timeouts.request),
+                environ: mount.environ.clone(),
             })
             .collect();
         let mut group_names = vec![String::new(); pools.len()];
@@ -469,7 +473,15 @@ async fn route_and_run(
         remote_addr: client.remote_text.as_bytes(),
         remote_port: client.remote_port_text.as_bytes(),
         url_scheme: if client.https { b"https" } else { b"http" },
-        headers: headers.pairs().collect(),
+        headers: headers
+            .pairs()
+            .chain(
+                mount
+                    .environ
+                    .iter()
+                    .map(|(name, value)| (name.as_bytes(), value.as_bytes())),
+            )
+            .collect(),
     };
 
     let pool = &front.pools[mount.target.group];

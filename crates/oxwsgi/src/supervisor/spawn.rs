@@ -148,6 +148,10 @@ pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
             command.env(name, value);
         }
     }
+    // The group's own variables (`env-file`, `env`), after oxwsgi's
+    // defaults so they can change those; OXWSGI_* names are refused by the
+    // config readers.
+    command.envs(spec.group.env.iter().map(|(name, value)| (name, value)));
     if let Some(home) = &spec.group.home {
         command.current_dir(home);
     }

@@ -29,7 +29,6 @@ fn consequence(item: &Item) -> Option<&'static str> {
         | "authdigestprovider" | "authzgroupfilecheck" | "wsgiaccessscript" | "wsgiauthuserscript"
         | "wsgiauthgroupscript" | "satisfy" => Some(ACCESS),
         "header" | "requestheader" => Some(HEADERS),
-        "setenv" => Some("its variables are not passed to the WSGI environ (only a %{ENV:name} in WSGIProcessGroup or WSGICallableObject reads them)"),
         "limitrequestline" | "limitrequestfields" | "limitrequestfieldsize" | "requestreadtimeout" => {
             Some("oxwsgi has one set of front limits: only the main server's are used")
         }

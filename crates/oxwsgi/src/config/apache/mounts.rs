@@ -34,6 +34,7 @@ pub(super) struct Settings<'a> {
     pub(super) pass_authorization: Vec<&'a Item>,
     pub(super) limit_request_body: Vec<&'a Item>,
     pub(super) set_env: Vec<&'a Item>,
+    pub(super) pass_env: Vec<&'a Item>,
 }
 
 /// Server-wide settings the mounts' own groups take.
@@ -79,6 +80,7 @@ struct Resolved<'a> {
     callable: String,
     pass_authorization: Option<bool>,
     limit_request_body: Option<u64>,
+    environ: Vec<(String, String)>,
 }
 
 impl Resolved<'_> {
@@ -89,6 +91,7 @@ impl Resolved<'_> {
             && self.callable == other.callable
             && self.pass_authorization == other.pass_authorization
             && self.limit_request_body == other.limit_request_body
+            && self.environ == other.environ
     }
 }
 
@@ -175,6 +178,7 @@ pub(super) fn layout<'a>(
                 .unwrap_or_else(|| GLOBAL_APPLICATION_GROUP.into()),
             pass_authorization: r.pass_authorization.unwrap_or(true),
             limit_request_body: r.limit_request_body,
+            environ: r.environ,
             preload: false,
         });
     }
@@ -299,6 +303,8 @@ fn resolve<'a>(
         _ => None,
     };
 
+    let environ = request_environ(settings, &target, resolver);
+
     Ok(Resolved {
         decl,
         choice,
@@ -306,6 +312,7 @@ fn resolve<'a>(
         callable,
         pass_authorization,
         limit_request_body,
+        environ,
     })
 }
 
@@ -337,6 +344,46 @@ fn env_name(value: &str) -> Option<&str> {
     value
         .strip_prefix("%{ENV:")
         .and_then(|v| v.strip_suffix('}'))
+}
+
+/// What mod_wsgi adds to each request's environ for the target: the
+/// variables `PassEnv` names that the front's own environment has, then
+/// every `SetEnv` that applies (the nearest one per name wins).
+fn request_environ(
+    settings: &Settings<'_>,
+    target: &Target<'_>,
+    resolver: &mut Resolver,
+) -> Vec<(String, String)> {
+    let mut environ: Vec<(String, String)> = Vec::new();
+    let mut put = |name: &str, value: String| {
+        environ.retain(|(n, _)| n != name);
+        environ.push((name.to_owned(), value));
+    };
+    let mut passed: Vec<&str> = Vec::new();
+    for item in &settings.pass_env {
+        if resolver.lookup(&[*item], target).winner.is_some() {
+            passed.extend(item.args.iter().map(String::as_str));
+        }
+    }
+    for name in passed {
+        if let Ok(value) = std::env::var(name) {
+            put(name, value);
+        }
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for item in &settings.set_env {
+        if let Some(name) = item.args.first() {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+    }
+    for name in names {
+        if let Some(value) = set_env(settings, name, target, resolver) {
+            put(name, value);
+        }
+    }
+    environ
 }
 
 /// The value `SetEnv name value` gives for the target, if any applies.

@@ -158,8 +158,22 @@ pub(super) fn build(ev: Evaluated) -> Result<(Site, Vec<Warning>), ConfigError> 
                 settings.limit_request_body.push(item);
             }
             "setenv" => {
+                if item.args.is_empty() || item.args.len() > 2 {
+                    return Err(item.loc.error(
+                        Some(&item.name),
+                        format!("{} takes a variable name and an optional value", item.name),
+                    ));
+                }
                 settings.set_env.push(item);
-                ignored.add(item);
+            }
+            "passenv" => {
+                if item.args.is_empty() {
+                    return Err(item.loc.error(
+                        Some(&item.name),
+                        format!("{} takes one or more variable names", item.name),
+                    ));
+                }
+                settings.pass_env.push(item);
             }
             "requestreadtimeout" => {
                 if item.ctx.vhost.is_some() || !item.ctx.sections.is_empty() {

@@ -129,6 +129,37 @@ fn precedence_alias_options_then_location_then_directory_then_host_then_server()
 }
 
 #[test]
+fn set_env_and_pass_env_reach_the_mounts_environ() {
+    std::env::set_var("OXWSGI_TEST_PASSED", "from-front");
+    let f = Files::new();
+    let (site, _) = f.load(
+        "SetEnv SITE main\nPassEnv OXWSGI_TEST_PASSED OXWSGI_TEST_UNSET\n\
+         WSGIScriptAlias /a /srv/a.wsgi\n\
+         <Location /a>\n  SetEnv DJANGO_SETTINGS_MODULE a.settings\n  SetEnv SITE a\n</Location>\n\
+         WSGIScriptAlias /b /srv/b.wsgi\n",
+    );
+    let pairs = |path: &str| -> Vec<(String, String)> { site.mount(path).environ.clone() };
+    let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());
+    assert_eq!(
+        pairs("/a"),
+        vec![
+            pair("OXWSGI_TEST_PASSED", "from-front"),
+            pair("SITE", "a"),
+            pair("DJANGO_SETTINGS_MODULE", "a.settings"),
+        ]
+    );
+    assert_eq!(
+        pairs("/b"),
+        vec![
+            pair("OXWSGI_TEST_PASSED", "from-front"),
+            pair("SITE", "main")
+        ]
+    );
+    assert!(f.error("SetEnv\n").contains("takes a variable name"));
+    assert!(f.error("PassEnv\n").contains("one or more variable names"));
+}
+
+#[test]
 fn virtual_host_settings_override_the_main_servers_and_set_env_feeds_env() {
     let f = Files::new();
     let (site, warnings) = f.load(

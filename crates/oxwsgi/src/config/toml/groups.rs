@@ -5,6 +5,7 @@ use ::toml::de::DeValue;
 
 use super::group_hint;
 use super::reader::{Field, Span, Table};
+use crate::config::dotenv;
 use crate::config::error::ConfigError;
 use crate::config::group_keys::{self, GROUP_KEYS, TIMEOUT_KEYS};
 use crate::config::model::{
@@ -105,6 +106,16 @@ fn read_group(name: &str, t: &Table<'_>) -> Result<Group, ConfigError> {
     }
     if let Some(f) = t.get("locale") {
         g.locale = Some(f.non_empty_str()?.to_string());
+    }
+    if let Some(f) = t.get("env-file") {
+        let path = f.path()?;
+        g.env = dotenv::read(&path)?;
+    }
+    if let Some(f) = t.get("env") {
+        for (name, value) in f.variables()? {
+            g.env.retain(|(n, _)| *n != name);
+            g.env.push((name, value));
+        }
     }
     if let Some(f) = t.get("maximum-requests") {
         g.maximum_requests = group_keys::off_if_zero(f.uint()?);

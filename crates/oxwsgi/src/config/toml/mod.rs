@@ -63,6 +63,7 @@ pub(super) const MOUNT_KEYS: &[&str] = &[
     "application-group",
     "pass-authorization",
     "limit-request-body",
+    "set-env",
     "preload",
 ];
 

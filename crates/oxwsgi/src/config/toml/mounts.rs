@@ -107,6 +107,10 @@ fn read_mount(t: &Table<'_>) -> Result<PendingMount, ConfigError> {
         Some(f) => Some(body_limit(f.size()?)),
         None => None,
     };
+    let environ = match t.get("set-env") {
+        Some(f) => f.variables()?,
+        None => Vec::new(),
+    };
     let preload = match t.get("preload") {
         Some(f) => f.bool()?,
         None => false,
@@ -127,6 +131,7 @@ fn read_mount(t: &Table<'_>) -> Result<PendingMount, ConfigError> {
             application_group,
             pass_authorization,
             limit_request_body,
+            environ,
             preload,
         },
         group,

@@ -197,6 +197,34 @@ impl<'a> Field<'a> {
         }
     }
 
+    /// A table of variables, `{ NAME = "value", ... }` (`env`, `set-env`):
+    /// names and values checked as an environment file's are.
+    pub(super) fn variables(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        let name = if self.table.is_empty() {
+            self.key.clone()
+        } else {
+            format!("{}.{}", self.table, self.key)
+        };
+        let vars = self
+            .table(name)
+            .ok_or_else(|| self.expected("a table of NAME = \"value\""))?;
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (key, value) in vars.entries() {
+            let name = key.get_ref().as_ref();
+            let field = Field {
+                doc: self.doc,
+                table: self.table,
+                key: format!("{}.{name}", self.key),
+                value,
+            };
+            crate::config::dotenv::check_name(name).map_err(|e| field.error(e))?;
+            let text = field.str()?;
+            crate::config::dotenv::check_value(name, text).map_err(|e| field.error(e))?;
+            out.push((name.to_owned(), text.to_owned()));
+        }
+        Ok(out)
+    }
+
     pub(super) fn str(&self) -> Result<&'a str, ConfigError> {
         match self.value.get_ref() {
             DeValue::String(s) => Ok(s.as_ref()),

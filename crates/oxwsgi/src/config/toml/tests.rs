@@ -89,6 +89,7 @@ fn the_mission_config() {
         application_group: "%{GLOBAL}".into(),
         pass_authorization: true,
         limit_request_body: None,
+        environ: Vec::new(),
         preload: false,
     };
     assert_eq!(
@@ -305,6 +306,7 @@ interrupt-timeout = 0
             umask: Some(0o027),
             lang: Some("en_US.UTF-8".into()),
             locale: Some("C.UTF-8".into()),
+            env: Vec::new(),
             interpreter_gil: None,
             cpu_policy: None,
             cpu_priority: None,
@@ -1057,4 +1059,43 @@ fn edge_key_errors() {
         .starts_with("site.toml:2: `body-timeout-max` is less than body-timeout"));
     assert!(err("body-buffer-size = \"lots\"").starts_with("site.toml:1: `body-buffer-size`"));
     assert!(Site::default().edge.front_threads() >= 1);
+}
+
+#[test]
+fn group_env_env_file_and_mount_set_env() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app.env"),
+        "# secrets\nSECRET='s3cr$t'\nMODE=file\n",
+    )
+    .unwrap();
+    let src = r#"
+[groups.g]
+env-file = "app.env"
+env = { MODE = "table", DJANGO_SETTINGS_MODULE = "site.settings" }
+
+[[mount]]
+path = "/"
+module = "m:app"
+group = "g"
+set-env = { TENANT = "one" }
+"#;
+    let site = super::parse(src, std::path::Path::new("site.toml"), dir.path()).unwrap();
+    let pair = |n: &str, v: &str| (n.to_owned(), v.to_owned());
+    assert_eq!(
+        site.groups[0].env,
+        vec![
+            pair("SECRET", "s3cr$t"),
+            pair("MODE", "table"),
+            pair("DJANGO_SETTINGS_MODULE", "site.settings"),
+        ]
+    );
+    assert_eq!(site.mounts[0].environ, vec![pair("TENANT", "one")]);
+    assert!(err("[groups.g]\nenv = { \"1X\" = \"v\" }")
+        .starts_with("site.toml:2: `env.1X` in [groups.g] `1X` is not a variable name"));
+    assert!(err("[groups.g]\nenv = { A = 1 }").contains("must be a string"));
+    assert!(err("[groups.g]\nenv = \"A=1\"").contains("a table of NAME"));
+    assert!(err("[groups.g]\nenv = { OXWSGI_WORKER_LIB = \"x\" }").contains("oxwsgi's own"));
+    let e = err("[groups.g]\nenv-file = \"/nonexistent/app.env\"");
+    assert!(e.contains("cannot read the environment file"), "{e}");
 }
