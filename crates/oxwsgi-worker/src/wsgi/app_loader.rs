@@ -5,7 +5,8 @@
 //! `__file__` set, the source compiled under the file's name and executed
 //! in the module's namespace, the module in `sys.modules` (a second mount
 //! of the same script in the same interpreter reuses it). A `module` is
-//! imported normally. Either way the `callable` attribute is the app.
+//! imported normally. Either way the `callable` attribute is the app, or,
+//! for `name()`, what calling that factory once (no arguments) returns.
 //!
 //! An import failure is logged once, with its traceback; the mount then
 //! answers every request with `ResponseAbort`, and the other mounts work.
@@ -15,7 +16,7 @@ use std::sync::OnceLock;
 
 use md5::{Digest, Md5};
 use oxwsgi_protocol::worker_config::WorkerMount;
-use pyo3::exceptions::{PyAttributeError, PyValueError};
+use pyo3::exceptions::{PyAttributeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyDict, PyString};
 
@@ -66,14 +67,25 @@ fn import<'py>(py: Python<'py>, config: &WorkerMount) -> PyResult<Bound<'py, PyA
             ))
         }
     };
-    module
-        .getattr_opt(config.callable.as_str())?
-        .ok_or_else(|| {
-            PyAttributeError::new_err(format!(
-                "the WSGI application has no callable '{}'",
-                config.callable
-            ))
-        })
+    // `create_app()`: an application factory, called once here.
+    let (name, factory) = match config.callable.strip_suffix("()") {
+        Some(name) => (name, true),
+        None => (config.callable.as_str(), false),
+    };
+    let found = module.getattr_opt(name)?.ok_or_else(|| {
+        PyAttributeError::new_err(format!("the WSGI application has no callable '{name}'"))
+    })?;
+    if !factory {
+        return Ok(found);
+    }
+    let app = found.call0()?;
+    if !app.is_callable() {
+        return Err(PyTypeError::new_err(format!(
+            "the application factory {name}() returned {}, which is not a WSGI callable",
+            app.get_type().name()?
+        )));
+    }
+    Ok(app)
 }
 
 /// mod_wsgi's module name for a script: `_mod_wsgi_` + the md5 hex digest

@@ -93,10 +93,25 @@ pub fn parse_module_spec(text: &str) -> Result<ModuleSpec, String> {
     })
 }
 
-/// Checks a callable's name: a Python identifier.
+/// Checks a callable's name: a Python identifier, or an application
+/// factory `name()` that the daemon calls (with no arguments) once per
+/// interpreter to get the application, as gunicorn does.
 pub fn check_callable(name: &str) -> Result<(), String> {
+    if let Some(factory) = name.strip_suffix("()") {
+        return if is_identifier(factory) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{name:?} is not a factory call: expected name() (no arguments)"
+            ))
+        };
+    }
     if is_identifier(name) {
         Ok(())
+    } else if name.contains('(') {
+        Err(format!(
+            "{name:?}: an application factory is called without arguments, as name()"
+        ))
     } else {
         Err(format!("{name:?} is not a Python identifier"))
     }
@@ -204,9 +219,19 @@ mod tests {
             parse_module_spec("pkg:").unwrap_err(),
             "\"\" is not a Python identifier"
         );
+        // An application factory, called once per interpreter.
         assert_eq!(
-            parse_module_spec("pkg:create_app()").unwrap_err(),
-            "\"create_app()\" is not a Python identifier"
+            parse_module_spec("pkg:create_app()")
+                .unwrap()
+                .callable
+                .as_deref(),
+            Some("create_app()")
         );
+        assert!(parse_module_spec("pkg:create_app('prod')")
+            .unwrap_err()
+            .contains("without arguments"));
+        assert!(parse_module_spec("pkg:1x()")
+            .unwrap_err()
+            .contains("not a factory call"));
     }
 }
