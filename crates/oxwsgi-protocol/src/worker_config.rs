@@ -53,6 +53,9 @@ pub struct WorkerConfig {
     /// `cpu-priority`: the daemons' nice value (mod_wsgi's option).
     #[serde(default)]
     pub cpu_priority: Option<i32>,
+    /// Write error-log lines as JSON objects (`log-format = "json"`).
+    #[serde(default)]
+    pub log_json: bool,
 }
 
 /// One application a daemon serves.

@@ -6,7 +6,9 @@
 //! ```
 //!
 //! Each line reaches stderr in a single `write`, so lines from concurrent
-//! threads never interleave.
+//! threads never interleave. With `log-format = "json"` a message is one
+//! JSON object instead, the front's shape (`time`, `level`, `pid`,
+//! `group`, `message`), a multi-line message (a traceback) in one object.
 
 use std::io::Write;
 use std::sync::OnceLock;
@@ -30,15 +32,31 @@ impl Level {
 }
 
 static GROUP: OnceLock<String> = OnceLock::new();
+static JSON: OnceLock<bool> = OnceLock::new();
 
-/// Records the process group named in every line. Only the first call counts.
-pub fn init(group: &str) {
+/// Records the process group named in every line, and the format. Only
+/// the first call counts.
+pub fn init(group: &str, json: bool) {
     let _ = GROUP.set(group.to_owned());
+    let _ = JSON.set(json);
 }
 
 /// Writes one line per line of `message` (a multi-line message becomes
 /// several log lines, each with the prefix).
 pub fn log(level: Level, message: &str) {
+    if JSON.get().copied().unwrap_or(false) {
+        let record = serde_json::json!({
+            "time": chrono::Local::now().to_rfc3339(),
+            "level": level.as_str(),
+            "pid": std::process::id(),
+            "group": GROUP.get(),
+            "message": message.trim_end_matches('\n'),
+        });
+        let mut line = record.to_string();
+        line.push('\n');
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        return;
+    }
     let now = chrono::Local::now().format("%a %b %d %H:%M:%S%.6f %Y");
     let group = GROUP.get().map(String::as_str).unwrap_or("-");
     let prefix = format!(

@@ -52,7 +52,7 @@ pub fn run(py: Python<'_>, config_json: &str) -> PyResult<i32> {
             return Ok(EXIT_STARTUP);
         }
     };
-    log::init(&config.group);
+    log::init(&config.group, config.log_json);
     if let Some(name) = &config.title {
         if let Err(err) = title::set(name) {
             log::warning(&format!("cannot set the process title to '{name}': {err}"));

@@ -3,7 +3,9 @@
 //! the same line shape the daemons write, to stderr or the configured
 //! `error-log` file.
 //! The level comes from `OXWSGI_LOG` (tracing's filter syntax), default
-//! `info`.
+//! `info`. With `log-format = "json"` each line is instead one JSON object:
+//! `time` (RFC 3339), `level`, `pid`, `group` (or null), `message`, and the
+//! event's other fields by name — the daemons write the same shape.
 
 use std::fmt;
 use std::path::Path;
@@ -15,12 +17,12 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global logger. Call once, before anything logs.
-pub fn init(error_log: Option<&Path>) -> std::io::Result<()> {
+pub fn init(error_log: Option<&Path>, json: bool) -> std::io::Result<()> {
     let filter = EnvFilter::try_from_env("OXWSGI_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
-        .event_format(ErrorLogFormat);
+        .event_format(ErrorLogFormat { json });
     match error_log {
         Some(path) => {
             let file = std::fs::OpenOptions::new()
@@ -34,8 +36,10 @@ pub fn init(error_log: Option<&Path>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Formats events as error-log lines.
-struct ErrorLogFormat;
+/// Formats events as error-log lines (text, or JSON objects).
+struct ErrorLogFormat {
+    json: bool,
+}
 
 impl<S, N> FormatEvent<S, N> for ErrorLogFormat
 where
@@ -48,6 +52,9 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
+        if self.json {
+            return writeln!(writer, "{}", json_line(event));
+        }
         write!(
             writer,
             "[{}] [{}] [pid {}] ",
@@ -62,6 +69,56 @@ where
         }
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
+    }
+}
+
+/// An event as one JSON object (no newline).
+fn json_line(event: &Event<'_>) -> String {
+    let mut fields = JsonFields(serde_json::Map::new());
+    event.record(&mut fields);
+    let mut record = serde_json::Map::new();
+    record.insert("time".into(), chrono::Local::now().to_rfc3339().into());
+    record.insert(
+        "level".into(),
+        event
+            .metadata()
+            .level()
+            .as_str()
+            .to_ascii_lowercase()
+            .into(),
+    );
+    record.insert("pid".into(), std::process::id().into());
+    let group = fields.0.remove("group").unwrap_or(serde_json::Value::Null);
+    record.insert("group".into(), group);
+    let message = fields.0.remove("message").unwrap_or_default();
+    record.insert("message".into(), message);
+    record.extend(fields.0);
+    serde_json::Value::Object(record).to_string()
+}
+
+/// Collects an event's fields as JSON values.
+struct JsonFields(serde_json::Map<String, serde_json::Value>);
+
+impl tracing::field::Visit for JsonFields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        self.0
+            .insert(field.name().into(), format!("{value:?}").into());
     }
 }
 

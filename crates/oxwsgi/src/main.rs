@@ -62,7 +62,7 @@ fn main() -> ExitCode {
 }
 
 fn run(site: Site, reload: Option<SiteLoader>) -> ExitCode {
-    if let Err(error) = oxwsgi::logging::init(site.error_log.as_deref()) {
+    if let Err(error) = oxwsgi::logging::init(site.error_log.as_deref(), site.error_log_json) {
         eprintln!("oxwsgi: cannot open the error log: {error}");
         return ExitCode::from(2);
     }

@@ -433,6 +433,7 @@ mod tests {
             admin: Some("127.0.0.1:9100".parse().unwrap()),
             access_log: AccessLog::File(PathBuf::from("/var/log/access.log")),
             error_log: Some(PathBuf::from("/var/log/error.log")),
+            error_log_json: false,
             limits: Limits {
                 request_line: 4096,
                 request_fields: usize::MAX,

@@ -15,6 +15,9 @@ pub struct Site {
     pub access_log: AccessLog,
     /// `None`: stderr.
     pub error_log: Option<PathBuf>,
+    /// `log-format = "json"`: the error log (the front's and the
+    /// daemons' lines) as one JSON object a line.
+    pub error_log_json: bool,
     pub limits: Limits,
     /// Daemon process groups, in config order. Names are unique.
     pub groups: Vec<Group>,
@@ -43,6 +46,7 @@ impl Default for Site {
             admin: None,
             access_log: AccessLog::Stdout,
             error_log: None,
+            error_log_json: false,
             limits: Limits::default(),
             groups: Vec::new(),
             mounts: Vec::new(),

@@ -14,6 +14,11 @@
 //! modifiers are accepted and ignored; conditions (`%400{...}i`) are not
 //! supported. Bytes (`%b`, `%B`) are the response's `Content-Length` when
 //! it has one.
+//!
+//! `access-log-format = "json"` writes one JSON object a line instead
+//! (fields in [`LogFormat::render_json`]); every string a client controls
+//! is escaped by serde_json, bytes that are not UTF-8 become U+FFFD, so no
+//! header can break a line or forge a field.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -137,6 +142,8 @@ impl std::fmt::Debug for AccessLog {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogFormat {
     items: Vec<Item>,
+    /// One JSON object a line (`"json"`), `items` unused.
+    json: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,11 +177,23 @@ enum Item {
 impl LogFormat {
     /// Apache's combined format plus `%D`.
     pub fn combined() -> Self {
-        Self::parse(crate::config::model::COMBINED_LOG_FORMAT).unwrap_or(Self { items: Vec::new() })
+        Self::parse(crate::config::model::COMBINED_LOG_FORMAT).unwrap_or(Self {
+            items: Vec::new(),
+            json: false,
+        })
     }
+
+    /// The JSON line format (`access-log-format = "json"`).
+    pub const JSON: &'static str = "json";
 
     /// Parses Apache `LogFormat` syntax; the error names the bad code.
     pub fn parse(format: &str) -> Result<Self, String> {
+        if format == Self::JSON {
+            return Ok(Self {
+                items: vec![Item::DaemonPid],
+                json: true,
+            });
+        }
         let mut items = Vec::new();
         let mut text = String::new();
         let mut chars = format.chars().peekable();
@@ -227,7 +246,7 @@ impl LogFormat {
         if !text.is_empty() {
             items.push(Item::Text(text));
         }
-        Ok(Self { items })
+        Ok(Self { items, json: false })
     }
 
     fn item(code: char, arg: Option<&str>) -> Result<Item, String> {
@@ -281,6 +300,9 @@ impl LogFormat {
         Tz::Offset: std::fmt::Display,
     {
         use std::fmt::Write as _;
+        if self.json {
+            return Self::render_json(r, now);
+        }
         let mut out = String::with_capacity(160);
         let dash_or = |out: &mut String, value: Option<&[u8]>| match value {
             Some(v) => escape_into(out, v),
@@ -365,6 +387,43 @@ impl LogFormat {
         }
         out.push('\n');
         out
+    }
+}
+
+impl LogFormat {
+    /// One JSON line: `time` (RFC 3339), `remote`, `local`, `method`,
+    /// `target`, `path`, `query`, `protocol`, `status`, `bytes`,
+    /// `duration_us`, `server_name`, `user`, `referer`,
+    /// `user_agent`, `group`, `daemon_pid`; unknown values are `null`.
+    fn render_json<Tz: chrono::TimeZone>(r: &AccessRecord<'_>, now: chrono::DateTime<Tz>) -> String
+    where
+        Tz::Offset: std::fmt::Display,
+    {
+        let header = |name: HeaderName| {
+            joined(r.request_headers, &name).map(|v| String::from_utf8_lossy(&v).into_owned())
+        };
+        let record = serde_json::json!({
+            "time": now.to_rfc3339(),
+            "remote": r.remote.to_string(),
+            "local": r.local.to_string(),
+            "method": r.method.as_str(),
+            "target": r.target,
+            "path": r.path,
+            "query": r.query,
+            "protocol": protocol(r.version),
+            "status": r.status.as_u16(),
+            "bytes": r.length,
+            "duration_us": u64::try_from(r.elapsed.as_micros()).unwrap_or(u64::MAX),
+            "server_name": r.server_name,
+            "user": basic_user(r.request_headers),
+            "referer": header(hyper::header::REFERER),
+            "user_agent": header(hyper::header::USER_AGENT),
+            "group": r.group,
+            "daemon_pid": r.daemon_pid,
+        });
+        let mut line = record.to_string();
+        line.push('\n');
+        line
     }
 }
 
@@ -508,6 +567,29 @@ mod tests {
         r.daemon_pid = None;
         let format = LogFormat::parse("%b %B %U%q %{group}x %{pid}x").unwrap();
         assert_eq!(format.render(&r, now()), "- 0 /a - -\n");
+    }
+
+    #[test]
+    fn json_lines_escape_what_clients_send() {
+        let mut req = HeaderMap::new();
+        req.insert(
+            hyper::header::USER_AGENT,
+            hyper::header::HeaderValue::from_bytes(b"evil\" , \"status\": 200, \"x\": \"\t\xff")
+                .unwrap(),
+        );
+        let resp = HeaderMap::new();
+        let format = LogFormat::parse("json").unwrap();
+        let line = format.render(&record(&req, &resp), now());
+        assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
+        let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(parsed["status"], 200);
+        assert_eq!(parsed["daemon_pid"], 4242);
+        assert!(parsed["user_agent"]
+            .as_str()
+            .unwrap()
+            .starts_with("evil\" , \"status\": 200"));
+        assert_eq!(parsed["group"], "app_one");
+        assert!(format.items.contains(&Item::DaemonPid));
     }
 
     #[test]

@@ -125,6 +125,8 @@ impl Supervisor {
             let mut spec = DaemonSpec::new(group, &mounts, python, worker_lib.clone());
             spec.uid = uid;
             spec.gid = gid;
+            spec.log_json = site.error_log_json;
+            spec.error_log.clone_from(&site.error_log);
             specs.push(Arc::new(spec));
         }
 

@@ -52,6 +52,11 @@ pub struct DaemonSpec {
     /// Run the daemons as this user / Unix group (from `user` / `group`).
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// `log-format = "json"`.
+    pub log_json: bool,
+    /// `error-log`: the daemons' stdout and stderr go there too (else to
+    /// the front's stderr).
+    pub error_log: Option<PathBuf>,
 }
 
 impl DaemonSpec {
@@ -80,6 +85,8 @@ impl DaemonSpec {
             mounts,
             uid: None,
             gid: None,
+            log_json: false,
+            error_log: None,
         }
     }
 }
@@ -126,6 +133,7 @@ pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
         interpreter_gil: spec.group.interpreter_gil.map(|g| g.as_str().to_owned()),
         cpu_policy: spec.group.cpu_policy.map(|p| p.as_str().to_owned()),
         cpu_priority: spec.group.cpu_priority,
+        log_json: spec.log_json,
     };
     let config = serde_json::to_string(&config).map_err(|e| SpawnError::Sockets(e.into()))?;
 
@@ -136,9 +144,9 @@ pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
         .env(LIB_ENV, &spec.worker_lib)
         .env(CONFIG_ENV, config)
         .stdin(Stdio::null())
-        // The daemon's stdout is the error log, as in mod_wsgi.
-        .stdout(stderr_handle())
-        .stderr(Stdio::inherit())
+        // The daemon's stdout and stderr are the error log, as in mod_wsgi.
+        .stdout(error_log_handle(spec.error_log.as_deref()))
+        .stderr(error_log_handle(spec.error_log.as_deref()))
         // Terminal signals (Ctrl-C) go to the front only; it stops the
         // daemons itself.
         .process_group(0)
@@ -199,7 +207,21 @@ fn channel_pair() -> std::io::Result<(StdUnixStream, StdUnixStream)> {
 }
 
 /// The front's stderr, for the daemon's stdout.
-fn stderr_handle() -> Stdio {
+/// The `error-log` file opened for appending, else the front's stderr.
+fn error_log_handle(error_log: Option<&std::path::Path>) -> Stdio {
+    if let Some(path) = error_log {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            Ok(file) => return Stdio::from(file),
+            Err(error) => tracing::warn!(
+                "cannot open the error log {} for a daemon: {error}; it writes to stderr",
+                path.display()
+            ),
+        }
+    }
     match std::io::stderr().as_fd().try_clone_to_owned() {
         Ok(fd) => Stdio::from(fd),
         Err(_) => Stdio::inherit(),

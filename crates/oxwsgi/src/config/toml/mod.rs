@@ -32,6 +32,7 @@ const TOP_KEYS: &[&str] = &[
     "admin",
     "access-log",
     "error-log",
+    "log-format",
     "limit-request-line",
     "limit-request-fields",
     "limit-request-field-size",
@@ -168,6 +169,13 @@ fn read_site(top: &Table<'_>) -> Result<Site, ConfigError> {
             Ok("-") => None,
             Ok(s) if !s.is_empty() => Some(f.doc.resolve(s)),
             _ => return Err(f.expected("a file path, or \"-\" (stderr)")),
+        };
+    }
+    if let Some(f) = top.get("log-format") {
+        site.error_log_json = match f.str()? {
+            "text" => false,
+            "json" => true,
+            _ => return Err(f.expected("\"text\" or \"json\"")),
         };
     }
     read_limits(top, &mut site)?;

@@ -99,6 +99,7 @@ fn the_mission_config() {
             admin: Some(addr("127.0.0.1:9100")),
             access_log: AccessLog::Stdout,
             error_log: None,
+            error_log_json: false,
             limits: Limits::default(),
             groups: vec![app_one, app_two],
             mounts: vec![
@@ -678,8 +679,8 @@ fn mount_source_errors() {
         "site.toml:3: `module` in [[mount]] \"pkg/wsgi.py\" is not a Python module reference: expected package.module or package.module:callable"
     );
     assert_eq!(
-        err("[[mount]]\npath = \"/a\"\nscript = \"a.py\"\ncallable = \"app()\""),
-        "site.toml:4: `callable` in [[mount]] \"app()\" is not a Python identifier"
+        err("[[mount]]\npath = \"/a\"\nscript = \"a.py\"\ncallable = \"app(1)\""),
+        "site.toml:4: `callable` in [[mount]] \"app(1)\": an application factory is called without arguments, as name()"
     );
     assert_eq!(
         err("[[mount]]\npath = \"/a\"\nscript = \"\""),
