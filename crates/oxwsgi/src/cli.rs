@@ -155,9 +155,9 @@ pub struct ServeArgs {
     #[arg(value_name = "TARGET")]
     pub target: String,
 
-    /// Address to accept HTTP on (repeatable).
-    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_LISTEN, value_parser = parse_addr)]
-    pub listen: Vec<SocketAddr>,
+    /// Address to accept HTTP on, or unix:PATH for a Unix socket (repeatable).
+    #[arg(long, value_name = "HOST:PORT|unix:PATH", default_value = DEFAULT_LISTEN, value_parser = parse_listen)]
+    pub listen: Vec<ListenArg>,
     /// URL prefix to mount the application at.
     #[arg(long, value_name = "PREFIX", default_value = "/", value_parser = normalise_prefix)]
     pub mount: String,
@@ -289,6 +289,21 @@ fn parse_count(text: &str) -> Result<usize, String> {
     }
 }
 
+/// One `--listen`: a TCP address or a Unix socket path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenArg {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+fn parse_listen(text: &str) -> Result<ListenArg, String> {
+    match text.strip_prefix(crate::config::model::UNIX_PREFIX) {
+        Some("") => Err("unix: needs a socket path".to_owned()),
+        Some(path) => Ok(ListenArg::Unix(PathBuf::from(path))),
+        None => parse_addr(text).map(ListenArg::Tcp),
+    }
+}
+
 /// `--env NAME=VALUE`.
 fn parse_env(text: &str) -> Result<(String, String), String> {
     let (name, value) = text
@@ -351,7 +366,9 @@ mod tests {
         assert_eq!(s.target, "wsgi.py");
         assert_eq!(
             s.listen,
-            vec!["127.0.0.1:8000".parse::<SocketAddr>().unwrap()]
+            vec![ListenArg::Tcp(
+                "127.0.0.1:8000".parse::<SocketAddr>().unwrap()
+            )]
         );
         assert_eq!(s.mount, "/");
         assert_eq!(s.processes, 1);

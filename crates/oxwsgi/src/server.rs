@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use crate::admin::{metrics::NO_GROUP, Admin};
 use crate::config::model::Site;
 use crate::front::access_log::{AccessLog, LogFormat};
-use crate::front::listener::{accept_loop, ConnSettings, Connections, Protocol};
+use crate::front::listener::{accept_loop, ConnSettings, Connections, Listener, Protocol};
 use crate::front::service::{Front, SharedFront};
 use crate::front::tls::{self, CertStore};
 use crate::supervisor::process::RestartObserver;
@@ -49,6 +49,8 @@ pub enum ServeError {
     Descriptors(#[from] crate::fd_budget::FdError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("listener unix:{0}")]
+    Unix(#[from] crate::front::unix_socket::UnixBindError),
     #[error("listener {addr}: {source}")]
     Tls {
         addr: std::net::SocketAddr,
@@ -199,6 +201,11 @@ pub async fn serve(site: Site, reload: Option<SiteLoader>) -> Result<(), ServeEr
         protocols.push(protocol);
     }
     protocols.resize(listeners.len(), Protocol::Plain);
+    let mut listeners: Vec<Listener> = listeners.into_iter().map(Listener::Tcp).collect();
+    for unix in &site.unix_listen {
+        listeners.push(Listener::Unix(crate::front::unix_socket::bind(unix)?));
+        protocols.push(Protocol::Plain);
+    }
     let admin_listener = match site.admin {
         Some(addr) => Some(crate::admin::bind(addr).await.map_err(ServeError::Bind)?),
         None => None,
@@ -223,13 +230,11 @@ pub async fn serve(site: Site, reload: Option<SiteLoader>) -> Result<(), ServeEr
     });
     let mut accepting = Vec::with_capacity(listeners.len());
     for (listener, protocol) in listeners.into_iter().zip(protocols) {
-        if let Ok(addr) = listener.local_addr() {
-            let scheme = match protocol {
-                Protocol::Tls(_) => "https",
-                _ => "http",
-            };
-            tracing::info!("listening on {scheme}://{addr}");
-        }
+        let scheme = match protocol {
+            Protocol::Tls(_) => "https",
+            _ => "http",
+        };
+        tracing::info!("listening on {scheme}://{}", listener.describe());
         accepting.push(tokio::spawn(accept_loop(
             listener,
             protocol,
@@ -301,6 +306,7 @@ async fn reload_site(
     };
     let (new, old) = (&site.edge, &current.site.edge);
     if site.listen != current.site.listen
+        || site.unix_listen != current.site.unix_listen
         || new.listeners != old.listeners
         || new.header_timeout != old.header_timeout
         || new.keep_alive_timeout != old.keep_alive_timeout

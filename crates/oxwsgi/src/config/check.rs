@@ -102,7 +102,16 @@ fn shape(processes: usize, threads: usize) -> String {
 /// The report `check` prints: the layout, then the warnings by kind.
 pub fn report(config: &Path, format: &str, site: &Site, warnings: &[Warning]) -> String {
     let mut out = String::new();
-    let listen: Vec<String> = site.listen.iter().map(ToString::to_string).collect();
+    let listen: Vec<String> = site
+        .listen
+        .iter()
+        .map(ToString::to_string)
+        .chain(
+            site.unix_listen
+                .iter()
+                .map(|u| format!("unix:{} (mode {:o})", u.path.display(), u.mode)),
+        )
+        .collect();
     let _ = writeln!(out, "{} ({format})", config.display());
     let _ = writeln!(out, "listen: {}", listen.join(", "));
     if let Some(admin) = site.admin {

@@ -44,7 +44,21 @@ pub fn to_toml(site: &Site, source: &Path) -> Result<String, ConfigError> {
         }
         listen.push(entry);
     }
+    for unix in &site.unix_listen {
+        listen.push(quote(&format!("unix:{}", unix.path.display())));
+    }
     let _ = writeln!(out, "listen = [{}]", listen.join(", "));
+    if let Some(unix) = site.unix_listen.first() {
+        if unix.mode != super::model::DEFAULT_SOCKET_MODE {
+            let _ = writeln!(out, "socket-mode = \"{:04o}\"", unix.mode);
+        }
+        if let Some(owner) = &unix.owner {
+            let _ = writeln!(out, "socket-owner = {}", quote(owner));
+        }
+        if let Some(group) = &unix.group {
+            let _ = writeln!(out, "socket-group = {}", quote(group));
+        }
+    }
     if let Some(admin) = site.admin {
         let _ = writeln!(out, "admin = {}", quote(&admin.to_string()));
     }
@@ -434,6 +448,7 @@ mod tests {
             access_log: AccessLog::File(PathBuf::from("/var/log/access.log")),
             error_log: Some(PathBuf::from("/var/log/error.log")),
             error_log_json: false,
+            unix_listen: Vec::new(),
             limits: Limits {
                 request_line: 4096,
                 request_fields: usize::MAX,

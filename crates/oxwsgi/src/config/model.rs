@@ -13,6 +13,9 @@ pub struct Site {
     /// Optional admin listener (/healthz, /status, /metrics).
     pub admin: Option<SocketAddr>,
     pub access_log: AccessLog,
+    /// `listen = ["unix:/path"]`: Unix-domain socket listeners (plain
+    /// HTTP/1.1 and h2c-less), e.g. behind nginx.
+    pub unix_listen: Vec<UnixListen>,
     /// `None`: stderr.
     pub error_log: Option<PathBuf>,
     /// `log-format = "json"`: the error log (the front's and the
@@ -45,6 +48,7 @@ impl Default for Site {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 8000))],
             admin: None,
             access_log: AccessLog::Stdout,
+            unix_listen: Vec::new(),
             error_log: None,
             error_log_json: false,
             limits: Limits::default(),
@@ -63,6 +67,23 @@ impl Site {
         self.groups.iter().find(|g| g.name == name)
     }
 }
+
+/// A Unix-domain socket to listen on, with the file's permissions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnixListen {
+    pub path: PathBuf,
+    /// `socket-mode` (octal; default 0o660).
+    pub mode: u32,
+    /// `socket-owner` / `socket-group`: names or numeric ids.
+    pub owner: Option<String>,
+    pub group: Option<String>,
+}
+
+/// `socket-mode` when not configured: owner and group may connect.
+pub const DEFAULT_SOCKET_MODE: u32 = 0o660;
+
+/// The `listen` prefix that names a Unix-domain socket.
+pub const UNIX_PREFIX: &str = "unix:";
 
 /// Where the access log goes.
 #[derive(Debug, Clone, PartialEq, Eq)]

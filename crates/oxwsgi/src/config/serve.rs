@@ -12,10 +12,10 @@ use super::error::ConfigError;
 use super::group_keys;
 use super::model::{
     expand_display_name, AccessLog, AppSource, Edge, Group, Mount, PythonChoice, Site, StaticAlias,
-    DEFAULT_CALLABLE, GLOBAL_APPLICATION_GROUP,
+    UnixListen, DEFAULT_CALLABLE, DEFAULT_SOCKET_MODE, GLOBAL_APPLICATION_GROUP,
 };
 use super::names;
-use crate::cli::ServeArgs;
+use crate::cli::{ListenArg, ServeArgs};
 
 /// Builds the site `serve` runs. The group is `--group`, else named after
 /// the mount prefix (`/` → `root`), as a config's mount without `group`.
@@ -134,14 +134,28 @@ fn build(args: &ServeArgs, cwd: &Path) -> Result<Site, ConfigError> {
         path => AccessLog::File(absolute(Path::new(path))),
     };
 
-    if let Some(admin) = args.admin.filter(|admin| args.listen.contains(admin)) {
+    let mut listen = Vec::new();
+    let mut unix_listen = Vec::new();
+    for arg in &args.listen {
+        match arg {
+            ListenArg::Tcp(addr) => listen.push(*addr),
+            ListenArg::Unix(path) => unix_listen.push(UnixListen {
+                path: absolute(path),
+                mode: DEFAULT_SOCKET_MODE,
+                owner: None,
+                group: None,
+            }),
+        }
+    }
+    if let Some(admin) = args.admin.filter(|admin| listen.contains(admin)) {
         return Err(ConfigError::arg(
             "--admin",
             format!("{admin} is also a --listen address: the admin endpoints need an address of their own"),
         ));
     }
     Ok(Site {
-        listen: args.listen.clone(),
+        listen,
+        unix_listen,
         admin: args.admin,
         access_log,
         groups: vec![group],

@@ -1,4 +1,4 @@
-//! The client socket as the front's HTTP stack sees it: a `TcpStream`
+//! The client socket as the front's HTTP stack sees it: a [`ClientSocket`]
 //! wrapper that records activity (for the keep-alive idle timeout), feeds
 //! the bytes it reads to the connection's [`HeadTracker`] (HTTP/1 framing
 //! checks hyper does not make), and closes with a *lingering close*. On a
@@ -27,8 +27,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::client_socket::ClientSocket;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 
 use super::head_tracker::HeadTracker;
 
@@ -170,7 +170,7 @@ fn overlong_response() -> Vec<u8> {
 /// The client socket, see the module docs.
 #[derive(Debug)]
 pub struct EdgeStream {
-    inner: Option<TcpStream>,
+    inner: Option<ClientSocket>,
     activity: Arc<Activity>,
     /// Feed the bytes read to the tracker (plain connections).
     tap: bool,
@@ -179,7 +179,7 @@ pub struct EdgeStream {
 impl EdgeStream {
     /// `tap`: feed the bytes read to the connection's tracker (false when
     /// they are TLS records).
-    pub fn new(stream: TcpStream, activity: Arc<Activity>, tap: bool) -> Self {
+    pub fn new(stream: ClientSocket, activity: Arc<Activity>, tap: bool) -> Self {
         Self {
             inner: Some(stream),
             activity,
@@ -187,7 +187,7 @@ impl EdgeStream {
         }
     }
 
-    fn stream(&mut self) -> io::Result<&mut TcpStream> {
+    fn stream(&mut self) -> io::Result<&mut ClientSocket> {
         self.inner
             .as_mut()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "stream closed"))
@@ -422,7 +422,7 @@ impl Drop for EdgeStream {
 /// Writes the 414 of an over-long request line when `refuse`, shuts down
 /// the write side, drains what the client still sends (bounded in time and
 /// bytes), then closes.
-async fn linger(mut stream: TcpStream, refuse: bool) {
+async fn linger(mut stream: ClientSocket, refuse: bool) {
     if refuse {
         let _ = tokio::time::timeout(LINGER, stream.write_all(&overlong_response())).await;
     }

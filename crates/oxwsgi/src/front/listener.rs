@@ -23,7 +23,10 @@ use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+
+use super::client_socket::{ClientSocket, UNIX_LOCAL, UNIX_PEER};
+use super::unix_socket::BoundUnix;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
@@ -143,9 +146,50 @@ impl Connections {
     }
 }
 
+/// A listening socket: TCP, or a Unix-domain socket file.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(BoundUnix),
+}
+
+impl Listener {
+    /// What the listener is, for log lines.
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(l) => l
+                .local_addr()
+                .map_or_else(|_| "?".to_owned(), |a| a.to_string()),
+            Listener::Unix(u) => format!("unix:{}", u.path().display()),
+        }
+    }
+
+    /// The local address the environ sees.
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr(),
+            Listener::Unix(_) => Ok(UNIX_LOCAL),
+        }
+    }
+
+    async fn accept(&self) -> std::io::Result<(ClientSocket, SocketAddr)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (stream, peer) = l.accept().await?;
+                let _ = stream.set_nodelay(true);
+                Ok((ClientSocket::Tcp(stream), peer))
+            }
+            Listener::Unix(u) => {
+                let (stream, _) = u.listener.accept().await?;
+                Ok((ClientSocket::Unix(stream), UNIX_PEER))
+            }
+        }
+    }
+}
+
 /// Accepts connections on `listener` until `stop` turns true.
 pub async fn accept_loop(
-    listener: TcpListener,
+    listener: Listener,
     protocol: Protocol,
     front: SharedFront,
     settings: ConnSettings,
@@ -181,7 +225,6 @@ pub async fn accept_loop(
             },
             _ = stop.changed() => break,
         };
-        let _ = stream.set_nodelay(true);
         let conn = Conn {
             front: Arc::clone(&front),
             builders: Arc::clone(&builders),
@@ -207,7 +250,7 @@ struct Conn {
 }
 
 impl Conn {
-    async fn serve(self, stream: TcpStream, protocol: Protocol) {
+    async fn serve(self, stream: ClientSocket, protocol: Protocol) {
         let peer = self.peer;
         // The framing tracker follows HTTP/1 bytes: the socket's on a plain
         // connection, the decrypted ones (through `Tap`) on TLS.

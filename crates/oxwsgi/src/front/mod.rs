@@ -4,6 +4,7 @@
 
 pub mod access_log;
 pub mod cgi;
+pub mod client_socket;
 pub mod conn_io;
 pub mod connection;
 pub mod head_tracker;
@@ -13,4 +14,5 @@ pub mod router;
 pub mod service;
 pub mod static_files;
 pub mod tls;
+pub mod unix_socket;
 pub mod validate;

@@ -22,13 +22,19 @@ use ::toml::de::{DeTable, DeValue};
 
 use super::error::ConfigError;
 use super::group_keys::GROUP_KEYS;
-use super::model::{AccessLog, ListenerOptions, ProxyHeader, Site, StaticOptions, TlsFiles};
+use super::model::{
+    AccessLog, ListenerOptions, ProxyHeader, Site, StaticOptions, TlsFiles, UnixListen,
+    DEFAULT_SOCKET_MODE, UNIX_PREFIX,
+};
 use groups::read_groups;
 use mounts::{assign_groups, check_prefixes, read_mounts, read_statics};
 use reader::{Doc, Field, Table};
 
 const TOP_KEYS: &[&str] = &[
     "listen",
+    "socket-mode",
+    "socket-owner",
+    "socket-group",
     "admin",
     "access-log",
     "error-log",
@@ -143,10 +149,12 @@ fn read_site(top: &Table<'_>) -> Result<Site, ConfigError> {
     let mut site = Site::default();
 
     if let Some(f) = top.get("listen") {
-        let (addrs, options) = read_listen(&f)?;
+        let (addrs, options, unix) = read_listen(&f)?;
         site.listen = addrs;
         site.edge.listeners = options;
+        site.unix_listen = unix;
     }
+    read_socket_options(top, &mut site)?;
     if let Some(f) = top.get("admin") {
         let admin = f.addr()?;
         if site.listen.contains(&admin) {
@@ -203,22 +211,89 @@ fn read_site(top: &Table<'_>) -> Result<Site, ConfigError> {
 /// `listen`: one `"HOST:PORT"`, or an array of them and of tables
 /// (`{ addr = ..., tls-cert = ..., tls-key = ..., h2c = true }`, which is
 /// also what `[[listen]]` tables are).
-fn read_listen(f: &Field<'_>) -> Result<(Vec<SocketAddr>, Vec<ListenerOptions>), ConfigError> {
+/// Unix-socket paths in `listen`, as the socket files they name.
+fn unix_path(item: &Field<'_>) -> Result<Option<UnixListen>, ConfigError> {
+    let DeValue::String(text) = item.value.get_ref() else {
+        return Ok(None);
+    };
+    let Some(path) = text.strip_prefix(UNIX_PREFIX) else {
+        return Ok(None);
+    };
+    if path.is_empty() {
+        return Err(item.error("names no socket path after `unix:`"));
+    }
+    let path = item.doc.resolve(path);
+    // sun_path holds 108 bytes with its terminating NUL.
+    if path.as_os_str().len() > 107 {
+        return Err(item.error(format_args!(
+            "names a socket path of {} bytes: at most 107 fit in a Unix socket address",
+            path.as_os_str().len()
+        )));
+    }
+    Ok(Some(UnixListen {
+        path,
+        mode: DEFAULT_SOCKET_MODE,
+        owner: None,
+        group: None,
+    }))
+}
+
+/// `socket-mode`, `socket-owner`, `socket-group`: for every Unix socket.
+fn read_socket_options(top: &Table<'_>, site: &mut Site) -> Result<(), ConfigError> {
+    let keys = ["socket-mode", "socket-owner", "socket-group"];
+    for key in keys {
+        let Some(f) = top.get(key) else { continue };
+        if site.unix_listen.is_empty() {
+            return Err(
+                f.error("applies to Unix sockets, and `listen` names none (\"unix:/path\")")
+            );
+        }
+        for unix in &mut site.unix_listen {
+            match key {
+                "socket-mode" => {
+                    let text = f.str()?;
+                    unix.mode = u32::from_str_radix(text.trim_start_matches("0o"), 8)
+                        .ok()
+                        .filter(|m| *m <= 0o777)
+                        .ok_or_else(|| f.expected("an octal mode like \"0660\""))?;
+                }
+                "socket-owner" => unix.owner = Some(f.non_empty_str()?.to_owned()),
+                _ => unix.group = Some(f.non_empty_str()?.to_owned()),
+            }
+        }
+    }
+    Ok(())
+}
+
+type Listeners = (Vec<SocketAddr>, Vec<ListenerOptions>, Vec<UnixListen>);
+
+fn read_listen(f: &Field<'_>) -> Result<Listeners, ConfigError> {
     const EXPECTED: &str =
-        "a \"HOST:PORT\" string, or an array of them and of { addr = ... } tables";
+        "a \"HOST:PORT\" or \"unix:/path\" string, or an array of them and of { addr = ... } tables";
     let items = match f.elements() {
         Some(items) => items,
         None if matches!(f.value.get_ref(), DeValue::String(_)) => {
-            return Ok((vec![f.addr()?], Vec::new()))
+            if let Some(unix) = unix_path(f)? {
+                return Ok((Vec::new(), Vec::new(), vec![unix]));
+            }
+            return Ok((vec![f.addr()?], Vec::new(), Vec::new()));
         }
         None => return Err(f.expected(EXPECTED)),
     };
+    let mut unix_listen: Vec<UnixListen> = Vec::new();
     if items.is_empty() {
         return Err(f.error("must name at least one address"));
     }
     let mut out: Vec<SocketAddr> = Vec::with_capacity(items.len());
     let mut options = Vec::new();
     for item in &items {
+        if let Some(unix) = unix_path(item)? {
+            if unix_listen.iter().any(|u| u.path == unix.path) {
+                return Err(item.error(format_args!("lists {} twice", unix.path.display())));
+            }
+            unix_listen.push(unix);
+            continue;
+        }
         let (addr, twice) = match item.table("[[listen]]".to_string()) {
             Some(t) => {
                 let listener = read_listener(&t)?;
@@ -249,7 +324,7 @@ fn read_listen(f: &Field<'_>) -> Result<(Vec<SocketAddr>, Vec<ListenerOptions>),
         }
         out.push(addr);
     }
-    Ok((out, options))
+    Ok((out, options, unix_listen))
 }
 
 fn read_listener(t: &Table<'_>) -> Result<ListenerOptions, ConfigError> {

@@ -100,6 +100,7 @@ fn the_mission_config() {
             access_log: AccessLog::Stdout,
             error_log: None,
             error_log_json: false,
+            unix_listen: Vec::new(),
             limits: Limits::default(),
             groups: vec![app_one, app_two],
             mounts: vec![
@@ -150,8 +151,22 @@ fn listen_forms() {
     );
     assert_eq!(
         err("\nlisten = 8000"),
-        "site.toml:2: `listen` must be a \"HOST:PORT\" string, or an array of them and of { addr = ... } tables, got 8000"
+        "site.toml:2: `listen` must be a \"HOST:PORT\" or \"unix:/path\" string, or an array of them and of { addr = ... } tables, got 8000"
     );
+    let unix = ok("listen = [\"127.0.0.1:80\", \"unix:/run/ox/site.sock\"]\nsocket-mode = \"0600\"\nsocket-group = \"www-data\"");
+    assert_eq!(unix.listen, vec![addr("127.0.0.1:80")]);
+    assert_eq!(unix.unix_listen.len(), 1);
+    assert_eq!(
+        unix.unix_listen[0].path,
+        std::path::PathBuf::from("/run/ox/site.sock")
+    );
+    assert_eq!(unix.unix_listen[0].mode, 0o600);
+    assert_eq!(unix.unix_listen[0].group.as_deref(), Some("www-data"));
+    assert!(ok("listen = \"unix:/tmp/a.sock\"").listen.is_empty());
+    assert!(err("listen = [\"unix:\"]").contains("names no socket path"));
+    assert!(err("socket-mode = \"0600\"").contains("`listen` names none"));
+    assert!(err("listen = \"unix:/a.sock\"\nsocket-mode = \"999\"").contains("an octal mode"));
+    assert!(err("listen = [\"unix:/a.sock\", \"unix:/a.sock\"]").contains("twice"));
     assert_eq!(
         err("listen = [\n  \"127.0.0.1:80\",\n  \"8000\",\n]"),
         "site.toml:3: `listen` is invalid: expected HOST:PORT (e.g. 127.0.0.1:8000, [::1]:8000, *:8000), got `8000`"
