@@ -56,6 +56,14 @@ pub struct WorkerConfig {
     /// Write error-log lines as JSON objects (`log-format = "json"`).
     #[serde(default)]
     pub log_json: bool,
+    /// `cpu-time-limit` (seconds), `virtual-memory-limit` and `stack-size`
+    /// (bytes).
+    #[serde(default)]
+    pub cpu_time_limit: Option<u64>,
+    #[serde(default)]
+    pub virtual_memory_limit: Option<u64>,
+    #[serde(default)]
+    pub stack_size: Option<u64>,
 }
 
 /// One application a daemon serves.

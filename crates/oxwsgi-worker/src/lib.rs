@@ -21,6 +21,7 @@ mod cache;
 mod cpu;
 mod error;
 mod interpreters;
+mod limits;
 mod log;
 mod pyutil;
 mod request_thread;

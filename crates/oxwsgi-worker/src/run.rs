@@ -25,6 +25,7 @@ use crate::cpu;
 use crate::interpreters::app_group::AppGroup;
 use crate::interpreters::interp::{self, GilMode};
 use crate::interpreters::{self, SubInterpreters, ThreadMark, ThreadStates};
+use crate::limits;
 use crate::log;
 use crate::request_thread::ThreadRunner;
 use crate::title;
@@ -57,6 +58,10 @@ pub fn run(py: Python<'_>, config_json: &str) -> PyResult<i32> {
         if let Err(err) = title::set(name) {
             log::warning(&format!("cannot set the process title to '{name}': {err}"));
         }
+    }
+    if let Err(err) = limits::apply(config.cpu_time_limit, config.virtual_memory_limit) {
+        log::error(&err);
+        return Ok(EXIT_STARTUP);
     }
     if let Err(err) = cpu::apply(config.cpu_policy.as_deref(), config.cpu_priority) {
         log::warning(&format!("{err}; the daemon keeps its inherited scheduling"));
@@ -135,6 +140,12 @@ pub fn run(py: Python<'_>, config_json: &str) -> PyResult<i32> {
     let mut preloaded = ThreadStates::default();
     preload(py, &worker, &mut preloaded);
 
+    if let Some(bytes) = config.stack_size {
+        if let Err(err) = limits::set_stack_size(py, bytes) {
+            log::error(&format!("stack-size = {bytes}: {err}"));
+            return Ok(EXIT_STARTUP);
+        }
+    }
     let thread = py.import("threading")?.getattr("Thread")?;
     let mut started = Vec::with_capacity(threads);
     for index in 0..threads {

@@ -310,6 +310,15 @@ impl Writer<'_> {
                 self.count(n, "maximum-requests-jitter")?
             );
         }
+        if let Some(n) = g.cpu_time_limit {
+            let _ = writeln!(out, "cpu-time-limit = {n}");
+        }
+        if let Some(n) = g.virtual_memory_limit {
+            let _ = writeln!(out, "virtual-memory-limit = {n}");
+        }
+        if let Some(n) = g.stack_size {
+            let _ = writeln!(out, "stack-size = {n}");
+        }
         if let Some(n) = g.memory_limit {
             let _ = writeln!(out, "memory-limit = {}", self.size(n, "memory-limit")?);
         }

@@ -339,6 +339,12 @@ pub struct Group {
     pub maximum_requests: Option<u64>,
     /// `memory-limit` in bytes (resident size).
     pub memory_limit: Option<u64>,
+    /// `cpu-time-limit` in seconds of CPU (`RLIMIT_CPU`).
+    pub cpu_time_limit: Option<u64>,
+    /// `virtual-memory-limit` in bytes of address space (`RLIMIT_AS`).
+    pub virtual_memory_limit: Option<u64>,
+    /// `stack-size` of the request threads, in bytes.
+    pub stack_size: Option<u64>,
     /// `listen-backlog`: the most requests that may wait in the group's queue.
     pub listen_backlog: Option<usize>,
     /// `maximum-requests-jitter`: a random 0..=N added to `maximum-requests`
@@ -463,6 +469,9 @@ impl Group {
             timeouts: GroupTimeouts::default(),
             maximum_requests: None,
             memory_limit: None,
+            cpu_time_limit: None,
+            virtual_memory_limit: None,
+            stack_size: None,
             listen_backlog: None,
             maximum_requests_jitter: None,
             user: None,

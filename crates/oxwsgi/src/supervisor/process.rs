@@ -45,6 +45,8 @@ pub enum PositionState {
 pub enum RestartCause {
     /// The daemon exited or was killed unexpectedly.
     Crash,
+    /// The daemon used up its `cpu-time-limit` (the kernel's SIGXCPU).
+    CpuTimeLimit,
     Recycled(RecycleReason),
 }
 
@@ -53,6 +55,7 @@ impl RestartCause {
     pub fn as_str(self) -> &'static str {
         match self {
             RestartCause::Crash => "crash",
+            RestartCause::CpuTimeLimit => "cpu-time-limit",
             RestartCause::Recycled(reason) => reason.as_str(),
         }
     }
@@ -233,6 +236,7 @@ pub async fn run_position(
         };
         match outcome {
             Outcome::Exited(status) => {
+                let cause = exit_cause(&status);
                 pool.retire_process(id);
                 tracing::warn!(
                     group,
@@ -240,7 +244,7 @@ pub async fn run_position(
                     "daemon process exited ({}); starting a replacement",
                     describe(status)
                 );
-                report.restarts.add(RestartCause::Crash);
+                report.restarts.add(cause);
                 failures = if ready_at.elapsed() < STABLE_AFTER {
                     failures + 1
                 } else {
@@ -362,6 +366,18 @@ fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
 fn backoff(failures: u32) -> Duration {
     let factor = 1u32 << failures.saturating_sub(1).min(10);
     (Duration::from_millis(100) * factor).min(MAX_BACKOFF)
+}
+
+/// Why a daemon that exited by itself did: its `cpu-time-limit` (killed by
+/// SIGXCPU, or by SIGKILL at the hard limit just after), else a crash.
+fn exit_cause(status: &std::io::Result<std::process::ExitStatus>) -> RestartCause {
+    use std::os::unix::process::ExitStatusExt;
+    match status.as_ref().ok().and_then(|s| s.signal()) {
+        Some(signal) if signal == nix::sys::signal::Signal::SIGXCPU as i32 => {
+            RestartCause::CpuTimeLimit
+        }
+        _ => RestartCause::Crash,
+    }
 }
 
 #[cfg(test)]

@@ -134,6 +134,9 @@ pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
         cpu_policy: spec.group.cpu_policy.map(|p| p.as_str().to_owned()),
         cpu_priority: spec.group.cpu_priority,
         log_json: spec.log_json,
+        cpu_time_limit: spec.group.cpu_time_limit,
+        virtual_memory_limit: spec.group.virtual_memory_limit,
+        stack_size: spec.group.stack_size,
     };
     let config = serde_json::to_string(&config).map_err(|e| SpawnError::Sockets(e.into()))?;
 

@@ -32,6 +32,9 @@ pub(super) const IMPLEMENTED: &[&str] = &[
     "maximum-requests",
     "maximum-requests-jitter",
     "memory-limit",
+    "cpu-time-limit",
+    "virtual-memory-limit",
+    "stack-size",
     "listen-backlog",
     "request-timeout",
     "graceful-timeout",
@@ -73,9 +76,6 @@ pub(super) const NOT_IMPLEMENTED: &[(&str, &str)] = &[
         "socket-rotation",
         "not needed: the daemons' sockets are socket pairs, not files",
     ),
-    ("cpu-time-limit", "not implemented"),
-    ("virtual-memory-limit", "not implemented (memory-limit is)"),
-    ("stack-size", "not implemented"),
     (
         "receive-buffer-size",
         "not needed: bodies are framed, never stuck in a socket buffer",
@@ -159,6 +159,16 @@ pub(super) fn daemon_group(
             "memory-limit" => {
                 group.memory_limit =
                     group_keys::off_if_zero(units::parse_size(value).map_err(error)?)
+            }
+            "cpu-time-limit" => {
+                group.cpu_time_limit = group_keys::off_if_zero(uint(value).map_err(error)?)
+            }
+            "virtual-memory-limit" => {
+                group.virtual_memory_limit =
+                    group_keys::off_if_zero(units::parse_size(value).map_err(error)?)
+            }
+            "stack-size" => {
+                group.stack_size = group_keys::off_if_zero(units::parse_size(value).map_err(error)?)
             }
             "listen-backlog" => group.listen_backlog = Some(count(value, 0).map_err(error)?),
             "cpu-priority" => {

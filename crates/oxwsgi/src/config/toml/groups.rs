@@ -126,6 +126,20 @@ fn read_group(name: &str, t: &Table<'_>) -> Result<Group, ConfigError> {
     if let Some(f) = t.get("memory-limit") {
         g.memory_limit = group_keys::off_if_zero(f.size()?);
     }
+    if let Some(f) = t.get("cpu-time-limit") {
+        g.cpu_time_limit = group_keys::off_if_zero(f.uint()?);
+    }
+    if let Some(f) = t.get("virtual-memory-limit") {
+        g.virtual_memory_limit = group_keys::off_if_zero(f.size()?);
+    }
+    if let Some(f) = t.get("stack-size") {
+        let size = f.size()?;
+        // Python refuses less than 32 KiB.
+        if size != 0 && size < 32 * 1024 {
+            return Err(f.error("must be at least 32K (or 0: the default)"));
+        }
+        g.stack_size = group_keys::off_if_zero(size);
+    }
     if let Some(f) = t.get("interpreter-gil") {
         g.interpreter_gil = Some(match f.str()? {
             "shared" => InterpreterGil::Shared,
