@@ -100,6 +100,10 @@ pub struct RunArgs {
     /// `admin` (an Apache site file has no such setting).
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_addr)]
     pub admin: Option<SocketAddr>,
+    /// Restart a group's daemons when any Python file of its application
+    /// changes, not only its WSGI script (development; as `serve --reload`).
+    #[arg(long)]
+    pub reload: bool,
 }
 
 /// `convert APACHE_CONF`.

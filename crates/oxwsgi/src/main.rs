@@ -25,11 +25,12 @@ fn main() -> ExitCode {
         Command::Serve(args) => config::from_serve_args(args),
         Command::Run(args) => {
             let path = args.config.clone();
-            let admin = args.admin;
+            let (admin, code_reload) = (args.admin, args.reload);
             reload = Some(Box::new(move || {
                 config::load(&path)
                     .map_err(|error| error.to_string())
                     .and_then(|site| with_admin(site, admin))
+                    .map(|site| with_reload(site, code_reload))
             }));
             match config::load_with_warnings(&args.config) {
                 Ok((site, warnings)) => {
@@ -37,7 +38,7 @@ fn main() -> ExitCode {
                         eprintln!("oxwsgi: warning: {warning}");
                     }
                     match with_admin(site, args.admin) {
-                        Ok(site) => Ok(site),
+                        Ok(site) => Ok(with_reload(site, args.reload)),
                         Err(error) => {
                             eprintln!("oxwsgi: {error}");
                             return ExitCode::from(1);
@@ -110,6 +111,12 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 /// `run --admin`: the admin address instead of the config's.
+/// `run --reload` turns code reloading on (a config's `reload = true` too).
+fn with_reload(mut site: Site, reload: bool) -> Site {
+    site.reload |= reload;
+    site
+}
+
 fn with_admin(mut site: Site, admin: Option<std::net::SocketAddr>) -> Result<Site, String> {
     if let Some(admin) = admin {
         if site.listen.contains(&admin) {

@@ -458,6 +458,7 @@ mod tests {
             error_log: Some(PathBuf::from("/var/log/error.log")),
             error_log_json: false,
             unix_listen: Vec::new(),
+            script_reloading: true,
             limits: Limits {
                 request_line: 4096,
                 request_fields: usize::MAX,

@@ -27,10 +27,13 @@ pub struct Site {
     /// Mounts, in config order. Each names a group in `groups`.
     pub mounts: Vec<Mount>,
     pub statics: Vec<StaticAlias>,
-    /// `serve --reload`: restart a group's daemons when its application's
-    /// Python code changes (not only the WSGI script file). Not settable
-    /// from a config file.
+    /// `reload = true`, `run --reload`, `serve --reload`: restart a
+    /// group's daemons when its application's Python code changes (not
+    /// only the WSGI script file). For development.
     pub reload: bool,
+    /// `script-reloading` (Apache `WSGIScriptReloading`, default on):
+    /// touching a WSGI script file restarts its group.
+    pub script_reloading: bool,
     /// The front as an edge: TLS and HTTP/2 per listener, timeouts, the
     /// connection cap, trusted proxies, the access-log format, static
     /// options.
@@ -56,6 +59,7 @@ impl Default for Site {
             mounts: Vec::new(),
             statics: Vec::new(),
             reload: false,
+            script_reloading: true,
             edge: Edge::default(),
         }
     }

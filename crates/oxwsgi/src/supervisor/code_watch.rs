@@ -36,16 +36,24 @@ impl Watched {
 }
 
 /// The files and folders to watch for a group.
-pub fn watched_files(spec: &DaemonSpec, reload: bool) -> Watched {
-    let files: Vec<PathBuf> = spec
+/// `script_reloading` off (`WSGIScriptReloading Off`): the script files are
+/// not watched, unless `reload` watches everything.
+pub fn watched_files(spec: &DaemonSpec, reload: bool, script_reloading: bool) -> Watched {
+    let scripts: Vec<PathBuf> = spec
         .mounts
         .iter()
         .filter_map(|mount| mount.script.as_ref().map(PathBuf::from))
         .collect();
+    let files = if script_reloading || reload {
+        scripts.clone()
+    } else {
+        Vec::new()
+    };
+    let files_for_trees = scripts;
     let mut trees = Vec::new();
     if reload {
         trees.extend(
-            files
+            files_for_trees
                 .iter()
                 .filter_map(|f| f.parent().map(Path::to_path_buf)),
         );
@@ -53,7 +61,7 @@ pub fn watched_files(spec: &DaemonSpec, reload: bool) -> Watched {
         if let Some(home) = &spec.group.home {
             trees.push(home.clone());
         }
-        if files.is_empty() && trees.is_empty() {
+        if files_for_trees.is_empty() && trees.is_empty() {
             if let Ok(cwd) = std::env::current_dir() {
                 trees.push(cwd);
             }

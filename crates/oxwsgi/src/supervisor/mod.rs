@@ -165,7 +165,7 @@ impl Supervisor {
                     report,
                 )));
             }
-            let watched = code_watch::watched_files(&spec, site.reload);
+            let watched = code_watch::watched_files(&spec, site.reload, site.script_reloading);
             if !watched.is_empty() {
                 tasks.push(tokio::spawn(code_watch::watch(
                     watched,

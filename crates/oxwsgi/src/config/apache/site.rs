@@ -221,6 +221,15 @@ pub(super) fn build(ev: Evaluated) -> Result<(Site, Vec<Warning>), ConfigError> 
                 check_context(item, Allowed::Main)?;
                 imports.push(item);
             }
+            "wsgiscriptreloading" => {
+                let value = one_arg(item)?;
+                site.script_reloading = on_off(value).ok_or_else(|| {
+                    item.loc.error(
+                        Some(&item.name),
+                        format!("{} {value}: expected On or Off", item.name),
+                    )
+                })?;
+            }
             "wsgirestrictembedded" => {
                 check_context(item, Allowed::Main)?;
                 embedded.restricted = on_off(one_arg(item)?).unwrap_or(false);

@@ -39,6 +39,8 @@ const TOP_KEYS: &[&str] = &[
     "access-log",
     "error-log",
     "log-format",
+    "reload",
+    "script-reloading",
     "limit-request-line",
     "limit-request-fields",
     "limit-request-field-size",
@@ -178,6 +180,12 @@ fn read_site(top: &Table<'_>) -> Result<Site, ConfigError> {
             Ok(s) if !s.is_empty() => Some(f.doc.resolve(s)),
             _ => return Err(f.expected("a file path, or \"-\" (stderr)")),
         };
+    }
+    if let Some(f) = top.get("reload") {
+        site.reload = f.bool()?;
+    }
+    if let Some(f) = top.get("script-reloading") {
+        site.script_reloading = f.bool()?;
     }
     if let Some(f) = top.get("log-format") {
         site.error_log_json = match f.str()? {

@@ -101,6 +101,7 @@ fn the_mission_config() {
             error_log: None,
             error_log_json: false,
             unix_listen: Vec::new(),
+            script_reloading: true,
             limits: Limits::default(),
             groups: vec![app_one, app_two],
             mounts: vec![
