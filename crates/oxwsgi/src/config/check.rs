@@ -61,6 +61,15 @@ pub fn site_warnings(site: &Site) -> Vec<Warning> {
         }
     }
     for group in &site.groups {
+        if let Err(problem) = super::accounts::resolve_identity(group) {
+            out.push(Warning::new(
+                WarningKind::MissingScript,
+                format!(
+                    "group `{}`: {problem} on this machine: `run` refuses to start it",
+                    group.name
+                ),
+            ));
+        }
         if group.interpreter_gil == Some(InterpreterGil::Own) {
             let named = site
                 .mounts

@@ -8,6 +8,7 @@
 //! * [`from_serve_args`] — `oxwsgi serve TARGET [options]` → `Site`.
 //! * [`ConfigError`] — one line naming file, line and key; exit 1.
 
+pub mod accounts;
 pub mod addr;
 pub mod apache;
 pub mod check;

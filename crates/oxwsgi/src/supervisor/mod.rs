@@ -12,10 +12,11 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::config::accounts::resolve_identity;
 use crate::config::model::{InterpreterGil, Site};
 use crate::dispatch::GroupPool;
 use process::{run_position, PositionState, Reporting, RestartCounts, RestartObserver};
-use spawn::{resolve_identity, resolve_python, resolve_worker_lib, DaemonSpec};
+use spawn::{resolve_python, resolve_worker_lib, DaemonSpec};
 
 /// A group as the rest of the front sees it while running.
 #[derive(Debug, Clone)]
