@@ -11,9 +11,10 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::unistd::{chown, Group, Uid, User};
+use nix::unistd::chown;
 use tokio::net::UnixListener;
 
+use crate::config::accounts;
 use crate::config::model::UnixListen;
 
 /// Why a Unix socket could not be bound.
@@ -25,12 +26,8 @@ pub enum UnixBindError {
     NotASocket(PathBuf),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("{path}: no such {what} `{name}`")]
-    UnknownId {
-        path: PathBuf,
-        what: &'static str,
-        name: String,
-    },
+    #[error("{path}: {message}")]
+    UnknownId { path: PathBuf, message: String },
 }
 
 /// A bound Unix socket; its file is removed when this is dropped.
@@ -80,46 +77,22 @@ pub fn bind(unix: &UnixListen) -> Result<BoundUnix, UnixBindError> {
         path: path.clone(),
     };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(unix.mode)).map_err(io_error)?;
+    let unknown = |message: String| UnixBindError::UnknownId {
+        path: path.clone(),
+        message,
+    };
     let uid = match &unix.owner {
-        Some(name) => Some(user_id(path, name)?),
+        Some(name) => Some(accounts::user(name).map_err(unknown)?.uid),
         None => None,
     };
     let gid = match &unix.group {
-        Some(name) => Some(group_id(path, name)?),
+        Some(name) => Some(accounts::unix_group(name).map_err(unknown)?.gid),
         None => None,
     };
     if uid.is_some() || gid.is_some() {
         chown(path.as_path(), uid, gid).map_err(|e| io_error(e.into()))?;
     }
     Ok(bound)
-}
-
-fn user_id(path: &Path, name: &str) -> Result<Uid, UnixBindError> {
-    if let Ok(id) = name.parse::<u32>() {
-        return Ok(Uid::from_raw(id));
-    }
-    match User::from_name(name) {
-        Ok(Some(user)) => Ok(user.uid),
-        _ => Err(UnixBindError::UnknownId {
-            path: path.to_path_buf(),
-            what: "user",
-            name: name.to_owned(),
-        }),
-    }
-}
-
-fn group_id(path: &Path, name: &str) -> Result<nix::unistd::Gid, UnixBindError> {
-    if let Ok(id) = name.parse::<u32>() {
-        return Ok(nix::unistd::Gid::from_raw(id));
-    }
-    match Group::from_name(name) {
-        Ok(Some(group)) => Ok(group.gid),
-        _ => Err(UnixBindError::UnknownId {
-            path: path.to_path_buf(),
-            what: "group",
-            name: name.to_owned(),
-        }),
-    }
 }
 
 #[cfg(test)]
