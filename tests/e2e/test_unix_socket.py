@@ -146,3 +146,29 @@ def test_serve_listen_unix(tmp_path):
         assert json.loads(get(sock, "/")[1])["REMOTE_ADDR"] == "127.0.0.1"
     finally:
         stop(proc)
+
+
+def test_socket_activation_of_a_unix_socket(tmp_path):
+    """LISTEN_FDS with a Unix socket on descriptor 3 (what a systemd .socket
+    unit with ListenStream=/path passes): served without binding, and its
+    file is left to systemd on stop."""
+    sock = tmp_path / "activated.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock))
+    listener.listen(16)
+    conf = site(tmp_path, sock)
+    fd = listener.fileno()
+    script = 'export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" run "$1"'
+    err = open(tmp_path / "activation.stderr.log", "wb")
+    proc = subprocess.Popen(["/bin/sh", "-c", script, binary(), str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=err, pass_fds=(3,), preexec_fn=lambda: os.dup2(fd, 3),
+                            start_new_session=True)
+    try:
+        wait_socket(sock, proc)
+        assert json.loads(get(sock, "/")[1])["REMOTE_ADDR"] == "127.0.0.1"
+    finally:
+        stop(proc)
+        listener.close()
+    log = (tmp_path / "activation.stderr.log").read_text()
+    assert "using the socket passed by systemd for unix:" in log, log
+    assert sock.exists(), "systemd's socket file is not removed"

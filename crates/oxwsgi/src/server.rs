@@ -23,6 +23,7 @@ use crate::front::access_log::{AccessLog, LogFormat};
 use crate::front::listener::{accept_loop, ConnSettings, Connections, Listener, Protocol};
 use crate::front::service::{Front, SharedFront};
 use crate::front::tls::{self, CertStore};
+use crate::front::unix_socket::BoundUnix;
 use crate::supervisor::process::RestartObserver;
 use crate::supervisor::process::DEFAULT_SHUTDOWN_TIMEOUT;
 use crate::supervisor::Supervisor;
@@ -203,7 +204,23 @@ pub async fn serve(site: Site, reload: Option<SiteLoader>) -> Result<(), ServeEr
     protocols.resize(listeners.len(), Protocol::Plain);
     let mut listeners: Vec<Listener> = listeners.into_iter().map(Listener::Tcp).collect();
     for unix in &site.unix_listen {
-        listeners.push(Listener::Unix(crate::front::unix_socket::bind(unix)?));
+        let bound = match systemd::take_unix_listener(&unix.path) {
+            Some(inherited) => {
+                tracing::info!(
+                    "using the socket passed by systemd for unix:{}",
+                    unix.path.display()
+                );
+                BoundUnix::inherited(inherited).map_err(ServeError::Bind)?
+            }
+            None => crate::front::unix_socket::bind(unix)?,
+        };
+        listeners.push(Listener::Unix(bound));
+        protocols.push(Protocol::Plain);
+    }
+    for extra in systemd::take_unix_extras() {
+        listeners.push(Listener::Unix(
+            BoundUnix::inherited(extra).map_err(ServeError::Bind)?,
+        ));
         protocols.push(Protocol::Plain);
     }
     let admin_listener = match site.admin {

@@ -7,10 +7,12 @@
 //!   socket named by `NOTIFY_SOCKET` (a path, or `@name` for the abstract
 //!   namespace). Without `NOTIFY_SOCKET` it does nothing.
 //! * **Socket activation** (`LISTEN_FDS`, `LISTEN_PID`, `sd_listen_fds(3)`):
-//!   [`take_inherited_listeners`] adopts descriptors 3, 4, … once at start;
-//!   [`listeners`] then uses an inherited socket for each configured
-//!   address it matches, binds the others, and serves any unmatched
-//!   inherited socket as it is. Adopted sockets are marked close-on-exec so
+//!   [`take_inherited_listeners`] adopts descriptors 3, 4, … (TCP or Unix
+//!   stream sockets) once at start; [`listeners`] then uses an inherited
+//!   socket for each configured address it matches, binds the others, and
+//!   serves any unmatched inherited socket as it is; Unix sockets the same
+//!   way by path ([`take_unix_listener`], [`take_unix_extras`]), their files
+//!   left to systemd. Adopted sockets are marked close-on-exec so
 //!   the daemons never inherit them (their slots are also passed as 3, 4, …,
 //!   which the command-fds crate maps over the top safely).
 
@@ -26,6 +28,9 @@ const LISTEN_FDS_START: RawFd = 3;
 
 /// Sockets inherited from systemd, waiting for [`listeners`].
 static INHERITED: Mutex<Vec<std::net::TcpListener>> = Mutex::new(Vec::new());
+/// Unix-domain sockets inherited from systemd, waiting for
+/// [`take_unix_listener`] / [`take_unix_extras`].
+static INHERITED_UNIX: Mutex<Vec<std::os::unix::net::UnixListener>> = Mutex::new(Vec::new());
 
 /// One `sd_notify` message: `KEY=VALUE` lines joined by newlines.
 pub fn message(fields: &[(&str, &str)]) -> String {
@@ -109,6 +114,7 @@ pub fn take_inherited_listeners() -> std::io::Result<usize> {
         std::env::remove_var(name);
     }
     let mut adopted = Vec::with_capacity(count);
+    let mut adopted_unix = Vec::new();
     for offset in 0..count {
         let fd = LISTEN_FDS_START + offset as RawFd;
         // Refuse anything that is not an open socket before owning it.
@@ -124,11 +130,21 @@ pub fn take_inherited_listeners() -> std::io::Result<usize> {
         fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(std::io::Error::from)?;
         let stream = nix::sys::socket::getsockopt(&owned, nix::sys::socket::sockopt::SockType)
             .is_ok_and(|kind| kind == nix::sys::socket::SockType::Stream);
+        let unix = nix::sys::socket::getsockname::<nix::sys::socket::UnixAddr>(fd)
+            .ok()
+            .and_then(|addr| addr.path().map(std::path::Path::to_path_buf));
+        if stream && unix.is_some() {
+            let listener = std::os::unix::net::UnixListener::from(owned);
+            listener.set_nonblocking(true)?;
+            adopted_unix.push(listener);
+            continue;
+        }
         let listener = std::net::TcpListener::from(owned);
-        // An IPv4/IPv6 address: a Unix or UDP socket is no use to oxwsgi.
+        // An IPv4/IPv6 address or a Unix socket path: a UDP socket is no
+        // use to oxwsgi.
         if !stream || listener.local_addr().is_err() {
             return Err(std::io::Error::other(format!(
-                "LISTEN_FDS: descriptor {fd} is not a TCP socket (oxwsgi serves HTTP over TCP)"
+                "LISTEN_FDS: descriptor {fd} is not a TCP or Unix stream socket (oxwsgi serves HTTP)"
             )));
         }
         listener.set_nonblocking(true)?;
@@ -136,7 +152,28 @@ pub fn take_inherited_listeners() -> std::io::Result<usize> {
     }
     let mut inherited = INHERITED.lock().unwrap_or_else(|p| p.into_inner());
     inherited.extend(adopted);
+    INHERITED_UNIX
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(adopted_unix);
     Ok(count)
+}
+
+/// The inherited Unix socket bound at `path`, if systemd passed one.
+pub fn take_unix_listener(path: &std::path::Path) -> Option<std::os::unix::net::UnixListener> {
+    let mut inherited = INHERITED_UNIX.lock().unwrap_or_else(|p| p.into_inner());
+    let index = inherited.iter().position(|l| {
+        l.local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(|p| p == path))
+            .unwrap_or(false)
+    })?;
+    Some(inherited.swap_remove(index))
+}
+
+/// Every inherited Unix socket no `listen` entry named (served as well).
+pub fn take_unix_extras() -> Vec<std::os::unix::net::UnixListener> {
+    std::mem::take(&mut *INHERITED_UNIX.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// The listeners to serve: an inherited socket for each address it

@@ -30,22 +30,42 @@ pub enum UnixBindError {
     UnknownId { path: PathBuf, message: String },
 }
 
-/// A bound Unix socket; its file is removed when this is dropped.
+/// A bound Unix socket; its file is removed when this is dropped (unless
+/// systemd made it).
 #[derive(Debug)]
 pub struct BoundUnix {
     pub listener: UnixListener,
     path: PathBuf,
+    /// Bound here (its file is ours to remove), not passed by systemd.
+    owns_file: bool,
 }
 
 impl BoundUnix {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// A socket systemd passed (socket activation): used as it is, its
+    /// file left to systemd.
+    pub fn inherited(listener: std::os::unix::net::UnixListener) -> io::Result<Self> {
+        let path = listener
+            .local_addr()?
+            .as_pathname()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        Ok(Self {
+            listener: UnixListener::from_std(listener)?,
+            path,
+            owns_file: false,
+        })
+    }
 }
 
 impl Drop for BoundUnix {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if self.owns_file {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -75,6 +95,7 @@ pub fn bind(unix: &UnixListen) -> Result<BoundUnix, UnixBindError> {
     let bound = BoundUnix {
         listener,
         path: path.clone(),
+        owns_file: true,
     };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(unix.mode)).map_err(io_error)?;
     let unknown = |message: String| UnixBindError::UnknownId {
