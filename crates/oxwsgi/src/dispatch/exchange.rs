@@ -66,25 +66,23 @@ pub async fn exchange(
     // What the first window covers goes in the same write as the head;
     // the rest through a pump, as the daemon grants credit.
     let in_first_write = channel.take_credit_now(id, buffered);
-    let pump = if in_first_write && rest.is_none() {
-        channel.send_request(id, |buf| head.encode(buf, id), &pieces, true);
-        None
+    let end = in_first_write && rest.is_none();
+    let later = if in_first_write {
+        channel.send_request(id, |buf| head.encode(buf, id), &pieces, end);
+        Vec::new()
     } else {
-        let pieces = if in_first_write {
-            channel.send_request(id, |buf| head.encode(buf, id), &pieces, false);
-            Vec::new()
-        } else {
-            channel.send_request(id, |buf| head.encode(buf, id), &[], false);
-            pieces
-        };
+        channel.send_request(id, |buf| head.encode(buf, id), &[], false);
+        pieces
+    };
+    let pump = (!end).then(|| {
         let input = PumpInput {
-            pieces,
+            pieces: later,
             rest,
             read,
             limit: body_limit,
         };
-        Some(Pump::start(channel, id, input))
-    };
+        Pump::start(channel, id, input)
+    });
 
     let frame = stream.next().await.map_err(ChannelError::from)?;
     if pump.as_ref().is_some_and(Pump::timed_out) {

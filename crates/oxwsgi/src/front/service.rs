@@ -336,6 +336,14 @@ impl Failure {
         }
     }
 
+    /// 408: the body read timeout ran out, while buffering or streaming.
+    fn body_timed_out() -> Self {
+        Self::closing(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body did not arrive in time",
+        )
+    }
+
     fn into_response(self) -> Response<ResponseBody> {
         error_response(self.status, self.message, self.close)
     }
@@ -432,10 +440,7 @@ async fn route_and_run(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request body over limit-request-body",
             ),
-            BodyError::TimedOut(_) => Failure::closing(
-                StatusCode::REQUEST_TIMEOUT,
-                "the request body did not arrive in time",
-            ),
+            BodyError::TimedOut(_) => Failure::body_timed_out(),
             BodyError::Client(_) | BodyError::ForbiddenTrailer(_) => {
                 Failure::closing(StatusCode::BAD_REQUEST, "malformed request body")
             }
@@ -543,10 +548,7 @@ async fn route_and_run(
                 StatusCode::BAD_GATEWAY,
                 "the daemon process died while handling the request",
             ),
-            ExchangeError::BodyTimedOut => Failure::closing(
-                StatusCode::REQUEST_TIMEOUT,
-                "the request body did not arrive in time",
-            ),
+            ExchangeError::BodyTimedOut => Failure::body_timed_out(),
         }
     })
 }
