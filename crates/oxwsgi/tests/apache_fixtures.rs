@@ -50,6 +50,7 @@ fn titled(mut g: Group) -> Group {
 
 fn mount(path: &str, script: &str, group: &str) -> Mount {
     Mount {
+        host: None,
         path: path.into(),
         app: AppSource::Script(PathBuf::from(script)),
         callable: "application".into(),
@@ -64,6 +65,7 @@ fn mount(path: &str, script: &str, group: &str) -> Mount {
 
 fn alias(path: &str, dir: &str) -> StaticAlias {
     StaticAlias {
+        host: None,
         path: path.into(),
         dir: PathBuf::from(dir),
     }

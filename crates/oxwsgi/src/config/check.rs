@@ -264,6 +264,7 @@ mod tests {
 
     fn mount(path: &str, group: &str, app_group: &str) -> Mount {
         Mount {
+            host: None,
             path: path.into(),
             app: AppSource::Script(PathBuf::from("/nonexistent/wsgi.py")),
             callable: DEFAULT_CALLABLE.into(),

@@ -452,6 +452,7 @@ mod tests {
         other.python = PythonChoice::Interpreter(PathBuf::from("python3.12"));
         other.display_name = Some("web \"quoted\"".into());
         let site = Site {
+            hosts: Vec::new(),
             listen: vec!["0.0.0.0:80".parse().unwrap(), "[::1]:8080".parse().unwrap()],
             admin: Some("127.0.0.1:9100".parse().unwrap()),
             access_log: AccessLog::File(PathBuf::from("/var/log/access.log")),
@@ -468,6 +469,7 @@ mod tests {
             groups: vec![g, other],
             mounts: vec![
                 Mount {
+                    host: None,
                     path: "/".into(),
                     app: AppSource::Script(PathBuf::from("/srv/wsgi.py")),
                     callable: "app".into(),
@@ -479,6 +481,7 @@ mod tests {
                     preload: false,
                 },
                 Mount {
+                    host: None,
                     path: "/api".into(),
                     app: AppSource::Module("pkg.wsgi".into()),
                     callable: "make".into(),
@@ -491,6 +494,7 @@ mod tests {
                 },
             ],
             statics: vec![StaticAlias {
+                host: None,
                 path: "/static".into(),
                 dir: PathBuf::from("/srv/static"),
             }],

@@ -27,6 +27,10 @@ pub struct Site {
     /// Mounts, in config order. Each names a group in `groups`.
     pub mounts: Vec<Mount>,
     pub statics: Vec<StaticAlias>,
+    /// Name-based virtual hosts (`[[host]]`, Apache `<VirtualHost>`), in
+    /// config order. Mounts and statics with a `host` belong to one; those
+    /// without belong to the main server, which every host inherits.
+    pub hosts: Vec<VirtualHost>,
     /// `reload = true`, `run --reload`, `serve --reload`: restart a
     /// group's daemons when its application's Python code changes (not
     /// only the WSGI script file). For development.
@@ -58,6 +62,7 @@ impl Default for Site {
             groups: Vec::new(),
             mounts: Vec::new(),
             statics: Vec::new(),
+            hosts: Vec::new(),
             reload: false,
             script_reloading: true,
             edge: Edge::default(),
@@ -544,6 +549,9 @@ pub struct Mount {
     /// import the application when a daemon starts, not on first use
     /// (`WSGIImportScript`).
     pub preload: bool,
+    /// The virtual host it belongs to (an index into [`Site::hosts`]);
+    /// `None`: the main server's, seen by every host.
+    pub host: Option<usize>,
 }
 
 /// Where a mount's application comes from.
@@ -560,6 +568,185 @@ pub enum AppSource {
 pub struct StaticAlias {
     pub path: String,
     pub dir: PathBuf,
+    /// As [`Mount::host`].
+    pub host: Option<usize>,
+}
+
+/// A name-based virtual host: the requests whose host name (`Host`,
+/// `:authority`) it carries, on the addresses it applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualHost {
+    /// `ServerName` then `ServerAlias`es, lowercase, without port or
+    /// trailing dot; `*` and `?` are wildcards (`*.example.com`). The
+    /// first is the host's name in logs and `/status` (empty: a host
+    /// reached only as a default).
+    pub names: Vec<String>,
+    /// The addresses it applies to (empty: every listener).
+    pub addrs: Vec<HostAddr>,
+    /// Answers requests whose name no host of the address carries. In an
+    /// Apache file the first `<VirtualHost>` of each address is; in TOML
+    /// the host with `default = true`. None is: the main server answers.
+    pub default: bool,
+    /// The certificate served to clients that name this host by SNI.
+    pub tls: Option<TlsFiles>,
+    /// Where it was defined (`file:line`), for messages.
+    pub defined_at: String,
+}
+
+impl VirtualHost {
+    /// The host's name for logs: its first name, else where it is defined.
+    pub fn label(&self) -> &str {
+        self.names.first().map_or(&self.defined_at, String::as_str)
+    }
+}
+
+/// An address a virtual host applies to: `ip:port`, `*:port`, `*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HostAddr {
+    /// `None`: every local address.
+    pub ip: Option<std::net::IpAddr>,
+    /// `None`: every port.
+    pub port: Option<u16>,
+}
+
+impl HostAddr {
+    /// Every address and port (`*`).
+    pub const ANY: HostAddr = HostAddr {
+        ip: None,
+        port: None,
+    };
+
+    /// `addr` as a host address: an unspecified IP (`0.0.0.0`, `::`)
+    /// applies to every local address.
+    pub fn from_socket(addr: SocketAddr) -> Self {
+        Self {
+            ip: (!addr.ip().is_unspecified()).then_some(addr.ip()),
+            port: Some(addr.port()),
+        }
+    }
+
+    /// Whether a connection to `local` is covered.
+    pub fn covers(&self, local: SocketAddr) -> bool {
+        self.port.is_none_or(|p| p == local.port()) && self.ip.is_none_or(|ip| ip == local.ip())
+    }
+
+    /// Whether the two may cover one connection.
+    pub fn overlaps(&self, other: &HostAddr) -> bool {
+        let ports = match (self.port, other.port) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        let ips = match (self.ip, other.ip) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        ports && ips
+    }
+}
+
+impl std::fmt::Display for HostAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.ip, self.port) {
+            (None, None) => f.write_str("*"),
+            (None, Some(port)) => write!(f, "*:{port}"),
+            (Some(ip), Some(port)) => write!(f, "{}", SocketAddr::new(ip, port)),
+            (Some(ip), None) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// Host-name matching of [`VirtualHost::names`]: the request's host made
+/// comparable (no port, no trailing dot; case does not matter) and
+/// Apache's `*` / `?` wildcards.
+pub mod host_names {
+    /// The name a `Host` header or `:authority` carries, without its port
+    /// and trailing dot (case kept). `None` when nothing is left.
+    pub fn strip(host: &str) -> Option<&str> {
+        let name = if let Some(rest) = host.strip_prefix('[') {
+            rest.split(']').next().unwrap_or(rest)
+        } else {
+            host.rsplit_once(':').map_or(host, |(name, _)| name)
+        };
+        let name = name.trim().trim_end_matches('.');
+        (!name.is_empty()).then_some(name)
+    }
+
+    /// As [`strip`], lowercase: how configs store names.
+    pub fn normalise(host: &str) -> Option<String> {
+        strip(host).map(str::to_ascii_lowercase)
+    }
+
+    /// Whether the request's `name` ([`strip`]ped, any case) matches
+    /// `pattern` (lowercase; `*` any run of characters, `?` one).
+    pub fn matches(pattern: &str, name: &str) -> bool {
+        if !pattern.contains(['*', '?']) {
+            return pattern.eq_ignore_ascii_case(name);
+        }
+        glob(pattern.as_bytes(), name.as_bytes())
+    }
+
+    /// Iterative wildcard match with one backtrack point: never
+    /// exponential, whatever the pattern.
+    fn glob(pattern: &[u8], text: &[u8]) -> bool {
+        let (mut p, mut t) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while t < text.len() {
+            match pattern.get(p) {
+                Some(b'*') => {
+                    star = Some((p, t));
+                    p += 1;
+                }
+                Some(&c) if c == b'?' || c == text[t].to_ascii_lowercase() => {
+                    p += 1;
+                    t += 1;
+                }
+                _ => match star {
+                    Some((sp, st)) => {
+                        p = sp + 1;
+                        t = st + 1;
+                        star = Some((sp, st + 1));
+                    }
+                    None => return false,
+                },
+            }
+        }
+        pattern[p..].iter().all(|&c| c == b'*')
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn hosts_lose_port_case_and_trailing_dot() {
+            assert_eq!(
+                normalise("WWW.Example.COM:8080").as_deref(),
+                Some("www.example.com")
+            );
+            assert_eq!(normalise("example.com.").as_deref(), Some("example.com"));
+            assert_eq!(normalise("example.com.:80").as_deref(), Some("example.com"));
+            assert_eq!(normalise("[::1]:8080").as_deref(), Some("::1"));
+            assert_eq!(normalise(":80"), None);
+            assert_eq!(normalise(""), None);
+            assert_eq!(strip("Example.COM.:443"), Some("Example.COM"));
+        }
+
+        #[test]
+        fn wildcards_match_as_apache_does() {
+            assert!(matches("*.example.com", "www.example.com"));
+            assert!(matches("*.example.com", "a.b.example.com"));
+            assert!(!matches("*.example.com", "example.com"));
+            assert!(matches("www?.example.com", "www1.example.com"));
+            assert!(!matches("www?.example.com", "www.example.com"));
+            assert!(matches("*", "anything"));
+            assert!(matches("a*b*c", "aXXbYYc"));
+            assert!(!matches("a*b*c", "aXXbYY"));
+            assert!(matches("example.com", "example.com"));
+            assert!(!matches("example.com", "www.example.com"));
+            assert!(matches("example.com", "EXAMPLE.com"));
+            assert!(matches("*.example.com", "WWW.Example.Com"));
+        }
+    }
 }
 
 /// The callable's name when none is configured (`WSGICallableObject`).

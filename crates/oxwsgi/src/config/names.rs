@@ -50,6 +50,20 @@ pub fn group_name_for_prefix(prefix: &str) -> String {
         .collect()
 }
 
+/// The name of the group of its own of a mount in a virtual host: the
+/// host's name, then the prefix (`a.example` + `/api` → `a_example_api`).
+pub fn group_name_for_host(host: &str, prefix: &str) -> String {
+    let host: String = host
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if prefix.trim_matches('/').is_empty() {
+        host
+    } else {
+        format!("{host}_{}", group_name_for_prefix(prefix))
+    }
+}
+
 /// Checks a daemon group name: non-empty, printable, no whitespace, quotes,
 /// `/` or `\` (it names processes, metrics labels and log lines).
 pub fn check_group_name(name: &str) -> Result<(), String> {

@@ -120,6 +120,7 @@ fn build(args: &ServeArgs, cwd: &Path) -> Result<Site, ConfigError> {
         statics.push(StaticAlias {
             path: s.prefix.clone(),
             dir: absolute(&s.dir),
+            host: None,
         });
     }
 
@@ -169,6 +170,7 @@ fn build(args: &ServeArgs, cwd: &Path) -> Result<Site, ConfigError> {
             limit_request_body: None,
             environ: Vec::new(),
             preload: false,
+            host: None,
         }],
         statics,
         reload: args.reload,
@@ -241,6 +243,7 @@ mod tests {
         assert_eq!(
             site.mounts,
             vec![Mount {
+                host: None,
                 path: "/".into(),
                 app: AppSource::Script(dir.path().join("wsgi.py")),
                 callable: "application".into(),
@@ -408,10 +411,12 @@ mod tests {
             site.statics,
             vec![
                 StaticAlias {
+                    host: None,
                     path: "/static".into(),
                     dir: cwd.join("assets")
                 },
                 StaticAlias {
+                    host: None,
                     path: "/media".into(),
                     dir: "/srv/media".into()
                 },

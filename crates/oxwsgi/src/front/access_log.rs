@@ -8,8 +8,9 @@
 //! `-`), `%t`, `%r`, `%s` / `%>s`, `%b` (`-` for none), `%B`, `%D`
 //! (microseconds), `%T` (seconds), `%{ms}T` / `%{us}T` / `%{s}T`,
 //! `%{Name}i` / `%{Name}o` (request / response header), `%U` (path),
-//! `%q` (`?query` or nothing), `%m`, `%H`, `%p` (local port), `%v` / `%V`
-//! (server name), `%P` (the front's pid), `%{group}x` (the daemon group),
+//! `%q` (`?query` or nothing), `%m`, `%H`, `%p` (local port), `%v` (the
+//! virtual host's name, else the server name), `%V` (the server name the
+//! request gives), `%P` (the front's pid), `%{group}x` (the daemon group),
 //! `%{pid}x` (the daemon process's pid), `%%`. Apache's `<` / `>`
 //! modifiers are accepted and ignored; conditions (`%400{...}i`) are not
 //! supported. Bytes (`%b`, `%B`) are the response's `Content-Length` when
@@ -58,6 +59,9 @@ pub struct AccessRecord<'a> {
     pub request_headers: &'a HeaderMap,
     pub response_headers: &'a HeaderMap,
     pub server_name: &'a str,
+    /// The name of the virtual host that answered (`None`: the main
+    /// server).
+    pub host: Option<&'a str>,
     pub elapsed: Duration,
     /// The daemon group that answered, if a mount did.
     pub group: Option<&'a str>,
@@ -169,6 +173,7 @@ enum Item {
     Protocol,
     LocalPort,
     ServerName,
+    VirtualHost,
     FrontPid,
     Group,
     DaemonPid,
@@ -280,7 +285,8 @@ impl LogFormat {
             'm' => Item::Method,
             'H' => Item::Protocol,
             'p' => Item::LocalPort,
-            'v' | 'V' => Item::ServerName,
+            'v' => Item::VirtualHost,
+            'V' => Item::ServerName,
             'P' => Item::FrontPid,
             'x' => match arg {
                 Some("group") => Item::Group,
@@ -367,6 +373,10 @@ impl LogFormat {
                 Item::Method => write!(out, "{}", r.method),
                 Item::Protocol => write!(out, "{}", protocol(r.version)),
                 Item::LocalPort => write!(out, "{}", r.local.port()),
+                Item::VirtualHost => {
+                    escape_into(&mut out, r.host.unwrap_or(r.server_name).as_bytes());
+                    Ok(())
+                }
                 Item::ServerName => {
                     escape_into(&mut out, r.server_name.as_bytes());
                     Ok(())
@@ -393,7 +403,7 @@ impl LogFormat {
 impl LogFormat {
     /// One JSON line: `time` (RFC 3339), `remote`, `local`, `method`,
     /// `target`, `path`, `query`, `protocol`, `status`, `bytes`,
-    /// `duration_us`, `server_name`, `user`, `referer`,
+    /// `duration_us`, `server_name`, `vhost`, `user`, `referer`,
     /// `user_agent`, `group`, `daemon_pid`; unknown values are `null`.
     fn render_json<Tz: chrono::TimeZone>(r: &AccessRecord<'_>, now: chrono::DateTime<Tz>) -> String
     where
@@ -415,6 +425,7 @@ impl LogFormat {
             "bytes": r.length,
             "duration_us": u64::try_from(r.elapsed.as_micros()).unwrap_or(u64::MAX),
             "server_name": r.server_name,
+            "vhost": r.host,
             "user": basic_user(r.request_headers),
             "referer": header(hyper::header::REFERER),
             "user_agent": header(hyper::header::USER_AGENT),
@@ -519,6 +530,7 @@ mod tests {
             request_headers: req,
             response_headers: resp,
             server_name: "example.com",
+            host: None,
             elapsed: Duration::from_micros(2_250_000),
             group: Some("app_one"),
             daemon_pid: Some(4242),

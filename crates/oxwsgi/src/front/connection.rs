@@ -14,6 +14,9 @@ use std::net::SocketAddr;
 #[derive(Debug, Clone)]
 pub struct Connection {
     pub local: SocketAddr,
+    /// The local address virtual hosts are matched by: `local`, or `None`
+    /// on a Unix socket.
+    pub host_addr: Option<SocketAddr>,
     pub peer: SocketAddr,
     pub https: bool,
     /// `local`'s address as text.
@@ -30,6 +33,7 @@ impl Connection {
     pub fn new(local: SocketAddr, peer: SocketAddr, https: bool) -> Self {
         Self {
             local,
+            host_addr: Some(local),
             peer,
             https,
             local_ip_text: local.ip().to_string(),
@@ -37,6 +41,12 @@ impl Connection {
             peer_ip_text: peer.ip().to_string(),
             peer_port_text: peer.port().to_string(),
         }
+    }
+
+    /// A connection on a Unix socket (no address for virtual hosts).
+    pub fn on_unix_socket(mut self) -> Self {
+        self.host_addr = None;
+        self
     }
 }
 

@@ -204,6 +204,11 @@ pub async fn accept_loop(
         }
     };
     let builders = Builders::new(&settings);
+    let unix = matches!(listener, Listener::Unix(_));
+    // On a wildcard address, each connection's own local address is read
+    // (one getsockname per connection): virtual hosts on a specific IP and
+    // SERVER_NAME without a Host header need it.
+    let wildcard = !unix && local.ip().is_unspecified();
     loop {
         let permit = tokio::select! {
             permit = Arc::clone(&connections.permits).acquire_owned() => match permit {
@@ -225,12 +230,17 @@ pub async fn accept_loop(
             },
             _ = stop.changed() => break,
         };
+        let local = match &stream {
+            ClientSocket::Tcp(tcp) if wildcard => tcp.local_addr().unwrap_or(local),
+            _ => local,
+        };
         let conn = Conn {
             front: Arc::clone(&front),
             builders: Arc::clone(&builders),
             settings: settings.clone(),
             stop: stop.clone(),
             local,
+            unix,
             peer,
             _permit: permit,
         };
@@ -245,6 +255,8 @@ struct Conn {
     settings: ConnSettings,
     stop: watch::Receiver<bool>,
     local: SocketAddr,
+    /// Accepted on a Unix socket.
+    unix: bool,
     peer: SocketAddr,
     _permit: OwnedSemaphorePermit,
 }
@@ -314,7 +326,12 @@ impl Conn {
     > + Clone
            + Send
            + 'static {
-        let conn = Arc::new(Connection::new(self.local, self.peer, https));
+        let conn = Connection::new(self.local, self.peer, https);
+        let conn = Arc::new(if self.unix {
+            conn.on_unix_socket()
+        } else {
+            conn
+        });
         let front = Arc::clone(&self.front);
         let activity = Arc::clone(activity);
         // Each request uses the front current when it arrives, so a reload

@@ -16,3 +16,4 @@ pub mod static_files;
 pub mod tls;
 pub mod unix_socket;
 pub mod validate;
+pub mod vhosts;

@@ -49,19 +49,29 @@ impl Router {
     /// dropped, `/` becomes the empty prefix), so a hand-built `Mount` works
     /// too.
     pub fn new(mounts: &[Mount], statics: &[StaticAlias]) -> Router {
-        let mut entries: Vec<Entry> = mounts
+        let mounts = mounts
             .iter()
             .enumerate()
-            .map(|(i, m)| Entry {
-                prefix: normalise(&m.path),
-                target: Target::Mount(i),
+            .map(|(i, m)| (m.path.as_str(), Target::Mount(i)));
+        let statics = statics
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.path.as_str(), Target::Static(i)));
+        Router::from_prefixes(mounts.chain(statics))
+    }
+
+    /// Builds a router over some prefixes, each with the target it names
+    /// (a virtual host's share of the site's mounts and statics). For
+    /// equal prefixes the first given wins.
+    pub fn from_prefixes<'a>(prefixes: impl IntoIterator<Item = (&'a str, Target)>) -> Router {
+        let mut entries: Vec<Entry> = prefixes
+            .into_iter()
+            .map(|(path, target)| Entry {
+                prefix: normalise(path),
+                target,
             })
-            .chain(statics.iter().enumerate().map(|(i, s)| Entry {
-                prefix: normalise(&s.path),
-                target: Target::Static(i),
-            }))
             .collect();
-        // Stable: keeps mounts before statics, config order within each.
+        // Stable: keeps the given order among equal prefixes.
         entries.sort_by_key(|e| std::cmp::Reverse(e.prefix.len()));
         Router { entries }
     }
@@ -123,6 +133,7 @@ mod tests {
             limit_request_body: None,
             environ: Vec::new(),
             preload: false,
+            host: None,
         }
     }
 
@@ -130,6 +141,7 @@ mod tests {
         StaticAlias {
             path: path.to_string(),
             dir: PathBuf::from("/srv/static"),
+            host: None,
         }
     }
 

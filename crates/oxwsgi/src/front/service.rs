@@ -23,9 +23,10 @@ use super::conn_io::{Activity, InFlight};
 use super::connection::Connection;
 use super::head_tracker::Flag;
 use super::proxy_headers::{Forwarded, ProxyTrust};
-use super::router::{Router, Target};
+use super::router::Target;
 use super::static_files::StaticRoot;
 use super::validate::{validate, Framing, Head};
+use super::vhosts::HostRouter;
 use crate::admin::metrics::GroupMetrics;
 use crate::config::model::{BodyRead, Limits, Site};
 use crate::dispatch::{
@@ -56,7 +57,10 @@ pub type SharedFront = Arc<arc_swap::ArcSwap<Front>>;
 /// Shared, read-only state of the request path.
 #[derive(Debug)]
 pub struct Front {
-    pub router: Router,
+    /// Virtual hosts and their routers.
+    pub hosts: HostRouter,
+    /// Indexed like `Site::hosts`: each host's name (`%v`).
+    pub host_names: Vec<String>,
     pub mounts: Vec<MountRoute>,
     /// Indexed by group.
     pub pools: Vec<Arc<GroupPool>>,
@@ -107,7 +111,8 @@ impl Front {
             }
         }
         Self {
-            router: Router::new(&site.mounts, &site.statics),
+            hosts: HostRouter::new(site),
+            host_names: site.hosts.iter().map(|h| h.label().to_owned()).collect(),
             mounts,
             pools,
             group_names,
@@ -189,6 +194,8 @@ impl<'c> Client<'c> {
 struct Served {
     /// The group that answered it, if any.
     group: Option<usize>,
+    /// The virtual host it went to (`None`: the main server).
+    host: Option<usize>,
     daemon_pid: Option<u32>,
     /// How long it waited for a thread.
     queue_wait: Option<Duration>,
@@ -264,11 +271,21 @@ pub async fn handle(
     let forwarded = front.proxy.apply(conn.peer.ip(), &mut parts.headers);
     let client = Client::new(&conn, &forwarded, request_start);
     let mut served = Served::default();
-    let response =
-        match route_and_run(&front, &client, &parts, &target, body, &mut served, &ticket).await {
-            Ok(response) => response,
-            Err(failure) => failure.into_response(),
-        };
+    let response = match route_and_run(
+        &front,
+        &conn,
+        &client,
+        &parts,
+        &target,
+        body,
+        &mut served,
+        &ticket,
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(failure) => failure.into_response(),
+    };
     let metrics = served
         .group
         .and_then(|group| front.metrics.get(group))
@@ -298,6 +315,10 @@ pub async fn handle(
             request_headers: &parts.headers,
             response_headers,
             server_name,
+            host: served
+                .host
+                .and_then(|h| front.host_names.get(h))
+                .map(String::as_str),
             elapsed: started.elapsed(),
             group: served
                 .group
@@ -368,6 +389,7 @@ pub fn error_response(status: StatusCode, message: &str, close: bool) -> Respons
 
 async fn route_and_run(
     front: &Front,
+    conn: &Connection,
     client: &Client<'_>,
     parts: &hyper::http::request::Parts,
     target: &str,
@@ -400,8 +422,10 @@ async fn route_and_run(
     }
 
     let path = decode_path(parts.uri.path());
+    served.host = front.hosts.select(conn.host_addr, host_header(parts));
     let route = front
-        .router
+        .hosts
+        .router(served.host)
         .route(&path)
         .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, "no application is mounted here"))?;
     let mount_index = match route.target {
@@ -606,6 +630,16 @@ fn host_name(parts: &hyper::http::request::Parts) -> Option<&str> {
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .map(strip_port)
+}
+
+/// The host name a request is routed by: the absolute target's authority,
+/// else the Host header (HTTP/2's `:authority` was copied there).
+fn host_header(parts: &hyper::http::request::Parts) -> Option<&str> {
+    parts
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| parts.headers.get(HOST).and_then(|h| h.to_str().ok()))
 }
 
 fn strip_port(host: &str) -> &str {

@@ -9,22 +9,25 @@
 //!
 //! A virtual host with `SSLCertificateFile` (and `SSLCertificateKeyFile`,
 //! else the key is read from the certificate file, as Apache allows) makes
-//! the listener serving its address a TLS listener; the first such virtual
-//! host of a listener wins (oxwsgi has no SNI).
+//! the listener serving its address (`addr:port`; `*` names no port and
+//! makes none) a TLS listener; the first such virtual host of a listener
+//! gives the certificate clients get without SNI, and each one's own
+//! certificate goes to clients that name it.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
-use super::eval::{resolve, Item, VirtualHost};
+use super::eval::{resolve, Item, VirtualHost as Section};
+use super::hosts::listeners_of;
 use crate::config::addr::parse_addr;
 use crate::config::error::ConfigError;
-use crate::config::model::{ListenerOptions, TlsFiles, DEFAULT_LISTEN};
+use crate::config::model::{ListenerOptions, TlsFiles, VirtualHost, DEFAULT_LISTEN};
 use crate::config::warning::{Warning, WarningKind};
 
 /// The listeners for `Listen` items and virtual hosts, in config order.
 pub(super) fn listeners(
     listens: &[&Item],
-    vhosts: &[VirtualHost],
+    vhosts: &[Section],
     warnings: &mut Vec<Warning>,
 ) -> Result<Vec<SocketAddr>, ConfigError> {
     let mut out: Vec<SocketAddr> = Vec::new();
@@ -108,16 +111,19 @@ fn add(out: &mut Vec<SocketAddr>, addr: SocketAddr) {
 
 /// TLS options for the listeners whose virtual hosts set
 /// `SSLCertificateFile` (items: the SSL certificate directives written
-/// directly in a virtual host).
+/// directly in a virtual host). The first such host on a listener gives
+/// its default certificate; every host with one gets it as its
+/// [`VirtualHost::tls`], served to clients that name it by SNI.
 pub(super) fn tls_listeners(
     items: &[&Item],
-    vhosts: &[VirtualHost],
+    vhosts: &[Section],
+    hosts: &mut [VirtualHost],
     listen: &[SocketAddr],
     base: &Path,
     warnings: &mut Vec<Warning>,
 ) -> Vec<ListenerOptions> {
     let mut out: Vec<ListenerOptions> = Vec::new();
-    for (index, vhost) in vhosts.iter().enumerate() {
+    for (index, host) in hosts.iter_mut().enumerate().take(vhosts.len()) {
         let last = |key: &str| {
             items
                 .iter()
@@ -141,28 +147,16 @@ pub(super) fn tls_listeners(
             cert: resolve(base, cert_path),
             key: resolve(base, key_path),
         };
-        for addr in &vhost.addrs {
-            let Some(socket) = vhost_addr(addr).and_then(|text| parse_addr(&text).ok()) else {
-                continue;
-            };
-            let Some(&listener) = listen.iter().find(|l| covered(&[**l], socket)) else {
-                continue;
-            };
-            match out.iter().find(|o| o.addr == listener) {
-                Some(first) if first.tls.as_ref() != Some(&files) => {
-                    warnings.push(cert.loc.warning(
-                        WarningKind::Behaviour,
-                        format!("{listener} already serves another virtual host's certificate (oxwsgi has no SNI): this one is not used"),
-                    ));
-                }
-                Some(_) => {}
-                None => out.push(ListenerOptions {
+        for listener in listeners_of(host, listen) {
+            if !out.iter().any(|o| o.addr == listener) {
+                out.push(ListenerOptions {
                     addr: listener,
                     tls: Some(files.clone()),
                     h2c: false,
-                }),
+                });
             }
         }
+        host.tls = Some(files);
     }
     out
 }

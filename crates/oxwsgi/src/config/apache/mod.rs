@@ -24,6 +24,7 @@
 mod aliases;
 mod daemon;
 mod eval;
+mod hosts;
 mod ignored;
 mod lexer;
 mod listen;

@@ -5,22 +5,26 @@
 //! (mod_wsgi: a sub-interpreter per script), `Authorization` passed
 //! (mod_wsgi: hidden) — each difference reported per mount.
 //!
-//! Then the site-wide view: oxwsgi routes by path only, on every listener
-//! and host name, by longest prefix; Apache tries `Alias`es first and then
-//! `WSGIScriptAlias`es, each in config order, per virtual host. Identical
-//! mounts from several virtual hosts are served once; two different
-//! applications at one path are an error; where Apache's first-match order
-//! would send URLs elsewhere than oxwsgi's longest prefix, a warning says
-//! so.
+//! Then the view of each virtual host (the main server's mounts are
+//! inherited by every host, as in Apache): oxwsgi routes by longest prefix
+//! within a host; Apache tries `Alias`es first and then
+//! `WSGIScriptAlias`es, each in config order. Identical mounts in one host
+//! are served once; two different applications at one path of one host
+//! are an error; where Apache's first-match order would send URLs
+//! elsewhere than oxwsgi's longest prefix, a warning says so. A mount's
+//! group of its own is shared by the same mount in another `<VirtualHost>`
+//! with the same `ServerName` (the `:80` and `:443` twins of a site).
 
 use std::path::PathBuf;
 
 use super::aliases::{on_off, MountDecl, StaticDecl};
 use super::eval::{Item, Loc};
+use super::hosts::group_visible;
 use super::perdir::{segment_prefix, Resolver, Target};
 use crate::config::error::{suggest, ConfigError};
 use crate::config::model::{
-    AppSource, Group, Mount, PythonChoice, StaticAlias, DEFAULT_CALLABLE, GLOBAL_APPLICATION_GROUP,
+    AppSource, Group, Mount, PythonChoice, StaticAlias, VirtualHost, DEFAULT_CALLABLE,
+    GLOBAL_APPLICATION_GROUP,
 };
 use crate::config::names;
 use crate::config::warning::{Warning, WarningKind};
@@ -108,7 +112,8 @@ pub(super) fn layout<'a>(
     decls: Vec<MountDecl<'a>>,
     statics: Vec<StaticDecl<'a>>,
     settings: &Settings<'a>,
-    defined: Vec<Group>,
+    defined: Vec<(Group, Option<usize>)>,
+    hosts: &[VirtualHost],
     embedded: &Embedded,
     warnings: &mut Vec<Warning>,
 ) -> Result<Layout, ConfigError> {
@@ -123,12 +128,19 @@ pub(super) fn layout<'a>(
     let resolved = dedupe_mounts(resolved, &statics, warnings)?;
     order_warnings(&resolved, &statics, warnings);
 
-    let mut groups = defined;
+    let defined_in: Vec<Option<usize>> = defined.iter().map(|(_, host)| *host).collect();
+    let mut groups: Vec<Group> = defined.into_iter().map(|(g, _)| g).collect();
     let defined_count = groups.len();
+    // Groups of their own, by (server name, path, script).
+    let mut own_groups: Vec<(Option<&str>, &str, &std::path::Path, String)> = Vec::new();
     let mut mounts = Vec::new();
-    for r in resolved {
+    for r in &resolved {
+        let host = r.decl.item.ctx.vhost;
         let group = match &r.choice {
             Choice::Named { name, from } => {
+                if let Some(at) = groups[..defined_count].iter().position(|g| &g.name == name) {
+                    check_visible(hosts, defined_in[at], host, name, r, from, warnings)?;
+                }
                 if !groups[..defined_count].iter().any(|g| &g.name == name) {
                     let names: Vec<&str> = groups[..defined_count]
                         .iter()
@@ -151,7 +163,21 @@ pub(super) fn layout<'a>(
                 name.clone()
             }
             _ => {
-                let base = names::group_name_for_prefix(&r.decl.path);
+                let server_name =
+                    host.and_then(|h| hosts.get(h)?.names.first().map(String::as_str));
+                let twin = own_groups.iter().find(|(n, p, s, _)| {
+                    *n == server_name && *p == r.decl.path && *s == r.decl.script.as_path()
+                });
+                if let Some((.., name)) = twin {
+                    let name = name.clone();
+                    default_warnings(r, &name, &groups, embedded, warnings);
+                    mounts.push(mount_of(r, name, host));
+                    continue;
+                }
+                let base = match server_name {
+                    Some(server) => names::group_name_for_host(server, &r.decl.path),
+                    None => names::group_name_for_prefix(&r.decl.path),
+                };
                 let mut name = base.clone();
                 let mut n = 2;
                 while groups.iter().any(|g| g.name == name) {
@@ -164,35 +190,81 @@ pub(super) fn layout<'a>(
                     group.python = PythonChoice::Home(home.clone());
                 }
                 groups.push(group);
+                own_groups.push((server_name, &r.decl.path, &r.decl.script, name.clone()));
                 name
             }
         };
-        default_warnings(&r, &group, &groups, embedded, warnings);
-        mounts.push(Mount {
-            path: r.decl.path.clone(),
-            app: AppSource::Script(r.decl.script.clone()),
-            callable: r.callable,
-            group,
-            application_group: r
-                .application_group
-                .unwrap_or_else(|| GLOBAL_APPLICATION_GROUP.into()),
-            pass_authorization: r.pass_authorization.unwrap_or(true),
-            limit_request_body: r.limit_request_body,
-            environ: r.environ,
-            preload: false,
-        });
+        default_warnings(r, &group, &groups, embedded, warnings);
+        mounts.push(mount_of(r, group, host));
     }
     Ok(Layout {
         mounts,
         statics: statics
             .into_iter()
             .map(|s| StaticAlias {
+                host: s.item.ctx.vhost,
                 path: s.path,
                 dir: s.dir,
             })
             .collect(),
         groups,
     })
+}
+
+fn mount_of(r: &Resolved<'_>, group: String, host: Option<usize>) -> Mount {
+    Mount {
+        path: r.decl.path.clone(),
+        app: AppSource::Script(r.decl.script.clone()),
+        callable: r.callable.clone(),
+        group,
+        application_group: r
+            .application_group
+            .clone()
+            .unwrap_or_else(|| GLOBAL_APPLICATION_GROUP.into()),
+        pass_authorization: r.pass_authorization.unwrap_or(true),
+        limit_request_body: r.limit_request_body,
+        environ: r.environ.clone(),
+        preload: false,
+        host,
+    }
+}
+
+/// mod_wsgi's rule: a group defined in a virtual host serves the mounts
+/// of hosts with the same `ServerName` only. A main-server mount (served
+/// in every host) may use one, with a warning: mod_wsgi answers 500 in
+/// the other hosts.
+fn check_visible(
+    hosts: &[VirtualHost],
+    group_host: Option<usize>,
+    mount_host: Option<usize>,
+    name: &str,
+    r: &Resolved<'_>,
+    from: &Loc,
+    warnings: &mut Vec<Warning>,
+) -> Result<(), ConfigError> {
+    if group_visible(hosts, group_host, mount_host) {
+        return Ok(());
+    }
+    let defined_at = group_host
+        .and_then(|h| hosts.get(h))
+        .map_or_else(String::new, |h| h.defined_at.clone());
+    if mount_host.is_none() {
+        warnings.push(from.warning(
+            WarningKind::Behaviour,
+            format!(
+                "mount {} (main server, so every virtual host) runs in group `{name}`, defined in the virtual host at {defined_at}: mod_wsgi refuses it with a 500 in other virtual hosts; oxwsgi runs it there",
+                r.decl.path
+            ),
+        ));
+        return Ok(());
+    }
+    Err(from.error(
+        Some("WSGIProcessGroup"),
+        format!(
+            "mount {} runs in process group `{name}`, which is defined in the virtual host at {defined_at} with another ServerName: a group defined in a <VirtualHost> serves only the virtual hosts with its ServerName (mod_wsgi's rule); define it outside any <VirtualHost> to share it",
+            r.decl.path
+        ),
+    ))
 }
 
 fn resolve<'a>(
@@ -411,12 +483,13 @@ fn dedupe_statics<'a>(
 ) -> Result<Vec<StaticDecl<'a>>, ConfigError> {
     let mut out: Vec<StaticDecl<'a>> = Vec::new();
     for s in statics {
-        if let Some(first) = out.iter().find(|o| o.path == s.path) {
+        let same_host = |o: &&StaticDecl<'_>| o.item.ctx.vhost == s.item.ctx.vhost;
+        if let Some(first) = out.iter().filter(same_host).find(|o| o.path == s.path) {
             if first.dir != s.dir {
                 return Err(s.item.loc.error(
                     Some("Alias"),
                     format!(
-                        "Alias {} {} conflicts with Alias {} {} at {}: oxwsgi routes by path only (every listener and host name alike), so one path serves one folder",
+                        "Alias {} {} conflicts with Alias {} {} at {}: one path of a virtual host serves one folder",
                         s.path,
                         s.dir.display(),
                         first.path,
@@ -446,17 +519,14 @@ fn dedupe_mounts<'a>(
 ) -> Result<Vec<Resolved<'a>>, ConfigError> {
     let mut out: Vec<Resolved<'a>> = Vec::new();
     for r in resolved {
-        if let Some(s) = statics.iter().find(|s| s.path == r.decl.path) {
-            let (a, b) = (s.item.ctx.vhost, r.decl.item.ctx.vhost);
-            if a.is_some() && b.is_some() && a != b {
-                return Err(r.decl.item.loc.error(
-                    Some(&r.decl.item.name),
-                    format!(
-                        "{} {} and Alias {} at {} are in different virtual hosts: oxwsgi routes by path only (every listener and host name alike), so one path serves one of them",
-                        r.decl.item.name, r.decl.path, s.path, s.item.loc
-                    ),
-                ));
-            }
+        let host = r.decl.item.ctx.vhost;
+        // An Alias of the mount's own host, or of the main server (which
+        // every host inherits), at its path hides it; a main-server
+        // mount is hidden only in that host, where the host's Alias wins.
+        let hiding = statics.iter().find(|s| {
+            s.path == r.decl.path && (s.item.ctx.vhost.is_none() || s.item.ctx.vhost == host)
+        });
+        if let Some(s) = hiding {
             warnings.push(r.decl.item.loc.warning(
                 WarningKind::Conflict,
                 format!(
@@ -466,7 +536,10 @@ fn dedupe_mounts<'a>(
             ));
             continue;
         }
-        if let Some(first) = out.iter().find(|o| o.decl.path == r.decl.path) {
+        if let Some(first) = out
+            .iter()
+            .find(|o| o.decl.path == r.decl.path && o.decl.item.ctx.vhost == host)
+        {
             if !first.same_application(&r) {
                 let what = if first.decl.script == r.decl.script {
                     "the same script with other settings (group, application group, callable or limits)".to_string()
@@ -476,7 +549,7 @@ fn dedupe_mounts<'a>(
                 return Err(r.decl.item.loc.error(
                     Some(&r.decl.item.name),
                     format!(
-                        "a second mount at {} runs {what}, but {} mounts {} there: oxwsgi routes by path only (every listener and host name alike), so one path holds one application",
+                        "a second mount at {} runs {what}, but {} mounts {} there: one path of a virtual host holds one application",
                         r.decl.path,
                         first.decl.item.loc,
                         first.decl.script.display()

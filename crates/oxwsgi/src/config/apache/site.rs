@@ -10,6 +10,7 @@ use std::path::Path;
 use super::aliases::{alias, on_off, script_alias, script_alias_match};
 use super::daemon::{daemon_group, path_list};
 use super::eval::{resolve, Evaluated, Item, Scope};
+use super::hosts::{fold_hosts, virtual_hosts};
 use super::ignored::Ignored;
 use super::listen::{listeners, tls_listeners};
 use super::mounts::{body_limit, layout, Embedded, Settings};
@@ -89,6 +90,7 @@ pub(super) fn build(ev: Evaluated) -> Result<(Site, Vec<Warning>), ConfigError> 
     let (mut daemons, mut listens, mut mount_items, mut static_items, mut imports) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut tls_items = Vec::new();
+    let mut name_items = Vec::new();
     let (mut trusted_proxies, mut trusted_headers) = (Vec::new(), Vec::new());
 
     for item in &items {
@@ -126,7 +128,12 @@ pub(super) fn build(ev: Evaluated) -> Result<(Site, Vec<Warning>), ConfigError> 
                 check_context(item, Allowed::Main)?;
                 listens.push(item);
             }
-            "servername" | "serveralias" => check_context(item, Allowed::Server)?,
+            "servername" | "serveralias" => {
+                check_context(item, Allowed::Server)?;
+                if item.ctx.vhost.is_some() {
+                    name_items.push(item);
+                }
+            }
             "wsgiprocessgroup" => {
                 one_arg(item)?;
                 settings.process_group.push(item);
@@ -273,7 +280,15 @@ pub(super) fn build(ev: Evaluated) -> Result<(Site, Vec<Warning>), ConfigError> 
         &mut warnings,
     )?;
     site.listen = listeners(&listens, &vhosts, &mut warnings)?;
-    site.edge.listeners = tls_listeners(&tls_items, &vhosts, &site.listen, &base, &mut warnings);
+    site.hosts = virtual_hosts(&vhosts, &name_items, &mut warnings);
+    site.edge.listeners = tls_listeners(
+        &tls_items,
+        &vhosts,
+        &mut site.hosts,
+        &site.listen,
+        &base,
+        &mut warnings,
+    );
 
     let mut decls = Vec::new();
     for item in mount_items {
@@ -287,26 +302,24 @@ pub(super) fn build(ev: Evaluated) -> Result<(Site, Vec<Warning>), ConfigError> 
         .into_iter()
         .map(|item| alias(item, &base))
         .collect::<Result<Vec<_>, _>>()?;
-    let hosts_with_mounts = {
-        let mut hosts: Vec<usize> = decls.iter().filter_map(|d| d.item.ctx.vhost).collect();
-        hosts.sort();
-        hosts.dedup();
-        hosts.len()
-    };
-    let defined = groups.into_iter().map(|(g, _)| g).collect();
-    let mut layout = layout(decls, statics, &settings, defined, &embedded, &mut warnings)?;
-    if hosts_with_mounts > 1 {
-        warnings.push(Warning::new(
-            WarningKind::Behaviour,
-            format!(
-                "mounts come from {hosts_with_mounts} virtual hosts: oxwsgi serves every mount on every listener and host name"
-            ),
-        ));
-    }
+    let defined = groups
+        .into_iter()
+        .map(|(g, item)| (g, item.ctx.vhost))
+        .collect();
+    let mut layout = layout(
+        decls,
+        statics,
+        &settings,
+        defined,
+        &site.hosts,
+        &embedded,
+        &mut warnings,
+    )?;
     import_warnings(&imports, &mut layout.mounts, &base, &mut warnings);
     site.mounts = layout.mounts;
     site.statics = layout.statics;
     site.groups = layout.groups;
+    fold_hosts(&mut site);
     warnings.extend(ignored.into_warnings());
     Ok((site, warnings))
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::load_with_env;
-use crate::config::model::{AppSource, Group, PythonChoice, Site};
+use crate::config::model::{AppSource, Group, HostAddr, PythonChoice, Site};
 use crate::config::warning::{Warning, WarningKind};
 
 struct Files {
@@ -549,26 +549,97 @@ fn script_alias_targets() {
 }
 
 #[test]
-fn virtual_hosts_share_one_url_space() {
+fn virtual_hosts_that_make_no_difference_fold_into_the_main_server() {
     let f = Files::new();
     let (site, warnings) = f.load(
         "WSGIDaemonProcess site\n\
-         <VirtualHost *:8001>\n  WSGIProcessGroup site\n  WSGIScriptAlias / /srv/site.wsgi\n</VirtualHost>\n\
-         <VirtualHost *:8002>\n  WSGIProcessGroup site\n  WSGIScriptAlias / /srv/site.wsgi\n</VirtualHost>\n",
+         <VirtualHost *:8001>\n  ServerName a.example\n  WSGIProcessGroup site\n  WSGIScriptAlias / /srv/site.wsgi\n</VirtualHost>\n\
+         <VirtualHost *:8002>\n  ServerName a.example\n  WSGIProcessGroup site\n  WSGIScriptAlias / /srv/site.wsgi\n</VirtualHost>\n",
     );
-    assert_eq!(site.mounts.len(), 1);
+    assert_eq!(site.mounts.len(), 1, "{site:#?}");
+    assert!(site.hosts.is_empty());
     assert_eq!(site.listen.len(), 2);
+    assert!(!has(&warnings, "two mounts"), "{warnings:#?}");
+    // The same twins without a group share the group of their own.
+    let (site, _) = f.load(
+        "<VirtualHost *:8001>\n  ServerName a.example\n  WSGIScriptAlias / /srv/site.wsgi\n</VirtualHost>\n\
+         <VirtualHost *:8002>\n  ServerName a.example\n  WSGIScriptAlias / /srv/site.wsgi\n</VirtualHost>\n",
+    );
+    assert_eq!(site.mounts.len(), 1, "{site:#?}");
+    let groups: Vec<&str> = site.groups.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(groups, ["a_example"]);
+}
+
+#[test]
+fn virtual_hosts_on_one_address_route_by_name() {
+    let f = Files::new();
+    let (site, warnings) = f.load(
+        "WSGIDaemonProcess shared\n\
+         WSGIScriptAlias /health /srv/health.wsgi process-group=shared\n\
+         <VirtualHost *:8001>\n  ServerName A.example:8001\n  ServerAlias www.a.example *.a.test\n  WSGIDaemonProcess a\n  WSGIScriptAlias / /srv/a.wsgi process-group=a\n</VirtualHost>\n\
+         <VirtualHost *:8001>\n  ServerName b.example\n  ServerAlias www.a.example\n  WSGIScriptAlias / /srv/b.wsgi\n  Alias /static /srv/b-static\n</VirtualHost>\n\
+         <VirtualHost *:8443>\n  ServerName a.example\n  WSGIScriptAlias / /srv/a.wsgi process-group=a\n  SSLCertificateFile /a.pem\n</VirtualHost>\n\
+         <VirtualHost *:8443>\n  ServerName b.example\n  WSGIScriptAlias / /srv/b.wsgi\n  SSLCertificateFile /b.pem\n</VirtualHost>\n",
+    );
+    assert_eq!(site.hosts.len(), 4, "{site:#?}");
+    let a = &site.hosts[0];
+    assert_eq!(a.names, ["a.example", "www.a.example", "*.a.test"]);
+    assert_eq!(
+        a.addrs,
+        [HostAddr {
+            ip: None,
+            port: Some(8001)
+        }]
+    );
+    assert!(a.default && a.tls.is_none());
+    assert_eq!(
+        site.hosts[3].tls.as_ref().unwrap().cert,
+        PathBuf::from("/b.pem")
+    );
+    // The :8443 listener's default certificate is the first host's there.
+    let tls: Vec<_> = site
+        .edge
+        .listeners
+        .iter()
+        .map(|l| (l.addr.port(), l.tls.as_ref().unwrap().cert.clone()))
+        .collect();
+    assert_eq!(tls, [(8443, PathBuf::from("/a.pem"))]);
+    let of = |host: Option<usize>| -> Vec<(&str, &str)> {
+        site.mounts
+            .iter()
+            .filter(|m| m.host == host)
+            .map(|m| (m.path.as_str(), m.group.as_str()))
+            .collect()
+    };
+    assert_eq!(of(None), [("/health", "shared")]);
+    assert_eq!(of(Some(0)), [("/", "a")]);
+    assert_eq!(of(Some(1)), [("/", "b_example")]);
+    assert_eq!(of(Some(2)), [("/", "a")]);
+    // b's twins share one group of their own.
+    assert_eq!(of(Some(3)), [("/", "b_example")]);
+    assert_eq!(site.statics[0].host, Some(1));
     assert!(
-        has(&warnings, "two mounts at /: this one and"),
+        has(
+            &warnings,
+            "the name www.a.example is also in the virtual host at"
+        ),
         "{warnings:#?}"
     );
+    assert!(!has(&warnings, "SNI"), "{warnings:#?}");
+
+    // A group defined in a virtual host serves its ServerName only.
     let err = f.error(
-        "<VirtualHost *:8001>\n  WSGIScriptAlias / /srv/one.wsgi\n</VirtualHost>\n\
-         <VirtualHost *:8002>\n  WSGIScriptAlias / /srv/two.wsgi\n</VirtualHost>\n",
+        "<VirtualHost *:8001>\n  ServerName a.example\n  WSGIDaemonProcess a\n</VirtualHost>\n\
+         <VirtualHost *:8001>\n  ServerName b.example\n  WSGIScriptAlias / /srv/b.wsgi process-group=a\n</VirtualHost>\n",
     );
-    assert_eq!(
-        err,
-        "DIR/site.conf:5: a second mount at / runs /srv/two.wsgi, but DIR/site.conf:2 mounts /srv/one.wsgi there: oxwsgi routes by path only (every listener and host name alike), so one path holds one application"
+    assert!(err.starts_with("DIR/site.conf:7: mount / runs in process group `a`, which is defined in the virtual host at DIR/site.conf:1 with another ServerName"), "{err}");
+    // Two applications at one path of one host are still an error.
+    let err = f.error(
+        "<VirtualHost *:8001>\n  WSGIScriptAlias / /srv/one.wsgi\n  WSGIScriptAlias / /srv/two.wsgi\n</VirtualHost>\n",
+    );
+    assert!(
+        err.contains("one path of a virtual host holds one application"),
+        "{err}"
     );
 }
 
@@ -612,12 +683,16 @@ fn aliases_and_routing_order() {
     assert!(has(&warnings, "WSGIScriptAlias /c is hidden by Alias /c"));
     // /a/static after /a: Aliases come first in Apache too, no warning.
     assert!(!has(&warnings, "Apache answers /a/static"));
-    // In two virtual hosts, an Alias and a mount at one path both answer
-    // in Apache: oxwsgi cannot.
-    let err = f.error(
+    // In two virtual hosts, an Alias and a mount at one path each answer
+    // in their own host.
+    let (site, warnings) = f.load(
         "<VirtualHost *:8001>\nAlias /x /srv/x\n</VirtualHost>\n<VirtualHost *:8002>\nWSGIScriptAlias /x /srv/x.wsgi\n</VirtualHost>\n",
     );
-    assert!(err.starts_with("DIR/site.conf:5: WSGIScriptAlias /x and Alias /x at DIR/site.conf:2 are in different virtual hosts"), "{err}");
+    assert_eq!(
+        (site.statics[0].host, site.mounts[0].host),
+        (Some(0), Some(1))
+    );
+    assert!(!has(&warnings, "hidden"), "{warnings:#?}");
 }
 
 #[test]

@@ -12,6 +12,7 @@
 //! assignment).
 
 mod groups;
+mod hosts;
 mod mounts;
 mod reader;
 
@@ -61,6 +62,7 @@ const TOP_KEYS: &[&str] = &[
     "groups",
     "mount",
     "static",
+    "host",
 ];
 
 pub(super) const MOUNT_KEYS: &[&str] = &[
@@ -111,6 +113,8 @@ fn top_hint(key: &str) -> Option<&'static str> {
         Some(IN_MOUNT)
     } else if STATIC_KEYS.contains(&key) {
         Some(IN_STATIC)
+    } else if hosts::HOST_KEYS.contains(&key) {
+        Some("it belongs in a [[host]] table")
     } else {
         None
     }
@@ -198,9 +202,16 @@ fn read_site(top: &Table<'_>) -> Result<Site, ConfigError> {
     read_edge(top, &mut site)?;
 
     let defined = read_groups(top)?;
-    let mounts = read_mounts(top)?;
-    let statics = read_statics(top)?;
+    let mut mounts = read_mounts(top, "mount", None)?;
+    let mut statics = read_statics(top, "static", None)?;
     check_prefixes(top.doc, &mounts, &statics)?;
+    let hosts = hosts::read_hosts(top, &site.listen, &mut site.edge.listeners)?;
+    for (host_mounts, host_statics) in hosts.mounts.into_iter().zip(hosts.statics) {
+        check_prefixes(top.doc, &host_mounts, &host_statics)?;
+        mounts.extend(host_mounts);
+        statics.extend(host_statics);
+    }
+    site.hosts = hosts.hosts;
     assign_groups(top.doc, &defined, mounts, &mut site)?;
     site.groups
         .splice(0..0, defined.into_iter().map(|d| d.group));

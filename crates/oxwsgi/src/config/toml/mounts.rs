@@ -22,18 +22,24 @@ pub(super) struct PendingMount {
     path_span: Span,
 }
 
-fn array_of_tables<'t>(top: &'t Table<'_>, key: &str) -> Result<Vec<Table<'t>>, ConfigError> {
+/// The `[[key]]` tables of `top`; `shown` is their name in messages
+/// (`mount`, `host.mount`).
+pub(super) fn array_of_tables<'t>(
+    top: &'t Table<'_>,
+    key: &str,
+    shown: &str,
+) -> Result<Vec<Table<'t>>, ConfigError> {
     let Some(f) = top.get(key) else {
         return Ok(Vec::new());
     };
-    let expected = format!("an array of tables: write [[{key}]], not [{key}]");
+    let expected = format!("an array of tables: write [[{shown}]], not [{shown}]");
     let Some(items) = f.elements() else {
         return Err(f.expected(expected));
     };
     items
         .iter()
         .map(|item| {
-            item.table(format!("[[{key}]]"))
+            item.table(format!("[[{shown}]]"))
                 .ok_or_else(|| item.expected(&expected))
         })
         .collect()
@@ -50,14 +56,20 @@ fn read_prefix(t: &Table<'_>) -> Result<(String, Span), ConfigError> {
     Ok((prefix, f.span()))
 }
 
-pub(super) fn read_mounts(top: &Table<'_>) -> Result<Vec<PendingMount>, ConfigError> {
-    array_of_tables(top, "mount")?
+/// The `[[mount]]` tables of `top` (the top level, or a `[[host]]`:
+/// `host` is its index, `shown` the tables' name).
+pub(super) fn read_mounts(
+    top: &Table<'_>,
+    shown: &str,
+    host: Option<usize>,
+) -> Result<Vec<PendingMount>, ConfigError> {
+    array_of_tables(top, "mount", shown)?
         .iter()
-        .map(read_mount)
+        .map(|t| read_mount(t, host))
         .collect()
 }
 
-fn read_mount(t: &Table<'_>) -> Result<PendingMount, ConfigError> {
+fn read_mount(t: &Table<'_>, host: Option<usize>) -> Result<PendingMount, ConfigError> {
     t.check_keys(MOUNT_KEYS, mount_hint)?;
     let (path, path_span) = read_prefix(t)?;
     let mut callable = None;
@@ -133,6 +145,7 @@ fn read_mount(t: &Table<'_>) -> Result<PendingMount, ConfigError> {
             limit_request_body,
             environ,
             preload,
+            host,
         },
         group,
         header: t.span.clone(),
@@ -148,9 +161,14 @@ pub(super) struct PendingStatic {
     path_span: Span,
 }
 
-pub(super) fn read_statics(top: &Table<'_>) -> Result<Vec<PendingStatic>, ConfigError> {
+/// The `[[static]]` tables of `top`, as [`read_mounts`].
+pub(super) fn read_statics(
+    top: &Table<'_>,
+    shown: &str,
+    host: Option<usize>,
+) -> Result<Vec<PendingStatic>, ConfigError> {
     let mut out = Vec::new();
-    for t in array_of_tables(top, "static")? {
+    for t in array_of_tables(top, "static", shown)? {
         t.check_keys(STATIC_KEYS, static_hint)?;
         let (path, path_span) = read_prefix(&t)?;
         let Some(dir) = t.get("dir") else {
@@ -167,6 +185,7 @@ pub(super) fn read_statics(top: &Table<'_>) -> Result<Vec<PendingStatic>, Config
             alias: StaticAlias {
                 path,
                 dir: dir.path()?,
+                host,
             },
             follow_symlinks,
             path_span,
@@ -175,7 +194,8 @@ pub(super) fn read_statics(top: &Table<'_>) -> Result<Vec<PendingStatic>, Config
     Ok(out)
 }
 
-/// No two mounts or statics at one prefix.
+/// No two mounts or statics at one prefix (of one host, or of the main
+/// server).
 pub(super) fn check_prefixes(
     doc: &Doc<'_>,
     mounts: &[PendingMount],
@@ -230,7 +250,10 @@ pub(super) fn assign_groups(
                 mount.group = name;
             }
             None => {
-                let base = names::group_name_for_prefix(&mount.path);
+                let base = match mount.host.and_then(|h| site.hosts.get(h)) {
+                    Some(host) => names::group_name_for_host(host.label(), &mount.path),
+                    None => names::group_name_for_prefix(&mount.path),
+                };
                 if let Some(d) = defined.iter().find(|d| d.group.name == base) {
                     return Err(doc.error(
                         &pending.header,

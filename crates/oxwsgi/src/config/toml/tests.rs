@@ -82,6 +82,7 @@ fn the_mission_config() {
     let mut app_two = Group::new("app_two");
     app_two.processes = 2;
     let mount = |path: &str, script: &str, group: &str| Mount {
+        host: None,
         path: path.into(),
         app: AppSource::Script(script.into()),
         callable: "application".into(),
@@ -95,6 +96,7 @@ fn the_mission_config() {
     assert_eq!(
         site,
         Site {
+            hosts: Vec::new(),
             listen: vec![addr("127.0.0.1:8080")],
             admin: Some(addr("127.0.0.1:9100")),
             access_log: AccessLog::Stdout,
@@ -117,6 +119,7 @@ fn the_mission_config() {
                 ),
             ],
             statics: vec![StaticAlias {
+                host: None,
                 path: "/static".into(),
                 dir: "/var/www/mysite/static".into(),
             }],
@@ -848,10 +851,12 @@ fn statics() {
         site.statics,
         vec![
             StaticAlias {
+                host: None,
                 path: "/static".into(),
                 dir: base("static")
             },
             StaticAlias {
+                host: None,
                 path: "/m".into(),
                 dir: "/srv/m".into()
             },
