@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use oxwsgi::config::apache::load_with_env;
 use oxwsgi::config::convert::to_toml;
-use oxwsgi::config::model::{AppSource, Group, Mount, PythonChoice, Site, StaticAlias};
+use oxwsgi::config::model::{
+    AppSource, Group, HostAddr, Mount, PythonChoice, Site, StaticAlias, VirtualHost,
+};
 use oxwsgi::config::{Warning, WarningKind};
 
 fn fixture(name: &str) -> PathBuf {
@@ -302,22 +304,38 @@ fn virtual_hosts_on_two_ports() {
     backoffice.maximum_requests = Some(500);
     let mut admin = mount("/backoffice", "/srv/backoffice/wsgi.py", "backoffice");
     admin.callable = "app".into();
+    admin.host = Some(1);
+    let mut shop = mount("/", "/srv/shop/shop/wsgi.py", "shop");
+    shop.host = Some(0);
+    let mut statics = alias("/static", "/srv/shop/static");
+    statics.host = Some(0);
+    // Each port answers its own host's mounts only: /backoffice is not on
+    // 8081, the shop is not on 8082.
+    let host = |name: &str, port: u16, line: usize| VirtualHost {
+        names: vec![name.into()],
+        addrs: vec![HostAddr {
+            ip: Some("127.0.0.1".parse().unwrap()),
+            port: Some(port),
+        }],
+        default: true,
+        tls: None,
+        defined_at: format!("two-ports.conf:{line}"),
+    };
     assert_eq!(
         site,
         Site {
             listen: addrs(&["127.0.0.1:8081", "127.0.0.1:8082"]),
             groups: vec![titled(group("shop", 4, 8)), backoffice],
-            mounts: vec![mount("/", "/srv/shop/shop/wsgi.py", "shop"), admin],
-            statics: vec![alias("/static", "/srv/shop/static")],
+            mounts: vec![shop, admin],
+            statics: vec![statics],
+            hosts: vec![
+                host("shop.example.com", 8081, 11),
+                host("admin.shop.example.com", 8082, 22)
+            ],
             ..Site::default()
         }
     );
-    assert!(has(
-        &warnings,
-        WarningKind::Behaviour,
-        None,
-        "mounts come from 2 virtual hosts: oxwsgi serves every mount on every listener"
-    ));
+    assert!(!warnings.iter().any(|w| w.message.contains("virtual hosts")));
     assert!(has(
         &warnings,
         WarningKind::Behaviour,

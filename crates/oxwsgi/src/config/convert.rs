@@ -79,50 +79,32 @@ pub fn to_toml(site: &Site, source: &Path) -> Result<String, ConfigError> {
     for group in &site.groups {
         w.group(&mut out, group)?;
     }
-    for mount in &site.mounts {
-        out.push_str("\n[[mount]]\n");
-        let _ = writeln!(out, "path = {}", quote(&mount.path));
-        match &mount.app {
-            AppSource::Script(script) => {
-                let _ = writeln!(out, "script = {}", w.path(script)?);
-            }
-            AppSource::Module(module) => {
-                let _ = writeln!(out, "module = {}", quote(module));
-            }
+    w.entries(&mut out, site, None, "")?;
+    for (index, host) in site.hosts.iter().enumerate() {
+        out.push_str("\n[[host]]\n");
+        if !host.names.is_empty() {
+            let names: Vec<String> = host.names.iter().map(|n| quote(n)).collect();
+            let _ = writeln!(out, "names = [{}]", names.join(", "));
         }
-        let _ = writeln!(out, "callable = {}", quote(&mount.callable));
-        let _ = writeln!(out, "group = {}", quote(&mount.group));
-        let _ = writeln!(
-            out,
-            "application-group = {}",
-            quote(&mount.application_group)
-        );
-        if !mount.pass_authorization {
-            out.push_str("pass-authorization = false\n");
+        if host.default {
+            out.push_str("default = true\n");
         }
-        if mount.preload {
-            out.push_str("preload = true\n");
+        // An address without a port (`<VirtualHost 10.0.0.1>`) has no
+        // TOML form: the host is on the listeners of its other addresses.
+        let listen: Vec<String> = host
+            .addrs
+            .iter()
+            .filter(|a| a.port.is_some())
+            .map(|a| quote(&a.to_string()))
+            .collect();
+        if !listen.is_empty() {
+            let _ = writeln!(out, "listen = [{}]", listen.join(", "));
         }
-        if !mount.environ.is_empty() {
-            let vars: Vec<String> = mount
-                .environ
-                .iter()
-                .map(|(name, value)| format!("{name} = {}", quote(value)))
-                .collect();
-            let _ = writeln!(out, "set-env = {{ {} }}", vars.join(", "));
+        if let Some(tls) = &host.tls {
+            let _ = writeln!(out, "tls-cert = {}", w.path(&tls.cert)?);
+            let _ = writeln!(out, "tls-key = {}", w.path(&tls.key)?);
         }
-        if let Some(limit) = mount.limit_request_body {
-            let _ = writeln!(
-                out,
-                "limit-request-body = {}",
-                w.size(limit, "limit-request-body")?
-            );
-        }
-    }
-    for alias in &site.statics {
-        out.push_str("\n[[static]]\n");
-        let _ = writeln!(out, "path = {}", quote(&alias.path));
-        let _ = writeln!(out, "dir = {}", w.path(&alias.dir)?);
+        w.entries(&mut out, site, Some(index), "host.")?;
     }
     Ok(out)
 }
@@ -240,6 +222,63 @@ impl Writer<'_> {
         i64::try_from(n)
             .map(|n| n.to_string())
             .map_err(|_| self.error(format!("{key} {n} is too large for a TOML integer")))
+    }
+
+    /// The `[[mount]]` and `[[static]]` tables of `host` (`None`: the
+    /// main server); `table` prefixes their names (`host.`).
+    fn entries(
+        &self,
+        out: &mut String,
+        site: &Site,
+        host: Option<usize>,
+        table: &str,
+    ) -> Result<(), ConfigError> {
+        for mount in site.mounts.iter().filter(|m| m.host == host) {
+            let _ = writeln!(out, "\n[[{table}mount]]");
+            let _ = writeln!(out, "path = {}", quote(&mount.path));
+            match &mount.app {
+                AppSource::Script(script) => {
+                    let _ = writeln!(out, "script = {}", self.path(script)?);
+                }
+                AppSource::Module(module) => {
+                    let _ = writeln!(out, "module = {}", quote(module));
+                }
+            }
+            let _ = writeln!(out, "callable = {}", quote(&mount.callable));
+            let _ = writeln!(out, "group = {}", quote(&mount.group));
+            let _ = writeln!(
+                out,
+                "application-group = {}",
+                quote(&mount.application_group)
+            );
+            if !mount.pass_authorization {
+                out.push_str("pass-authorization = false\n");
+            }
+            if mount.preload {
+                out.push_str("preload = true\n");
+            }
+            if !mount.environ.is_empty() {
+                let vars: Vec<String> = mount
+                    .environ
+                    .iter()
+                    .map(|(name, value)| format!("{name} = {}", quote(value)))
+                    .collect();
+                let _ = writeln!(out, "set-env = {{ {} }}", vars.join(", "));
+            }
+            if let Some(limit) = mount.limit_request_body {
+                let _ = writeln!(
+                    out,
+                    "limit-request-body = {}",
+                    self.size(limit, "limit-request-body")?
+                );
+            }
+        }
+        for alias in site.statics.iter().filter(|s| s.host == host) {
+            let _ = writeln!(out, "\n[[{table}static]]");
+            let _ = writeln!(out, "path = {}", quote(&alias.path));
+            let _ = writeln!(out, "dir = {}", self.path(&alias.dir)?);
+        }
+        Ok(())
     }
 
     fn group(&self, out: &mut String, g: &Group) -> Result<(), ConfigError> {

@@ -573,8 +573,9 @@ pub struct StaticAlias {
 }
 
 /// A name-based virtual host: the requests whose host name (`Host`,
-/// `:authority`) it carries, on the addresses it applies to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `:authority`) it carries, on the addresses it applies to. Two are equal
+/// when they answer the same requests, wherever they were defined.
+#[derive(Debug, Clone, Eq)]
 pub struct VirtualHost {
     /// `ServerName` then `ServerAlias`es, lowercase, without port or
     /// trailing dot; `*` and `?` are wildcards (`*.example.com`). The
@@ -591,6 +592,15 @@ pub struct VirtualHost {
     pub tls: Option<TlsFiles>,
     /// Where it was defined (`file:line`), for messages.
     pub defined_at: String,
+}
+
+impl PartialEq for VirtualHost {
+    fn eq(&self, other: &Self) -> bool {
+        self.names == other.names
+            && self.addrs == other.addrs
+            && self.default == other.default
+            && self.tls == other.tls
+    }
 }
 
 impl VirtualHost {

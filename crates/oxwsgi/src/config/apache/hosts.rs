@@ -5,8 +5,9 @@
 //! Apache picks a virtual host by the connection's local address first
 //! (the sections naming that IP exactly, else those on `*`), then by the
 //! `Host` header among them; when no name matches, the first section of
-//! that address answers. So every section here is a default of its
-//! addresses, and the first one in config order wins
+//! that address answers. So the first section of each address is marked
+//! its default (`<VirtualHost *>` applies to every listener), as TOML's
+//! `default = true` would be
 //! ([`HostRouter`](crate::front::vhosts::HostRouter) does the matching).
 
 use std::net::{IpAddr, SocketAddr};
@@ -59,10 +60,20 @@ pub(super) fn virtual_hosts(
                 port: Some(0),
             });
         }
+        // `<VirtualHost *>`: every listener.
+        if addrs.iter().all(|a| *a == HostAddr::ANY) {
+            addrs.clear();
+        }
+        // The first host of an address is its default; a later one only
+        // where no earlier host is on the same address.
+        let default = addrs.is_empty() && !hosts.iter().any(|h| h.addrs.is_empty())
+            || addrs
+                .iter()
+                .any(|a| !hosts.iter().any(|h| h.addrs.contains(a)));
         let host = VirtualHost {
             names: host_names,
             addrs,
-            default: true,
+            default,
             tls: None,
             defined_at: section.loc.to_string(),
         };
@@ -202,16 +213,26 @@ pub(super) fn fold_hosts(site: &mut Site) {
     if scopes.iter().any(|&scope| routes(site, scope) != table) {
         return;
     }
-    let (mounts, statics) = table;
+    let (mounts, statics) = visible(site, first);
     site.mounts = mounts;
     site.statics = statics;
     site.hosts.clear();
 }
 
-/// What a connection answered by `scope` (`None`: the main server) is
-/// routed to, without hosts, sorted by path: the scope's own entries and
-/// the main server's at paths the scope does not use.
+/// What a connection answered by `scope` is routed to, sorted by path.
 fn routes(site: &Site, scope: Option<usize>) -> (Vec<Mount>, Vec<StaticAlias>) {
+    let (mut mounts, mut statics) = visible(site, scope);
+    mounts.sort_by(|a, b| a.path.cmp(&b.path));
+    mounts.dedup();
+    statics.sort_by(|a, b| a.path.cmp(&b.path));
+    statics.dedup();
+    (mounts, statics)
+}
+
+/// What a connection answered by `scope` (`None`: the main server) is
+/// routed to, without hosts, in config order: the scope's own entries and
+/// the main server's at paths the scope does not use.
+fn visible(site: &Site, scope: Option<usize>) -> (Vec<Mount>, Vec<StaticAlias>) {
     let own = |host: Option<usize>| host == scope;
     let own_paths: Vec<&str> = site
         .mounts
@@ -228,7 +249,7 @@ fn routes(site: &Site, scope: Option<usize>) -> (Vec<Mount>, Vec<StaticAlias>) {
     let visible = |host: Option<usize>, path: &str| {
         own(host) || (host.is_none() && !own_paths.contains(&path.trim_end_matches('/')))
     };
-    let mut mounts: Vec<Mount> = site
+    let mounts = site
         .mounts
         .iter()
         .filter(|m| visible(m.host, &m.path))
@@ -237,9 +258,7 @@ fn routes(site: &Site, scope: Option<usize>) -> (Vec<Mount>, Vec<StaticAlias>) {
             ..m.clone()
         })
         .collect();
-    mounts.sort_by(|a, b| a.path.cmp(&b.path));
-    mounts.dedup();
-    let mut statics: Vec<StaticAlias> = site
+    let statics = site
         .statics
         .iter()
         .filter(|s| visible(s.host, &s.path))
@@ -248,8 +267,6 @@ fn routes(site: &Site, scope: Option<usize>) -> (Vec<Mount>, Vec<StaticAlias>) {
             ..s.clone()
         })
         .collect();
-    statics.sort_by(|a, b| a.path.cmp(&b.path));
-    statics.dedup();
     (mounts, statics)
 }
 

@@ -319,6 +319,9 @@ pub(super) fn build(ev: Evaluated) -> Result<(Site, Vec<Warning>), ConfigError> 
     site.mounts = layout.mounts;
     site.statics = layout.statics;
     site.groups = layout.groups;
+    // Each host's entries together, main server first, as TOML lists them.
+    site.mounts.sort_by_key(|m| m.host.map_or(0, |h| h + 1));
+    site.statics.sort_by_key(|s| s.host.map_or(0, |h| h + 1));
     fold_hosts(&mut site);
     warnings.extend(ignored.into_warnings());
     Ok((site, warnings))

@@ -2,9 +2,10 @@
 //! and `[[host.static]]` entries: the names a host answers to, the
 //! listeners it is on, whether it is the default, its TLS certificate.
 //!
-//! Checked here: two hosts that share a listener may not share a name or
-//! both be the default; a host's `listen` names addresses of the site's
-//! `listen`; a certificate has a TLS listener to be served on (a host's
+//! Checked here: two hosts that share a listener may not share a name, and
+//! two on the same addresses may not both be the default; a host's
+//! `listen` names addresses the site's `listen` covers (`*:443`, or
+//! `10.0.0.1:443` on a `0.0.0.0:443` listener); a certificate has a TLS listener to be served on (a host's
 //! own `listen` makes a plain listener TLS, with this certificate as the
 //! default one).
 
@@ -76,12 +77,17 @@ pub(super) fn read_hosts(
         if let Some(f) = t.get("listen") {
             for item in string_or_list(&f)? {
                 let addr = item.addr()?;
-                if !listen.contains(&addr) {
+                let covering: Vec<SocketAddr> = listen
+                    .iter()
+                    .copied()
+                    .filter(|l| HostAddr::from_socket(*l).overlaps(&HostAddr::from_socket(addr)))
+                    .collect();
+                if covering.is_empty() {
                     return Err(item.error(format_args!(
-                        "names {addr}, which is not one of the top-level `listen` addresses"
+                        "names {addr}, which none of the top-level `listen` addresses covers"
                     )));
                 }
-                own_listen.push(addr);
+                own_listen.extend(covering);
                 host.addrs.push(HostAddr::from_socket(addr));
             }
         }
@@ -202,7 +208,14 @@ fn share_a_listener(a: &VirtualHost, b: &VirtualHost) -> bool {
             .any(|x| b.addrs.iter().any(|y| x.overlaps(y)))
 }
 
-/// No name twice and no two defaults among hosts on one listener.
+/// Whether two hosts are on exactly the same addresses.
+fn same_addrs(a: &VirtualHost, b: &VirtualHost) -> bool {
+    a.addrs.iter().all(|x| b.addrs.contains(x)) && b.addrs.iter().all(|y| a.addrs.contains(y))
+}
+
+/// No name twice among hosts on one listener, and no two defaults on the
+/// same addresses (where hosts only partly share listeners, the first
+/// default of a listener answers there).
 fn check_against_earlier(
     host: &VirtualHost,
     lines: &[usize],
@@ -227,7 +240,7 @@ fn check_against_earlier(
                 });
             }
         }
-        if host.default && other.default {
+        if host.default && other.default && same_addrs(host, other) {
             let at = t.get("default");
             let message = format!(
                 "a second default host on the same listener (the other is {}): only one host answers unknown names",
