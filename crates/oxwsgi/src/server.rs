@@ -18,11 +18,11 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::admin::{metrics::NO_GROUP, Admin};
-use crate::config::model::Site;
+use crate::config::model::{HostAddr, Site, TlsFiles};
 use crate::front::access_log::{AccessLog, LogFormat};
 use crate::front::listener::{accept_loop, ConnSettings, Connections, Listener, Protocol};
 use crate::front::service::{Front, SharedFront};
-use crate::front::tls::{self, CertStore};
+use crate::front::tls::{self, CertStore, SniResolver};
 use crate::front::unix_socket::BoundUnix;
 use crate::supervisor::process::RestartObserver;
 use crate::supervisor::process::DEFAULT_SHUTDOWN_TIMEOUT;
@@ -191,9 +191,31 @@ pub async fn serve(site: Site, reload: Option<SiteLoader>) -> Result<(), ServeEr
                     addr: *addr,
                     source,
                 };
-                let store = CertStore::load(files).map_err(tls_error)?;
-                let config = store.server_config(true).map_err(tls_error)?;
-                cert_stores.push(store);
+                let mut load = |files: &TlsFiles| -> Result<Arc<CertStore>, ServeError> {
+                    if let Some(store) = cert_stores
+                        .iter()
+                        .find(|s: &&Arc<CertStore>| s.files() == files)
+                    {
+                        return Ok(Arc::clone(store));
+                    }
+                    let store = CertStore::load(files).map_err(tls_error)?;
+                    cert_stores.push(Arc::clone(&store));
+                    Ok(store)
+                };
+                let mut resolver = SniResolver::new(load(files)?);
+                // The certificates of the virtual hosts on this listener,
+                // for clients that name them.
+                let own = HostAddr::from_socket(*addr);
+                for host in &site.hosts {
+                    let on_listener =
+                        host.addrs.is_empty() || host.addrs.iter().any(|a| a.overlaps(&own));
+                    if let (Some(files), true) = (&host.tls, on_listener) {
+                        if !host.names.is_empty() {
+                            resolver.add_host(host.names.clone(), load(files)?);
+                        }
+                    }
+                }
+                let config = resolver.server_config(true).map_err(tls_error)?;
                 Protocol::Tls(tokio_rustls::TlsAcceptor::from(config))
             }
             None if options.h2c => Protocol::H2c,

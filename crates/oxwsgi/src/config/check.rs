@@ -20,10 +20,13 @@ pub fn site_warnings(site: &Site) -> Vec<Warning> {
     let mut out = Vec::new();
     let mut seen_paths = HashSet::new();
     for mount in &site.mounts {
-        if !seen_paths.insert(mount.path.as_str()) {
+        if !seen_paths.insert((mount.host, mount.path.as_str())) {
             out.push(Warning::new(
                 WarningKind::Conflict,
-                format!("two mounts at {}: only one of them can answer", mount.path),
+                format!(
+                    "two mounts at {}: only one of them can answer",
+                    shown_path(site, mount.host, &mount.path)
+                ),
             ));
         }
         if mount.application_group != GLOBAL_APPLICATION_GROUP {
@@ -151,6 +154,7 @@ pub fn report(config: &Path, format: &str, site: &Site, warnings: &[Warning]) ->
         "APPLICATION GROUP".to_string(),
     ]];
     for mount in &site.mounts {
+        let path = shown_path(site, mount.host, &mount.path);
         let mut app = match &mount.app {
             AppSource::Script(path) => path.display().to_string(),
             AppSource::Module(module) => format!("module {module}"),
@@ -162,12 +166,7 @@ pub fn report(config: &Path, format: &str, site: &Site, warnings: &[Warning]) ->
             Some(g) => format!("{} ({})", g.name, shape(g.processes, g.threads)),
             None => format!("{} (undefined)", mount.group),
         };
-        rows.push([
-            mount.path.clone(),
-            app,
-            group,
-            mount.application_group.clone(),
-        ]);
+        rows.push([path, app, group, mount.application_group.clone()]);
     }
     if site.mounts.is_empty() {
         out.push_str("no mounts\n");
@@ -178,12 +177,46 @@ pub fn report(config: &Path, format: &str, site: &Site, warnings: &[Warning]) ->
     if !site.statics.is_empty() {
         out.push('\n');
         let mut rows = vec![["STATIC".to_string(), "FOLDER".to_string()]];
-        rows.extend(
-            site.statics
-                .iter()
-                .map(|s| [s.path.clone(), s.dir.display().to_string()]),
-        );
+        rows.extend(site.statics.iter().map(|s| {
+            [
+                shown_path(site, s.host, &s.path),
+                s.dir.display().to_string(),
+            ]
+        }));
         table(&mut out, &rows);
+    }
+
+    if !site.hosts.is_empty() {
+        out.push('\n');
+        let mut rows = vec![[
+            "HOST".to_string(),
+            "NAMES".to_string(),
+            "ADDRESSES".to_string(),
+            "DEFAULT".to_string(),
+            "CERTIFICATE".to_string(),
+        ]];
+        for host in &site.hosts {
+            let addrs: Vec<String> = host.addrs.iter().map(ToString::to_string).collect();
+            rows.push([
+                host.label().to_string(),
+                host.names.join(" "),
+                if addrs.is_empty() {
+                    "every listener".to_string()
+                } else {
+                    addrs.join(" ")
+                },
+                if host.default { "yes" } else { "" }.to_string(),
+                host.tls
+                    .as_ref()
+                    .map_or_else(String::new, |t| t.cert.display().to_string()),
+            ]);
+        }
+        table(&mut out, &rows);
+        if site.mounts.iter().any(|m| m.host.is_none())
+            || site.statics.iter().any(|s| s.host.is_none())
+        {
+            out.push_str("(*/path: the main server's, answered in every host that has nothing at that path)\n");
+        }
     }
 
     if !site.groups.is_empty() {
@@ -233,6 +266,16 @@ pub fn report(config: &Path, format: &str, site: &Site, warnings: &[Warning]) ->
     }
     out.push_str("\nok (with warnings)\n");
     out
+}
+
+/// A mount or static path as the report shows it: `name/path` in a
+/// virtual host, `*/path` for the main server's when there are hosts.
+fn shown_path(site: &Site, host: Option<usize>, path: &str) -> String {
+    match host.and_then(|h| site.hosts.get(h)) {
+        Some(host) => format!("{}{path}", host.label()),
+        None if !site.hosts.is_empty() => format!("*{path}"),
+        None => path.to_string(),
+    }
 }
 
 /// Left-aligned columns, two spaces apart, the first row a heading.

@@ -1,11 +1,17 @@
 //! TLS for listeners with `tls-cert` / `tls-key`: rustls with the `ring`
 //! provider, TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`.
 //!
-//! A [`CertStore`] holds one listener's certificate and key behind an
-//! `ArcSwap`; it is the rustls certificate resolver, so [`CertStore::reload`]
-//! (on SIGHUP) makes every later handshake use the new files while
-//! connections already open keep theirs. A reload that fails (missing file,
-//! key not matching the certificate) keeps the current certificate.
+//! A [`CertStore`] holds one certificate and key behind an `ArcSwap`, so
+//! [`CertStore::reload`] (on SIGHUP) makes every later handshake use the
+//! new files while connections already open keep theirs. A reload that
+//! fails (missing file, key not matching the certificate) keeps the
+//! current certificate.
+//!
+//! A listener's rustls certificate resolver is a [`SniResolver`]: the
+//! listener's own certificate, and the certificate of each virtual host on
+//! the listener that has one, picked by the name the client sends (SNI) as
+//! the host router matches `Host` ([`host_names::matches`]); a client that
+//! sends no name, or one no host carries, gets the listener's own.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +24,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
-use crate::config::model::TlsFiles;
+use crate::config::model::{host_names, TlsFiles};
 
 /// ALPN protocol ids, in preference order.
 pub const ALPN_H2: &[u8] = b"h2";
@@ -73,14 +79,56 @@ impl CertStore {
         &self.files
     }
 
-    /// A rustls server config answering with this store's certificate.
-    /// `http2`: offer `h2` by ALPN (else only `http/1.1`).
+    /// A rustls server config answering with this store's certificate
+    /// only. `http2`: offer `h2` by ALPN (else only `http/1.1`).
     pub fn server_config(self: &Arc<Self>, http2: bool) -> Result<Arc<ServerConfig>, TlsError> {
+        SniResolver::new(Arc::clone(self)).server_config(http2)
+    }
+}
+
+/// A listener's certificates: its own, and its virtual hosts' by name.
+#[derive(Debug)]
+pub struct SniResolver {
+    default: Arc<CertStore>,
+    /// (the host's lowercase names and patterns, its certificate), in
+    /// config order: the first match wins.
+    named: Vec<(Vec<String>, Arc<CertStore>)>,
+}
+
+impl SniResolver {
+    pub fn new(default: Arc<CertStore>) -> Self {
+        Self {
+            default,
+            named: Vec::new(),
+        }
+    }
+
+    /// Serves `store` to clients that name one of `names`.
+    pub fn add_host(&mut self, names: Vec<String>, store: Arc<CertStore>) {
+        self.named.push((names, store));
+    }
+
+    /// The store for a client naming `name` (`None`: no SNI).
+    fn store_for(&self, name: Option<&str>) -> &CertStore {
+        name.and_then(|name| {
+            self.named.iter().find_map(|(patterns, store)| {
+                patterns
+                    .iter()
+                    .any(|p| host_names::matches(p, name))
+                    .then_some(store.as_ref())
+            })
+        })
+        .unwrap_or(&self.default)
+    }
+
+    /// A rustls server config answering with these certificates.
+    /// `http2`: offer `h2` by ALPN (else only `http/1.1`).
+    pub fn server_config(self, http2: bool) -> Result<Arc<ServerConfig>, TlsError> {
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| TlsError::Setup(e.to_string()))?
             .with_no_client_auth()
-            .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
+            .with_cert_resolver(Arc::new(self) as Arc<dyn ResolvesServerCert>);
         config.alpn_protocols = if http2 {
             vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()]
         } else {
@@ -90,9 +138,9 @@ impl CertStore {
     }
 }
 
-impl ResolvesServerCert for CertStore {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load_full())
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.store_for(hello.server_name()).current.load_full())
     }
 }
 

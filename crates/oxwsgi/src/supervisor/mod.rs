@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::accounts::resolve_identity;
-use crate::config::model::{InterpreterGil, Site};
+use crate::config::model::{InterpreterGil, Mount, Site};
 use crate::dispatch::GroupPool;
 use process::{run_position, PositionState, Reporting, RestartCounts, RestartObserver};
 use spawn::{resolve_python, resolve_worker_lib, DaemonSpec};
@@ -113,16 +113,40 @@ impl Supervisor {
                 spawn::check_own_gil(&python).map_err(error)?;
             }
             let (uid, gid) = resolve_identity(group).map_err(error)?;
-            let mut mounts = Vec::new();
+            // The same application mounted in several virtual hosts (the
+            // `:80` and `:443` twins of a site) is loaded once.
+            let mut mounts: Vec<Mount> = Vec::new();
             for (mount_index, mount) in site.mounts.iter().enumerate() {
-                if mount.group == group.name {
-                    mount_targets[mount_index] = MountTarget {
-                        group: group_index,
-                        mount_id: mounts.len() as u32,
-                    };
-                    mounts.push(mount);
+                if mount.group != group.name {
+                    continue;
                 }
+                let same = |m: &Mount| {
+                    Mount {
+                        host: None,
+                        preload: false,
+                        ..m.clone()
+                    } == Mount {
+                        host: None,
+                        preload: false,
+                        ..mount.clone()
+                    }
+                };
+                let mount_id = match mounts.iter().position(same) {
+                    Some(id) => {
+                        mounts[id].preload |= mount.preload;
+                        id
+                    }
+                    None => {
+                        mounts.push(mount.clone());
+                        mounts.len() - 1
+                    }
+                };
+                mount_targets[mount_index] = MountTarget {
+                    group: group_index,
+                    mount_id: mount_id as u32,
+                };
             }
+            let mounts: Vec<&Mount> = mounts.iter().collect();
             let mut spec = DaemonSpec::new(group, &mounts, python, worker_lib.clone());
             spec.uid = uid;
             spec.gid = gid;
