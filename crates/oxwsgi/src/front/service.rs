@@ -270,22 +270,15 @@ pub async fn handle(
     }
     let forwarded = front.proxy.apply(conn.peer.ip(), &mut parts.headers);
     let client = Client::new(&conn, &forwarded, request_start);
-    let mut served = Served::default();
-    let response = match route_and_run(
-        &front,
-        &conn,
-        &client,
-        &parts,
-        &target,
-        body,
-        &mut served,
-        &ticket,
-    )
-    .await
-    {
-        Ok(response) => response,
-        Err(failure) => failure.into_response(),
+    let mut served = Served {
+        host: front.hosts.select(conn.host_addr, host_header(&parts)),
+        ..Served::default()
     };
+    let response =
+        match route_and_run(&front, &client, &parts, &target, body, &mut served, &ticket).await {
+            Ok(response) => response,
+            Err(failure) => failure.into_response(),
+        };
     let metrics = served
         .group
         .and_then(|group| front.metrics.get(group))
@@ -389,7 +382,6 @@ pub fn error_response(status: StatusCode, message: &str, close: bool) -> Respons
 
 async fn route_and_run(
     front: &Front,
-    conn: &Connection,
     client: &Client<'_>,
     parts: &hyper::http::request::Parts,
     target: &str,
@@ -422,7 +414,6 @@ async fn route_and_run(
     }
 
     let path = decode_path(parts.uri.path());
-    served.host = front.hosts.select(conn.host_addr, host_header(parts));
     let route = front
         .hosts
         .router(served.host)
