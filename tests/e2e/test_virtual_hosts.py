@@ -215,10 +215,10 @@ def test_the_converted_toml_serves_the_same_site(servers, files, apache):
     text = r.stdout
     assert text.count("[[host]]") == 4 and "[[host.mount]]" in text, text
     # Other ports, an access log with the host (%v) and the server name (%V).
-    plain, tls = free_port(), free_port()
+    plain, tls, admin = free_port(), free_port(), free_port()
     text = text.replace(str(files["plain"]), str(plain)).replace(str(files["tls"]), str(tls))
     log = files["dir"] / "access.log"
-    text = f'access-log = "{log}"\naccess-log-format = "%v %V %U"\n' + text
+    text = f'access-log = "{log}"\naccess-log-format = "%v %V %U"\nadmin = "127.0.0.1:{admin}"\n' + text
     path = files["dir"] / "converted.toml"
     path.write_text(text)
     srv = _start(servers, "toml", path, plain)
@@ -230,6 +230,11 @@ def test_the_converted_toml_serves_the_same_site(servers, files, apache):
     assert "b.example b.example /logged" in lines, lines
     answer(plain, "/app/logged", "www.a.example")
     assert "a.example www.a.example /app/logged" in log.read_text().splitlines()
+    # /status lists every mount with its host and group.
+    routes = json.loads(oxhttp.get(admin, "/status").body)["routes"]
+    assert {"path": "/health", "host": None, "group": "shared"} in routes, routes
+    assert {"path": "/app", "host": "a.example", "group": "site_a"} in routes, routes
+    assert {"path": "/", "host": "b.example", "group": "site_b"} in routes, routes
     srv.stop()
 
 

@@ -253,6 +253,7 @@ pub async fn serve(site: Site, reload: Option<SiteLoader>) -> Result<(), ServeEr
     let settings = ConnSettings::new(&site.edge, &site.limits);
     let connections = Connections::new(site.edge.max_connections);
     let admin = Arc::new(Admin::new());
+    admin.set_site(&site);
     let (mut running, front) = Running::start(site, &admin)?;
     admin.set_groups(running.supervisor.groups.clone());
     let mut ready_notice = running.notify_when_ready();
@@ -383,6 +384,7 @@ async fn reload_site(
     // already queued for them, then stop.
     front.store(Arc::new(next_front));
     admin.set_groups(next.supervisor.groups.clone());
+    admin.set_site(&next.site);
     for group in &current.supervisor.groups {
         admin
             .metrics

@@ -281,6 +281,7 @@ mod tests {
 
     fn sample() -> Status {
         Status {
+            routes: Vec::new(),
             server: Server {
                 pid: 100,
                 started_at: 1000.0,

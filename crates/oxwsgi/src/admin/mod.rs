@@ -39,6 +39,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Admin {
     pub metrics: Arc<Metrics>,
     groups: ArcSwap<Vec<GroupView>>,
+    routes: ArcSwap<Vec<status_json::Route>>,
     stopping: AtomicBool,
     started_at: SystemTime,
 }
@@ -54,6 +55,7 @@ impl Admin {
         Self {
             metrics: Arc::new(Metrics::new()),
             groups: ArcSwap::from_pointee(Vec::new()),
+            routes: ArcSwap::from_pointee(Vec::new()),
             stopping: AtomicBool::new(false),
             started_at: SystemTime::now(),
         }
@@ -62,6 +64,11 @@ impl Admin {
     /// Reports on `groups` from now on (at start and after a reload).
     pub fn set_groups(&self, groups: Vec<GroupView>) {
         self.groups.store(Arc::new(groups));
+    }
+
+    /// Lists `site`'s mounts and statics in `/status` from now on.
+    pub fn set_site(&self, site: &crate::config::model::Site) {
+        self.routes.store(Arc::new(status_json::routes(site)));
     }
 
     /// The server is stopping: `/healthz` answers 503 from now on.
@@ -79,7 +86,14 @@ impl Admin {
         let groups = self.groups.load();
         let stopping = self.stopping.load(Ordering::Relaxed);
         let ready = healthz::health(&groups, stopping).is_ok();
-        status_json::status(&groups, &self.metrics, self.started_at, ready, stopping)
+        status_json::status(
+            &groups,
+            &self.routes.load(),
+            &self.metrics,
+            self.started_at,
+            ready,
+            stopping,
+        )
     }
 
     /// The `/metrics` text.

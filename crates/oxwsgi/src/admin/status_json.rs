@@ -17,6 +17,41 @@ pub struct Status {
     /// The front process.
     pub server: Server,
     pub groups: Vec<Group>,
+    /// Every mount and static alias, with the virtual host it belongs to.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+/// A mount or static alias of the running site.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Route {
+    pub path: String,
+    /// The virtual host's first name (`None`: the main server's, answered
+    /// in every host with nothing at that path).
+    pub host: Option<String>,
+    /// The daemon group of a mount (`None`: a static alias).
+    pub group: Option<String>,
+}
+
+/// The routes of `site`, mounts first.
+pub fn routes(site: &crate::config::model::Site) -> Vec<Route> {
+    let host = |h: Option<usize>| {
+        h.and_then(|h| site.hosts.get(h))
+            .map(|h| h.label().to_owned())
+    };
+    site.mounts
+        .iter()
+        .map(|m| Route {
+            path: m.path.clone(),
+            host: host(m.host),
+            group: Some(m.group.clone()),
+        })
+        .chain(site.statics.iter().map(|s| Route {
+            path: s.path.clone(),
+            host: host(s.host),
+            group: None,
+        }))
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +123,7 @@ pub struct Current {
 /// Builds the document from the running groups.
 pub fn status(
     groups: &[GroupView],
+    routes: &[Route],
     metrics: &Metrics,
     started_at: SystemTime,
     ready: bool,
@@ -101,6 +137,7 @@ pub fn status(
             stopping,
         },
         groups: groups.iter().map(|g| group(g, metrics)).collect(),
+        routes: routes.to_vec(),
     }
 }
 
@@ -202,7 +239,7 @@ mod tests {
         };
         let metrics = Metrics::new();
         metrics.restarted("app_one", "crash", 2);
-        let doc = status(&[view], &metrics, UNIX_EPOCH, false, false);
+        let doc = status(&[view], &[], &metrics, UNIX_EPOCH, false, false);
         let json = serde_json::to_value(&doc).unwrap();
         let group = &json["groups"][0];
         assert_eq!(group["name"], "app_one");

@@ -34,7 +34,8 @@ pub fn site_warnings(site: &Site) -> Vec<Warning> {
                 WarningKind::SubInterpreter,
                 format!(
                     "mount {} runs in application group `{}`, a sub-interpreter: numpy and other C extensions may misbehave there (%{{GLOBAL}}, the main interpreter, is safe for them)",
-                    mount.path, mount.application_group
+                    shown_path(site, mount.host, &mount.path),
+                    mount.application_group
                 ),
             ));
         }
@@ -44,7 +45,7 @@ pub fn site_warnings(site: &Site) -> Vec<Warning> {
                     WarningKind::MissingScript,
                     format!(
                         "mount {}: the script {} does not exist (the mount answers 500 until it does)",
-                        mount.path,
+                        shown_path(site, mount.host, &mount.path),
                         script.display()
                     ),
                 ));
@@ -57,7 +58,7 @@ pub fn site_warnings(site: &Site) -> Vec<Warning> {
                 WarningKind::MissingScript,
                 format!(
                     "static {}: {} does not exist",
-                    alias.path,
+                    shown_path(site, alias.host, &alias.path),
                     alias.dir.display()
                 ),
             ));
