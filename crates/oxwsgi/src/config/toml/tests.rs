@@ -1124,3 +1124,115 @@ set-env = { TENANT = "one" }
     let e = err("[groups.g]\nenv-file = \"/nonexistent/app.env\"");
     assert!(e.contains("cannot read the environment file"), "{e}");
 }
+
+#[test]
+fn virtual_hosts() {
+    let site = ok(r#"
+listen = ["127.0.0.1:8080", { addr = "0.0.0.0:8443", tls-cert = "/c.pem", tls-key = "/c.key" }]
+
+[[mount]]
+path = "/health"
+module = "health"
+
+[[host]]
+names = ["A.example.", "*.a.test"]
+default = true
+listen = ["127.0.0.1:8080", "*:8443"]
+tls-cert = "/a.pem"
+tls-key = "/a.key"
+
+[[host.mount]]
+path = "/"
+script = "a.py"
+
+[[host.static]]
+path = "/static"
+dir = "static"
+
+[[host]]
+names = ["b.example"]
+listen = ["10.0.0.1:8443"]
+
+[[host.mount]]
+path = "/api"
+module = "b"
+"#);
+    assert_eq!(site.hosts.len(), 2);
+    let a = &site.hosts[0];
+    assert_eq!(a.names, ["a.example", "*.a.test"]);
+    assert!(a.default);
+    assert_eq!(a.addrs.len(), 2);
+    assert_eq!(a.addrs[1].to_string(), "*:8443");
+    assert_eq!(a.tls.as_ref().unwrap().cert, PathBuf::from("/a.pem"));
+    assert_eq!(site.hosts[1].addrs[0].to_string(), "10.0.0.1:8443");
+    let mounts: Vec<(&str, Option<usize>, &str)> = site
+        .mounts
+        .iter()
+        .map(|m| (m.path.as_str(), m.host, m.group.as_str()))
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            ("/health", None, "health"),
+            ("/", Some(0), "a_example"),
+            ("/api", Some(1), "b_example_api")
+        ]
+    );
+    assert_eq!(site.statics[0].host, Some(0));
+    assert_eq!(site.statics[0].dir, base("static"));
+    // One path twice in one host is an error; in two hosts it is not.
+    ok(r#"
+[[host]]
+names = ["a"]
+[[host.mount]]
+path = "/"
+module = "a"
+[[host]]
+names = ["b"]
+[[host.mount]]
+path = "/"
+module = "b"
+"#);
+}
+
+#[test]
+fn virtual_host_errors() {
+    let host = |body: &str| format!("listen = [\"127.0.0.1:8080\"]\n\n[[host]]\n{body}\n");
+    assert_eq!(
+        err(&host("names = [\"a.example:80\"]")),
+        "site.toml:4: `names` in [[host]] \"a.example:80\" is not a host name: it contains ':' (a host name has no port: `listen` says which listeners the host is on)"
+    );
+    assert!(err(&host("default = false")).contains("a [[host]] needs `names"));
+    assert!(err(&host("names = [\"a\"]\nlisten = [\"127.0.0.1:9999\"]"))
+        .contains("names 127.0.0.1:9999, which none of the top-level `listen` addresses covers"));
+    assert!(
+        err(&host("names = [\"a\"]\ntls-cert = \"/a.pem\"")).contains("needs `tls-key` beside it")
+    );
+    assert!(err(&host(
+        "names = [\"a\"]\ntls-cert = \"/a.pem\"\ntls-key = \"/a.key\""
+    ))
+    .contains("no listener serves TLS"));
+    assert!(err(&host("names = [\"a\"]\npath = \"/\""))
+        .contains("it belongs in a [[host.mount]] table below the [[host]]"));
+    let twice = host("names = [\"a\", \"b\"]\n\n[[host]]\nnames = [\"B\"]");
+    assert_eq!(place(&twice), (Some(7), Some("names".into())));
+    assert!(err(&twice).contains("\"b\" is also a name of the [[host]] at line 4"));
+    let defaults =
+        host("names = [\"a\"]\ndefault = true\n\n[[host]]\nnames = [\"b\"]\ndefault = true");
+    assert!(err(&defaults).contains("a second default host on the same listener"));
+    // On other addresses, both may be defaults.
+    ok(r#"
+listen = ["127.0.0.1:8080", "127.0.0.1:8081"]
+[[host]]
+names = ["a"]
+default = true
+listen = ["127.0.0.1:8080"]
+[[host]]
+names = ["b"]
+default = true
+listen = ["127.0.0.1:8081"]
+"#);
+    let dup = "[[host]]\nnames = [\"a\"]\n[[host.mount]]\npath = \"/\"\nmodule = \"a\"\n[[host.mount]]\npath = \"/\"\nmodule = \"b\"\n";
+    assert_eq!(place(dup), (Some(7), Some("path".into())));
+    assert!(err(dup).contains("two mounts at \"/\" (the other one is at line 4)"));
+}
