@@ -71,6 +71,36 @@ impl Default for Site {
 }
 
 impl Site {
+    /// The mounts and static aliases (indices into `mounts`, `statics`)
+    /// that answer in `host` (`None`: the main server): the host's own and
+    /// the main server's at paths the host does not use itself, as Apache's
+    /// virtual hosts inherit the main server's aliases.
+    pub fn entries_of(&self, host: Option<usize>) -> (Vec<usize>, Vec<usize>) {
+        let bare = |path: &str| path.trim_end_matches('/').to_owned();
+        let own_paths: Vec<String> = self
+            .mounts
+            .iter()
+            .filter(|m| m.host == host)
+            .map(|m| bare(&m.path))
+            .chain(
+                self.statics
+                    .iter()
+                    .filter(|s| s.host == host)
+                    .map(|s| bare(&s.path)),
+            )
+            .collect();
+        let answers = |entry_host: Option<usize>, path: &str| {
+            entry_host == host || (entry_host.is_none() && !own_paths.contains(&bare(path)))
+        };
+        let mounts = (0..self.mounts.len())
+            .filter(|&i| answers(self.mounts[i].host, &self.mounts[i].path))
+            .collect();
+        let statics = (0..self.statics.len())
+            .filter(|&i| answers(self.statics[i].host, &self.statics[i].path))
+            .collect();
+        (mounts, statics)
+    }
+
     /// The group called `name`.
     pub fn group(&self, name: &str) -> Option<&Group> {
         self.groups.iter().find(|g| g.name == name)

@@ -42,22 +42,16 @@ pub struct HostRouter {
 
 impl HostRouter {
     pub fn new(site: &Site) -> Self {
-        let main = Router::from_prefixes(own_entries(site, None));
+        let main = router_of(site, None);
         let hosts = site
             .hosts
             .iter()
             .enumerate()
-            .map(|(index, host)| {
-                let own: Vec<(&str, Target)> = own_entries(site, Some(index)).collect();
-                let inherited: Vec<(&str, Target)> = own_entries(site, None)
-                    .filter(|(path, _)| !own.iter().any(|(p, _)| same_prefix(p, path)))
-                    .collect();
-                Host {
-                    names: host.names.clone(),
-                    addrs: host.addrs.clone(),
-                    default: host.default,
-                    router: Router::from_prefixes(own.into_iter().chain(inherited)),
-                }
+            .map(|(index, host)| Host {
+                names: host.names.clone(),
+                addrs: host.addrs.clone(),
+                default: host.default,
+                router: router_of(site, Some(index)),
             })
             .collect();
         Self { hosts, main }
@@ -109,26 +103,17 @@ impl HostRouter {
     }
 }
 
-/// The mounts and statics that belong to `host` (`None`: the main
-/// server), mounts first.
-fn own_entries(site: &Site, host: Option<usize>) -> impl Iterator<Item = (&str, Target)> {
-    let mounts = site
-        .mounts
-        .iter()
-        .enumerate()
-        .filter(move |(_, m)| m.host == host)
-        .map(|(i, m)| (m.path.as_str(), Target::Mount(i)));
-    let statics = site
-        .statics
-        .iter()
-        .enumerate()
-        .filter(move |(_, s)| s.host == host)
-        .map(|(i, s)| (s.path.as_str(), Target::Static(i)));
-    mounts.chain(statics)
-}
-
-fn same_prefix(a: &str, b: &str) -> bool {
-    a.trim_end_matches('/') == b.trim_end_matches('/')
+/// The router of `host` (`None`: the main server): its entries
+/// ([`Site::entries_of`]), mounts first.
+fn router_of(site: &Site, host: Option<usize>) -> Router {
+    let (mounts, statics) = site.entries_of(host);
+    let mounts = mounts
+        .into_iter()
+        .map(|i| (site.mounts[i].path.as_str(), Target::Mount(i)));
+    let statics = statics
+        .into_iter()
+        .map(|i| (site.statics[i].path.as_str(), Target::Static(i)));
+    Router::from_prefixes(mounts.chain(statics))
 }
 
 #[cfg(test)]

@@ -233,38 +233,19 @@ fn routes(site: &Site, scope: Option<usize>) -> (Vec<Mount>, Vec<StaticAlias>) {
 /// routed to, without hosts, in config order: the scope's own entries and
 /// the main server's at paths the scope does not use.
 fn visible(site: &Site, scope: Option<usize>) -> (Vec<Mount>, Vec<StaticAlias>) {
-    let own = |host: Option<usize>| host == scope;
-    let own_paths: Vec<&str> = site
-        .mounts
-        .iter()
-        .filter(|m| own(m.host))
-        .map(|m| m.path.trim_end_matches('/'))
-        .chain(
-            site.statics
-                .iter()
-                .filter(|s| own(s.host))
-                .map(|s| s.path.trim_end_matches('/')),
-        )
-        .collect();
-    let visible = |host: Option<usize>, path: &str| {
-        own(host) || (host.is_none() && !own_paths.contains(&path.trim_end_matches('/')))
-    };
-    let mounts = site
-        .mounts
-        .iter()
-        .filter(|m| visible(m.host, &m.path))
-        .map(|m| Mount {
+    let (mounts, statics) = site.entries_of(scope);
+    let mounts = mounts
+        .into_iter()
+        .map(|i| Mount {
             host: None,
-            ..m.clone()
+            ..site.mounts[i].clone()
         })
         .collect();
-    let statics = site
-        .statics
-        .iter()
-        .filter(|s| visible(s.host, &s.path))
-        .map(|s| StaticAlias {
+    let statics = statics
+        .into_iter()
+        .map(|i| StaticAlias {
             host: None,
-            ..s.clone()
+            ..site.statics[i].clone()
         })
         .collect();
     (mounts, statics)

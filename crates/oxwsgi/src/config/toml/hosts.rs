@@ -91,15 +91,7 @@ pub(super) fn read_hosts(
                 host.addrs.push(HostAddr::from_socket(addr));
             }
         }
-        host.tls = match (t.get("tls-cert"), t.get("tls-key")) {
-            (Some(cert), Some(key)) => Some(TlsFiles {
-                cert: cert.path()?,
-                key: key.path()?,
-            }),
-            (None, None) => None,
-            (Some(cert), None) => return Err(cert.error("needs `tls-key` beside it")),
-            (None, Some(key)) => return Err(key.error("needs `tls-cert` beside it")),
-        };
+        host.tls = super::tls_pair(t)?;
         if let Some(files) = &host.tls {
             let at = t.get("tls-cert");
             serve_certificate(files, &own_listen, listen, listeners).map_err(|message| {

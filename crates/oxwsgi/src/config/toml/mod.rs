@@ -355,15 +355,7 @@ fn read_listener(t: &Table<'_>) -> Result<ListenerOptions, ConfigError> {
         ));
     };
     let addr = addr.addr()?;
-    let tls = match (t.get("tls-cert"), t.get("tls-key")) {
-        (Some(cert), Some(key)) => Some(TlsFiles {
-            cert: cert.path()?,
-            key: key.path()?,
-        }),
-        (None, None) => None,
-        (Some(cert), None) => return Err(cert.error("needs `tls-key` beside it")),
-        (None, Some(key)) => return Err(key.error("needs `tls-cert` beside it")),
-    };
+    let tls = tls_pair(t)?;
     let h2c = match t.get("h2c") {
         Some(f) => {
             let h2c = f.bool()?;
@@ -518,3 +510,16 @@ pub(super) fn body_limit(n: u64) -> u64 {
 
 #[cfg(test)]
 mod tests;
+
+/// `tls-cert` and `tls-key` of a table: both or neither.
+fn tls_pair(t: &Table<'_>) -> Result<Option<TlsFiles>, ConfigError> {
+    Ok(match (t.get("tls-cert"), t.get("tls-key")) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.path()?,
+            key: key.path()?,
+        }),
+        (None, None) => None,
+        (Some(cert), None) => return Err(cert.error("needs `tls-key` beside it")),
+        (None, Some(key)) => return Err(key.error("needs `tls-cert` beside it")),
+    })
+}
