@@ -52,6 +52,7 @@ pub fn site_warnings(site: &Site) -> Vec<Warning> {
             }
         }
     }
+    shadow_warnings(site, &mut out);
     for alias in &site.statics {
         if !alias.dir.exists() {
             out.push(Warning::new(
@@ -269,6 +270,49 @@ pub fn report(config: &Path, format: &str, site: &Site, warnings: &[Warning]) ->
     out
 }
 
+/// The main server's mounts and statics a virtual host hides with its own
+/// at the same path: requests to that host never reach them.
+fn shadow_warnings(site: &Site, out: &mut Vec<Warning>) {
+    let bare = |path: &str| path.trim_end_matches('/').to_owned();
+    let main: Vec<(String, String)> = site
+        .mounts
+        .iter()
+        .filter(|m| m.host.is_none())
+        .map(|m| (bare(&m.path), format!("mount {}", m.path)))
+        .chain(
+            site.statics
+                .iter()
+                .filter(|s| s.host.is_none())
+                .map(|s| (bare(&s.path), format!("static {}", s.path))),
+        )
+        .collect();
+    for (index, host) in site.hosts.iter().enumerate() {
+        let own = site
+            .mounts
+            .iter()
+            .filter(|m| m.host == Some(index))
+            .map(|m| (bare(&m.path), format!("mount {}", m.path)))
+            .chain(
+                site.statics
+                    .iter()
+                    .filter(|s| s.host == Some(index))
+                    .map(|s| (bare(&s.path), format!("static {}", s.path))),
+            );
+        for (path, what) in own {
+            if let Some((_, hidden)) = main.iter().find(|(p, _)| *p == path) {
+                out.push(Warning::new(
+                    WarningKind::Conflict,
+                    format!(
+                        "the main server's {hidden} is hidden in virtual host {} ({}) by the host's own {what}: requests to that host never reach it",
+                        host.label(),
+                        host.defined_at
+                    ),
+                ));
+            }
+        }
+    }
+}
+
 /// A mount or static path as the report shows it: `name/path` in a
 /// virtual host, `*/path` for the main server's when there are hosts.
 fn shown_path(site: &Site, host: Option<usize>, path: &str) -> String {
@@ -332,6 +376,36 @@ mod tests {
             ],
             ..Site::default()
         }
+    }
+
+    #[test]
+    fn a_host_mount_at_a_main_server_path_is_reported_and_hosts_are_shown() {
+        let mut site = site();
+        site.hosts = vec![crate::config::model::VirtualHost {
+            names: vec!["a.example".into()],
+            addrs: Vec::new(),
+            default: true,
+            tls: None,
+            defined_at: "site.toml:9".into(),
+        }];
+        let mut own = site.mounts[0].clone();
+        own.host = Some(0);
+        let main_path = own.path.clone();
+        site.mounts.push(own);
+        let warnings = site_warnings(&site);
+        let shadow: Vec<&Warning> = warnings
+            .iter()
+            .filter(|w| w.kind == WarningKind::Conflict)
+            .collect();
+        assert_eq!(shadow.len(), 1, "{warnings:#?}");
+        assert_eq!(
+            shadow[0].message,
+            format!("the main server's mount {main_path} is hidden in virtual host a.example (site.toml:9) by the host's own mount {main_path}: requests to that host never reach it")
+        );
+        let text = report(Path::new("site.toml"), "native TOML", &site, &[]);
+        assert!(text.contains(&format!("a.example{main_path}")), "{text}");
+        assert!(text.contains(&format!("*{main_path}")), "{text}");
+        assert!(text.contains("HOST "), "{text}");
     }
 
     #[test]
