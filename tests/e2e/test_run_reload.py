@@ -71,3 +71,43 @@ def test_script_reloading_off_ignores_a_touched_script(server, tmp_path):
     while time.monotonic() < deadline:
         assert answer(srv)[0] == pid
         time.sleep(0.25)
+
+
+def status_and_body(srv):
+    try:
+        r = oxhttp.get(srv.port, "/", timeout=10)
+    except (OSError, oxhttp.ConnectionClosed, oxhttp.Timeout):
+        return None, b""
+    return r.status, r.body
+
+
+def test_reload_globs_count_templates_and_leave_out_excluded_files(server, tmp_path):
+    app = write_app(tmp_path, "one")
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "scratch").mkdir()
+    srv = server().start_run(
+        site(app, reload=True, **{"reload-include": ["templates/*.html"], "reload-exclude": ["scratch/**"]}),
+        ready=("/",),
+    )
+    pid, _ = answer(srv)
+    # Not code: an excluded Python file, a file no pattern includes.
+    (tmp_path / "scratch" / "notes.py").write_text("x = 1\n")
+    (tmp_path / "style.css").write_text("p {}\n")
+    deadline = time.monotonic() + 2.5
+    while time.monotonic() < deadline:
+        assert answer(srv)[0] == pid
+        time.sleep(0.25)
+    # A template in a folder made after start counts.
+    (tmp_path / "templates" / "sub").mkdir()
+    (tmp_path / "templates" / "sub" / "page.html").write_text("<p>hi</p>\n")
+    assert wait_for(lambda: answer(srv)[0] != pid, timeout=30)
+
+
+def test_reload_keeps_watching_after_an_import_failure(server, tmp_path):
+    app = write_app(tmp_path, "one")
+    srv = server().start_run(site(app, reload=True), ready=("/",))
+    assert answer(srv)[1] == "one"
+    (tmp_path / "helper.py").write_text("VERSION = (\n")  # a syntax error
+    assert wait_for(lambda: status_and_body(srv)[0] == 500, timeout=30)
+    write_app(tmp_path, "fixed")
+    assert wait_for(lambda: status_and_body(srv)[0] == 200 and answer(srv)[1] == "fixed", timeout=30)

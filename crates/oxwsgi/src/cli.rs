@@ -104,6 +104,15 @@ pub struct RunArgs {
     /// changes, not only its WSGI script (development; as `serve --reload`).
     #[arg(long)]
     pub reload: bool,
+    /// With reload: more files that count as code, by glob (`*.html`,
+    /// `templates/**`; relative to the app's folders, `*` crosses `/`).
+    /// Repeatable.
+    #[arg(long = "reload-include", value_name = "GLOB", value_parser = parse_glob)]
+    pub reload_include: Vec<String>,
+    /// With reload: files and folders that never count, by glob
+    /// (`tests/**`). Repeatable.
+    #[arg(long = "reload-exclude", value_name = "GLOB", value_parser = parse_glob)]
+    pub reload_exclude: Vec<String>,
 }
 
 /// `convert APACHE_CONF`.
@@ -180,6 +189,15 @@ pub struct ServeArgs {
     /// Restart the daemons when the application's Python code changes.
     #[arg(long)]
     pub reload: bool,
+    /// With reload: more files that count as code, by glob (`*.html`,
+    /// `templates/**`; relative to the app's folders, `*` crosses `/`).
+    /// Repeatable.
+    #[arg(long = "reload-include", value_name = "GLOB", value_parser = parse_glob)]
+    pub reload_include: Vec<String>,
+    /// With reload: files and folders that never count, by glob
+    /// (`tests/**`). Repeatable.
+    #[arg(long = "reload-exclude", value_name = "GLOB", value_parser = parse_glob)]
+    pub reload_exclude: Vec<String>,
     /// Threads of the front's runtime [default: half the CPUs, at least 1].
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub front_threads: Option<usize>,
@@ -283,6 +301,13 @@ impl GroupLimitArgs {
 
 /// A count of at least 1 and at most the group size bound
 /// (`--processes`, `--threads`; see `config::model::MAX_THREADS`).
+/// A glob pattern (`--reload-include`, `--reload-exclude`).
+fn parse_glob(text: &str) -> Result<String, String> {
+    glob::Pattern::new(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| format!("not a glob pattern: {e}"))
+}
+
 fn parse_count(text: &str) -> Result<usize, String> {
     let max = crate::config::model::MAX_THREADS.min(crate::config::model::MAX_PROCESSES);
     match text.trim().parse::<usize>() {

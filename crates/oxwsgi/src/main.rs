@@ -25,12 +25,17 @@ fn main() -> ExitCode {
         Command::Serve(args) => config::from_serve_args(args),
         Command::Run(args) => {
             let path = args.config.clone();
-            let (admin, code_reload) = (args.admin, args.reload);
+            let admin = args.admin;
+            let code_reload = (
+                args.reload,
+                args.reload_include.clone(),
+                args.reload_exclude.clone(),
+            );
             reload = Some(Box::new(move || {
                 config::load(&path)
                     .map_err(|error| error.to_string())
                     .and_then(|site| with_admin(site, admin))
-                    .map(|site| with_reload(site, code_reload))
+                    .map(|site| with_reload(site, &code_reload))
             }));
             match config::load_with_warnings(&args.config) {
                 Ok((site, warnings)) => {
@@ -38,7 +43,14 @@ fn main() -> ExitCode {
                         eprintln!("oxwsgi: warning: {warning}");
                     }
                     match with_admin(site, args.admin) {
-                        Ok(site) => Ok(with_reload(site, args.reload)),
+                        Ok(site) => Ok(with_reload(
+                            site,
+                            &(
+                                args.reload,
+                                args.reload_include.clone(),
+                                args.reload_exclude.clone(),
+                            ),
+                        )),
                         Err(error) => {
                             eprintln!("oxwsgi: {error}");
                             return ExitCode::from(1);
@@ -111,9 +123,15 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 /// `run --admin`: the admin address instead of the config's.
-/// `run --reload` turns code reloading on (a config's `reload = true` too).
-fn with_reload(mut site: Site, reload: bool) -> Site {
+/// `run --reload` turns code reloading on (a config's `reload = true` too);
+/// `--reload-include` / `--reload-exclude` add to the config's globs.
+fn with_reload(
+    mut site: Site,
+    (reload, include, exclude): &(bool, Vec<String>, Vec<String>),
+) -> Site {
     site.reload |= reload;
+    site.reload_include.extend(include.iter().cloned());
+    site.reload_exclude.extend(exclude.iter().cloned());
     site
 }
 

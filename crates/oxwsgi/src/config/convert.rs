@@ -72,6 +72,21 @@ pub fn to_toml(site: &Site, source: &Path) -> Result<String, ConfigError> {
     if let Some(path) = &site.error_log {
         let _ = writeln!(out, "error-log = {}", w.path(path)?);
     }
+    if site.reload {
+        out.push_str("reload = true\n");
+    }
+    for (key, patterns) in [
+        ("reload-include", &site.reload_include),
+        ("reload-exclude", &site.reload_exclude),
+    ] {
+        if !patterns.is_empty() {
+            let quoted: Vec<String> = patterns.iter().map(|p| quote(p)).collect();
+            let _ = writeln!(out, "{key} = [{}]", quoted.join(", "));
+        }
+    }
+    if !site.script_reloading {
+        out.push_str("script-reloading = false\n");
+    }
     limits(&mut out, &site.limits);
     trusted_proxies(&mut out, &site.edge);
     read_timeouts(&mut out, &site.edge);
@@ -498,7 +513,9 @@ mod tests {
             error_log: Some(PathBuf::from("/var/log/error.log")),
             error_log_json: false,
             unix_listen: Vec::new(),
-            script_reloading: true,
+            script_reloading: false,
+            reload_include: vec!["*.html".into(), "templates/**".into()],
+            reload_exclude: vec!["tests/**".into()],
             limits: Limits {
                 request_line: 4096,
                 request_fields: usize::MAX,
@@ -537,7 +554,7 @@ mod tests {
                 path: "/static".into(),
                 dir: PathBuf::from("/srv/static"),
             }],
-            reload: false,
+            reload: true,
             edge: Default::default(),
         };
         assert_eq!(round_trip(&site), site);

@@ -35,6 +35,13 @@ pub struct Site {
     /// group's daemons when its application's Python code changes (not
     /// only the WSGI script file). For development.
     pub reload: bool,
+    /// `reload-include`: glob patterns of more files that count as code
+    /// with `reload` (`*.html`, `templates/**`), on top of `*.py`; matched
+    /// against the path relative to the watched folder (`*` crosses `/`).
+    pub reload_include: Vec<String>,
+    /// `reload-exclude`: glob patterns of files and folders that never
+    /// count (`tests/**`, `*_flymake.py`).
+    pub reload_exclude: Vec<String>,
     /// `script-reloading` (Apache `WSGIScriptReloading`, default on):
     /// touching a WSGI script file restarts its group.
     pub script_reloading: bool,
@@ -64,6 +71,8 @@ impl Default for Site {
             statics: Vec::new(),
             hosts: Vec::new(),
             reload: false,
+            reload_include: Vec::new(),
+            reload_exclude: Vec::new(),
             script_reloading: true,
             edge: Edge::default(),
         }

@@ -174,6 +174,8 @@ fn build(args: &ServeArgs, cwd: &Path) -> Result<Site, ConfigError> {
         }],
         statics,
         reload: args.reload,
+        reload_include: args.reload_include.clone(),
+        reload_exclude: args.reload_exclude.clone(),
         edge: Edge {
             front_threads: args.front_threads,
             ..Edge::default()

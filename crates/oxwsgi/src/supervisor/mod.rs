@@ -190,7 +190,9 @@ impl Supervisor {
                     report,
                 )));
             }
-            let watched = code_watch::watched_files(&spec, site.reload, site.script_reloading);
+            let filter = code_watch::CodeFilter::new(&site.reload_include, &site.reload_exclude);
+            let watched =
+                code_watch::watched_files(&spec, site.reload, site.script_reloading, filter);
             if !watched.is_empty() {
                 tasks.push(tokio::spawn(code_watch::watch(
                     watched,

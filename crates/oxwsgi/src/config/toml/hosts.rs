@@ -54,7 +54,7 @@ pub(super) fn read_hosts(
         };
         let mut lines = Vec::new();
         if let Some(f) = t.get("names") {
-            for item in string_or_list(&f)? {
+            for item in super::string_or_list(&f)? {
                 let name = read_name(&item)?;
                 if host.names.contains(&name) {
                     return Err(item.error(format_args!("lists {name:?} twice")));
@@ -75,7 +75,7 @@ pub(super) fn read_hosts(
         }
         let mut own_listen = Vec::new();
         if let Some(f) = t.get("listen") {
-            for item in string_or_list(&f)? {
+            for item in super::string_or_list(&f)? {
                 let addr = item.addr()?;
                 let covering: Vec<SocketAddr> = listen
                     .iter()
@@ -118,23 +118,6 @@ fn host_hint(key: &str) -> Option<&'static str> {
         }
         "dir" => Some("it belongs in a [[host.static]] table below the [[host]]"),
         _ => None,
-    }
-}
-
-/// A string, or an array of strings.
-fn string_or_list<'a>(f: &Field<'a>) -> Result<Vec<Field<'a>>, ConfigError> {
-    match f.elements() {
-        Some(items) if items.is_empty() => Err(f.error("must not be empty")),
-        Some(items) => Ok(items),
-        None => {
-            f.str()?;
-            Ok(vec![Field {
-                doc: f.doc,
-                table: f.table,
-                key: f.key.clone(),
-                value: f.value,
-            }])
-        }
     }
 }
 

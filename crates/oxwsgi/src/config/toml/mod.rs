@@ -42,6 +42,8 @@ const TOP_KEYS: &[&str] = &[
     "log-format",
     "reload",
     "script-reloading",
+    "reload-include",
+    "reload-exclude",
     "limit-request-line",
     "limit-request-fields",
     "limit-request-field-size",
@@ -187,6 +189,14 @@ fn read_site(top: &Table<'_>) -> Result<Site, ConfigError> {
     }
     if let Some(f) = top.get("reload") {
         site.reload = f.bool()?;
+    }
+    for (key, patterns) in [
+        ("reload-include", &mut site.reload_include),
+        ("reload-exclude", &mut site.reload_exclude),
+    ] {
+        if let Some(f) = top.get(key) {
+            *patterns = read_globs(&f)?;
+        }
     }
     if let Some(f) = top.get("script-reloading") {
         site.script_reloading = f.bool()?;
@@ -522,4 +532,34 @@ fn tls_pair(t: &Table<'_>) -> Result<Option<TlsFiles>, ConfigError> {
         (Some(cert), None) => return Err(cert.error("needs `tls-key` beside it")),
         (None, Some(key)) => return Err(key.error("needs `tls-cert` beside it")),
     })
+}
+
+/// A glob pattern or a list of them (`reload-include`, `reload-exclude`).
+fn read_globs(f: &Field<'_>) -> Result<Vec<String>, ConfigError> {
+    string_or_list(f)?
+        .iter()
+        .map(|item| {
+            let text = item.non_empty_str()?;
+            glob::Pattern::new(text)
+                .map_err(|e| item.error(format_args!("{text:?} is not a glob pattern: {e}")))?;
+            Ok(text.to_owned())
+        })
+        .collect()
+}
+
+/// A string, or an array of strings.
+fn string_or_list<'a>(f: &Field<'a>) -> Result<Vec<Field<'a>>, ConfigError> {
+    match f.elements() {
+        Some(items) if items.is_empty() => Err(f.error("must not be empty")),
+        Some(items) => Ok(items),
+        None => {
+            f.str()?;
+            Ok(vec![Field {
+                doc: f.doc,
+                table: f.table,
+                key: f.key.clone(),
+                value: f.value,
+            }])
+        }
+    }
 }

@@ -97,6 +97,8 @@ fn the_mission_config() {
         site,
         Site {
             hosts: Vec::new(),
+            reload_include: Vec::new(),
+            reload_exclude: Vec::new(),
             listen: vec![addr("127.0.0.1:8080")],
             admin: Some(addr("127.0.0.1:9100")),
             access_log: AccessLog::Stdout,
@@ -1235,4 +1237,16 @@ listen = ["127.0.0.1:8081"]
     let dup = "[[host]]\nnames = [\"a\"]\n[[host.mount]]\npath = \"/\"\nmodule = \"a\"\n[[host.mount]]\npath = \"/\"\nmodule = \"b\"\n";
     assert_eq!(place(dup), (Some(7), Some("path".into())));
     assert!(err(dup).contains("two mounts at \"/\" (the other one is at line 4)"));
+}
+
+#[test]
+fn reload_globs() {
+    let site = ok("reload = true\nreload-include = [\"*.html\", \"templates/**\"]\nreload-exclude = \"tests/**\"\n");
+    assert!(site.reload);
+    assert_eq!(site.reload_include, ["*.html", "templates/**"]);
+    assert_eq!(site.reload_exclude, ["tests/**"]);
+    assert_eq!(
+        err("reload-include = [\"*.html\", \"[oops\"]\n"),
+        "site.toml:1: `reload-include` \"[oops\" is not a glob pattern: Pattern syntax error near position 0: invalid range pattern"
+    );
 }
