@@ -234,7 +234,9 @@ class Oxwsgi(Server):
         path = os.path.join(tmp, "oxwsgi.toml")
         with open(path, "w") as f:
             f.write(conf)
-        return [self.cfg.oxwsgi_bin, "run", path], APPS, {}
+        # The peers run their apps as whoever starts the bench; so does
+        # oxwsgi (it refuses root unless told, see docs/design.md §3).
+        return [self.cfg.oxwsgi_bin, "run", path], APPS, {"OXWSGI_ALLOW_ROOT": "1"}
 
 
 def two_apps_toml(port, python):

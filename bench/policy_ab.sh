@@ -12,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BIN=${OXWSGI_BIN:-$ROOT/target/release/oxwsgi}
+export OXWSGI_ALLOW_ROOT=1  # as the peers, run the apps as whoever starts the bench
 APP=$(realpath "${APP:-bench/apps/app.py}")
 URL=${URL:-/hello}
 PORT=${PORT:-18090}

@@ -20,4 +20,10 @@ done
 
 # The example apps use only the standard library; their daemons run the
 # default interpreter (OXWSGI_PYTHON if set, else python3 from PATH).
+if [ "$(id -u)" = 0 ]; then
+    # oxwsgi refuses to run applications as root unless told to; a real
+    # site sets the top-level `user` instead (docs/design.md §3).
+    echo "run-example: started as root: the example's apps run as root too (OXWSGI_ALLOW_ROOT=1)" >&2
+    export OXWSGI_ALLOW_ROOT=1
+fi
 exec target/release/oxwsgi run examples/two-apps/oxwsgi.toml "$@"

@@ -15,10 +15,15 @@ when it is unset and that directory does not exist).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+
+# CI runs the suite as root; oxwsgi refuses to run applications as root
+# unless told to. test_privileges.py unsets this to test the refusal.
+os.environ.setdefault("OXWSGI_ALLOW_ROOT", "1")
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:

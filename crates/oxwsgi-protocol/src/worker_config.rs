@@ -64,6 +64,20 @@ pub struct WorkerConfig {
     pub virtual_memory_limit: Option<u64>,
     #[serde(default)]
     pub stack_size: Option<u64>,
+    /// The user, group and supplementary groups the daemon switches to
+    /// before it loads any application (`user`, `group`,
+    /// `supplementary-groups`; the front resolves the names).
+    #[serde(default)]
+    pub identity: Option<WorkerIdentity>,
+}
+
+/// Numeric ids of a daemon's account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerIdentity {
+    pub uid: u32,
+    pub gid: u32,
+    /// Every group id of the process, `gid` included.
+    pub groups: Vec<u32>,
 }
 
 /// One application a daemon serves.

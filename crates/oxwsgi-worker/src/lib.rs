@@ -20,6 +20,7 @@
 mod cache;
 mod cpu;
 mod error;
+mod identity;
 mod interpreters;
 mod limits;
 mod log;

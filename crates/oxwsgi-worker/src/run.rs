@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use oxwsgi_protocol::worker_config::WorkerConfig;
+
+use crate::identity;
 use oxwsgi_protocol::Hello;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -65,6 +67,14 @@ pub fn run(py: Python<'_>, config_json: &str) -> PyResult<i32> {
     }
     if let Err(err) = cpu::apply(config.cpu_policy.as_deref(), config.cpu_priority) {
         log::warning(&format!("{err}; the daemon keeps its inherited scheduling"));
+    }
+    // After the limits and the priority (which may need root), before the
+    // working directory and any application code.
+    if let Some(identity) = &config.identity {
+        if let Err(err) = identity::assume(identity) {
+            log::error(&err);
+            return Ok(EXIT_STARTUP);
+        }
     }
     if let Some(home) = &config.home {
         if let Err(err) = std::env::set_current_dir(home) {

@@ -9,6 +9,7 @@ pub mod fd_budget;
 pub mod front;
 pub mod logging;
 pub mod malloc_tuning;
+pub mod privileges;
 pub mod server;
 pub mod status_cmd;
 pub mod supervisor;

@@ -8,13 +8,25 @@
 //! event's other fields by name — the daemons write the same shape.
 
 use std::fmt;
-use std::path::Path;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
+
+/// The `error-log` file as [`init`] opened it (as root, before the front
+/// dropped its privileges), for the daemons' stdout and stderr.
+static OPENED: OnceLock<(PathBuf, File)> = OnceLock::new();
+
+/// A new handle on the error log at `path` if [`init`] opened that file.
+pub fn opened_error_log(path: &Path) -> Option<File> {
+    let (opened, file) = OPENED.get()?;
+    (opened == path).then(|| file.try_clone().ok()).flatten()
+}
 
 /// Installs the global logger. Call once, before anything logs.
 pub fn init(error_log: Option<&Path>, json: bool) -> std::io::Result<()> {
@@ -29,6 +41,9 @@ pub fn init(error_log: Option<&Path>, json: bool) -> std::io::Result<()> {
                 .create(true)
                 .append(true)
                 .open(path)?;
+            if let Ok(copy) = file.try_clone() {
+                let _ = OPENED.set((path.to_path_buf(), copy));
+            }
             builder.with_writer(std::sync::Mutex::new(file)).init();
         }
         None => builder.with_writer(std::io::stderr).init(),

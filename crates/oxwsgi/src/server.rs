@@ -52,6 +52,8 @@ pub enum ServeError {
     Signals(std::io::Error),
     #[error("listener unix:{0}")]
     Unix(#[from] crate::front::unix_socket::UnixBindError),
+    #[error("cannot drop root to the top-level `user`/`group`: {0}")]
+    Privileges(String),
     #[error("listener {addr}: {source}")]
     Tls {
         addr: std::net::SocketAddr,
@@ -94,6 +96,17 @@ impl Signals {
     }
 }
 
+/// Opens the site's access log in its format.
+fn open_access_log(site: &Site) -> Result<AccessLog, ServeError> {
+    let format = LogFormat::parse(&site.edge.access_log_format).map_err(|error| {
+        ServeError::AccessLog(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("access-log-format: {error}"),
+        ))
+    })?;
+    AccessLog::with_format(&site.access_log, format).map_err(ServeError::AccessLog)
+}
+
 /// A running site: its daemons and the front that routes to them.
 struct Running {
     site: Site,
@@ -101,15 +114,11 @@ struct Running {
 }
 
 impl Running {
-    fn start(site: Site, admin: &Admin) -> Result<(Self, Front), ServeError> {
-        let format = LogFormat::parse(&site.edge.access_log_format).map_err(|error| {
-            ServeError::AccessLog(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("access-log-format: {error}"),
-            ))
-        })?;
-        let access_log =
-            AccessLog::with_format(&site.access_log, format).map_err(ServeError::AccessLog)?;
+    fn start(
+        site: Site,
+        admin: &Admin,
+        access_log: AccessLog,
+    ) -> Result<(Self, Front), ServeError> {
         let metrics = Arc::clone(&admin.metrics);
         let observer: RestartObserver =
             Arc::new(move |group, reason| metrics.restarted(group, reason, 1));
@@ -252,9 +261,19 @@ pub async fn serve(site: Site, reload: Option<SiteLoader>) -> Result<(), ServeEr
     let mut signals = Signals::install()?;
     let settings = ConnSettings::new(&site.edge, &site.limits);
     let connections = Connections::new(site.edge.max_connections);
+    let access_log = open_access_log(&site)?;
+    // Everything that needs root is done: listeners bound, keys read, logs
+    // opened.
+    match crate::config::accounts::front_identity(&site) {
+        Ok(Some(identity)) => {
+            crate::privileges::drop_front(identity).map_err(ServeError::Privileges)?
+        }
+        Ok(None) => {}
+        Err(message) => return Err(ServeError::Privileges(message)),
+    }
     let admin = Arc::new(Admin::new());
     admin.set_site(&site);
-    let (mut running, front) = Running::start(site, &admin)?;
+    let (mut running, front) = Running::start(site, &admin, access_log)?;
     admin.set_groups(running.supervisor.groups.clone());
     let mut ready_notice = running.notify_when_ready();
     let front: SharedFront = Arc::new(ArcSwap::from_pointee(front));
@@ -362,7 +381,8 @@ async fn reload_site(
     if site.admin != current.site.admin {
         tracing::warn!("the admin address changed: it takes effect only after a restart");
     }
-    let (next, next_front) = match Running::start(site, admin) {
+    let started = open_access_log(&site).and_then(|log| Running::start(site, admin, log));
+    let (next, next_front) = match started {
         Ok(started) => started,
         Err(error) => {
             tracing::error!("reload failed, keeping the running site: {error}");

@@ -65,8 +65,20 @@ pub fn site_warnings(site: &Site) -> Vec<Warning> {
             ));
         }
     }
+    let front = match super::accounts::front_identity(site) {
+        Ok(front) => front,
+        Err(problem) => {
+            out.push(Warning::new(
+                WarningKind::MissingScript,
+                format!(
+                    "top-level `user`/`group`: {problem} on this machine: `run` refuses to start"
+                ),
+            ));
+            None
+        }
+    };
     for group in &site.groups {
-        if let Err(problem) = super::accounts::resolve_identity(group) {
+        if let Err(problem) = super::accounts::daemon_identity(group, front.as_ref()) {
             out.push(Warning::new(
                 WarningKind::MissingScript,
                 format!(

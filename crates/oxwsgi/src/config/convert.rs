@@ -72,6 +72,11 @@ pub fn to_toml(site: &Site, source: &Path) -> Result<String, ConfigError> {
     if let Some(path) = &site.error_log {
         let _ = writeln!(out, "error-log = {}", w.path(path)?);
     }
+    for (k, value) in [("user", &site.user), ("group", &site.unix_group)] {
+        if let Some(value) = value {
+            let _ = writeln!(out, "{k} = {}", quote(value));
+        }
+    }
     if site.reload {
         out.push_str("reload = true\n");
     }
@@ -338,6 +343,10 @@ impl Writer<'_> {
                 let _ = writeln!(out, "{k} = {}", quote(value));
             }
         }
+        if !g.supplementary_groups.is_empty() {
+            let names: Vec<String> = g.supplementary_groups.iter().map(|n| quote(n)).collect();
+            let _ = writeln!(out, "supplementary-groups = [{}]", names.join(", "));
+        }
         if let Some(gil) = g.interpreter_gil {
             let _ = writeln!(out, "interpreter-gil = {}", quote(gil.as_str()));
         }
@@ -481,6 +490,7 @@ mod tests {
         g.python_path = vec![PathBuf::from("/srv/a"), PathBuf::from("/srv/b b")];
         g.home = Some(PathBuf::from("/srv"));
         g.user = Some("www-data".into());
+        g.supplementary_groups = vec!["ssl-cert".into(), "adm".into()];
         g.unix_group = Some("1000".into());
         g.umask = Some(0o027);
         g.lang = Some("en_US.UTF-8".into());
@@ -512,6 +522,8 @@ mod tests {
             access_log: AccessLog::File(PathBuf::from("/var/log/access.log")),
             error_log: Some(PathBuf::from("/var/log/error.log")),
             error_log_json: false,
+            user: Some("www-data".into()),
+            unix_group: Some("www-data".into()),
             unix_listen: Vec::new(),
             script_reloading: false,
             reload_include: vec!["*.html".into(), "templates/**".into()],

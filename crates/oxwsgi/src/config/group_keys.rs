@@ -24,6 +24,7 @@ pub const GROUP_KEYS: &[&str] = &[
     "home",
     "user",
     "group",
+    "supplementary-groups",
     "umask",
     "lang",
     "locale",

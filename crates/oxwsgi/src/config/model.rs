@@ -31,6 +31,12 @@ pub struct Site {
     /// config order. Mounts and statics with a `host` belong to one; those
     /// without belong to the main server, which every host inherits.
     pub hosts: Vec<VirtualHost>,
+    /// `user` / `group` (top level; Apache `User` / `Group`): when started
+    /// as root, the front binds its listeners, reads its keys and opens its
+    /// logs, then runs as this user (and group: else the user's primary
+    /// one), as do the daemons of groups without a `user` of their own.
+    pub user: Option<String>,
+    pub unix_group: Option<String>,
     /// `reload = true`, `run --reload`, `serve --reload`: restart a
     /// group's daemons when its application's Python code changes (not
     /// only the WSGI script file). For development.
@@ -70,6 +76,8 @@ impl Default for Site {
             mounts: Vec::new(),
             statics: Vec::new(),
             hosts: Vec::new(),
+            user: None,
+            unix_group: None,
             reload: false,
             reload_include: Vec::new(),
             reload_exclude: Vec::new(),
@@ -404,6 +412,9 @@ pub struct Group {
     /// (name or numeric id). Named `unix_group` here to keep it apart from
     /// the daemon group's `name`.
     pub unix_group: Option<String>,
+    /// `supplementary-groups` (mod_wsgi's option): more Unix groups of the
+    /// daemons, beyond those `user` is a member of.
+    pub supplementary_groups: Vec<String>,
     /// `umask` of the daemon processes.
     pub umask: Option<u32>,
     /// `lang`: the daemons' `LANG`.
@@ -524,6 +535,7 @@ impl Group {
             maximum_requests_jitter: None,
             user: None,
             unix_group: None,
+            supplementary_groups: Vec::new(),
             umask: None,
             lang: None,
             locale: None,

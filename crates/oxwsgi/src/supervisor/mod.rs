@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::accounts::resolve_identity;
+use crate::config::accounts::{daemon_identity, refuse_implicit_root, ALLOW_ROOT_ENV};
 use crate::config::model::{InterpreterGil, Mount, Site};
 use crate::dispatch::GroupPool;
 use process::{run_position, PositionState, Reporting, RestartCounts, RestartObserver};
@@ -103,6 +103,7 @@ impl Supervisor {
             site.mounts.len()
         ];
         let mut specs = Vec::with_capacity(site.groups.len());
+        let allow_root = std::env::var_os(ALLOW_ROOT_ENV).is_some_and(|v| v == "1");
         for (group_index, group) in site.groups.iter().enumerate() {
             let error = |message| StartError {
                 group: group.name.clone(),
@@ -112,7 +113,8 @@ impl Supervisor {
             if group.interpreter_gil == Some(InterpreterGil::Own) {
                 spawn::check_own_gil(&python).map_err(error)?;
             }
-            let (uid, gid) = resolve_identity(group).map_err(error)?;
+            let identity = daemon_identity(group, crate::privileges::front()).map_err(error)?;
+            refuse_implicit_root(site, group, identity.as_ref(), allow_root).map_err(error)?;
             // The same application mounted in several virtual hosts (the
             // `:80` and `:443` twins of a site) is loaded once.
             let mut mounts: Vec<Mount> = Vec::new();
@@ -148,8 +150,7 @@ impl Supervisor {
             }
             let mounts: Vec<&Mount> = mounts.iter().collect();
             let mut spec = DaemonSpec::new(group, &mounts, python, worker_lib.clone());
-            spec.uid = uid;
-            spec.gid = gid;
+            spec.identity = identity;
             spec.log_json = site.error_log_json;
             spec.error_log.clone_from(&site.error_log);
             specs.push(Arc::new(spec));

@@ -9,7 +9,11 @@ use std::process::Stdio;
 
 use command_fds::{CommandFdExt, FdMapping};
 use nix::sys::socket::{setsockopt, sockopt};
-use oxwsgi_protocol::worker_config::{WorkerConfig, WorkerMount, CONFIG_ENV, LIB_ENV};
+use oxwsgi_protocol::worker_config::{
+    WorkerConfig, WorkerIdentity, WorkerMount, CONFIG_ENV, LIB_ENV,
+};
+
+use crate::config::accounts::Identity;
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 
@@ -49,9 +53,9 @@ pub struct DaemonSpec {
     pub worker_lib: PathBuf,
     /// The group's mounts; the index in this list is the protocol's mount id.
     pub mounts: Vec<WorkerMount>,
-    /// Run the daemons as this user / Unix group (from `user` / `group`).
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
+    /// The account the daemons switch to (from `user`, `group`,
+    /// `supplementary-groups`); `None`: the front's.
+    pub identity: Option<Identity>,
     /// `log-format = "json"`.
     pub log_json: bool,
     /// `error-log`: the daemons' stdout and stderr go there too (else to
@@ -83,8 +87,7 @@ impl DaemonSpec {
             python,
             worker_lib,
             mounts,
-            uid: None,
-            gid: None,
+            identity: None,
             log_json: false,
             error_log: None,
         }
@@ -137,6 +140,11 @@ pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
         cpu_time_limit: spec.group.cpu_time_limit,
         virtual_memory_limit: spec.group.virtual_memory_limit,
         stack_size: spec.group.stack_size,
+        identity: spec.identity.as_ref().map(|i| WorkerIdentity {
+            uid: i.uid,
+            gid: i.gid,
+            groups: i.groups.clone(),
+        }),
     };
     let config = serde_json::to_string(&config).map_err(|e| SpawnError::Sockets(e.into()))?;
 
@@ -172,11 +180,14 @@ pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
     if let Some(locale) = &spec.group.locale {
         command.env("LC_ALL", locale);
     }
-    if let Some(uid) = spec.uid {
-        command.uid(uid);
-    }
-    if let Some(gid) = spec.gid {
-        command.gid(gid);
+    // The worker switches account itself (with every group: std's
+    // `Command::uid` would keep the primary one only); its environment
+    // says who it is.
+    if let Some(identity) = &spec.identity {
+        command
+            .env("USER", &identity.name)
+            .env("LOGNAME", &identity.name)
+            .env("HOME", &identity.home);
     }
     command
         .fd_mappings(mappings)
@@ -210,9 +221,14 @@ fn channel_pair() -> std::io::Result<(StdUnixStream, StdUnixStream)> {
 }
 
 /// The front's stderr, for the daemon's stdout.
-/// The `error-log` file opened for appending, else the front's stderr.
+/// The `error-log` file (the front's own handle on it when it has one, so
+/// that a front which dropped root still reaches a root-owned log), else
+/// the front's stderr.
 fn error_log_handle(error_log: Option<&std::path::Path>) -> Stdio {
     if let Some(path) = error_log {
+        if let Some(file) = crate::logging::opened_error_log(path) {
+            return Stdio::from(file);
+        }
         match std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -9,6 +9,7 @@
 use std::path::Path;
 
 use super::eval::{resolve, Item};
+use crate::config::accounts;
 use crate::config::error::{suggest, ConfigError};
 use crate::config::group_keys::{self, TIMEOUT_KEYS};
 use crate::config::model::{check_group_size, expand_display_name, Group, PythonChoice};
@@ -27,6 +28,7 @@ pub(super) const IMPLEMENTED: &[&str] = &[
     "user",
     "group",
     "umask",
+    "supplementary-groups",
     "lang",
     "locale",
     "maximum-requests",
@@ -50,7 +52,6 @@ pub(super) const IMPLEMENTED: &[&str] = &[
 
 /// mod_wsgi's other options, with why oxwsgi does without them.
 pub(super) const NOT_IMPLEMENTED: &[(&str, &str)] = &[
-    ("supplementary-groups", "not implemented"),
     ("chroot", "not implemented (deprecated in mod_wsgi too)"),
     ("script-user", "not implemented"),
     ("script-group", "not implemented"),
@@ -145,8 +146,25 @@ pub(super) fn daemon_group(
             }
             "python-path" => group.python_path = path_list(base, value),
             "home" => group.home = Some(non_empty_path(base, value).map_err(error)?),
-            "user" => group.user = Some(user_or_group(value).map_err(error)?),
-            "group" => group.unix_group = Some(user_or_group(value).map_err(error)?),
+            "user" => {
+                let name = account_name(value).map_err(error)?;
+                accounts::user(&name).map_err(|e| error(format!("cannot be used: {e}")))?;
+                group.user = Some(name);
+            }
+            "group" => {
+                let name = account_name(value).map_err(error)?;
+                accounts::unix_group(&name).map_err(|e| error(format!("cannot be used: {e}")))?;
+                group.unix_group = Some(name);
+            }
+            "supplementary-groups" => {
+                group.supplementary_groups = Vec::new();
+                for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let name = account_name(part).map_err(error)?;
+                    accounts::unix_group(&name)
+                        .map_err(|e| error(format!("cannot be used: {e}")))?;
+                    group.supplementary_groups.push(name);
+                }
+            }
             "umask" => group.umask = Some(umask(value).map_err(error)?),
             "lang" => group.lang = Some(non_empty(value).map_err(error)?),
             "locale" => group.locale = Some(non_empty(value).map_err(error)?),
@@ -243,7 +261,8 @@ pub(super) fn path_list(base: &Path, value: &str) -> Vec<std::path::PathBuf> {
 }
 
 /// `name` or `#id`.
-fn user_or_group(value: &str) -> Result<String, String> {
+/// A user or group name, or `#id` (Apache's spelling of a numeric id).
+pub(super) fn account_name(value: &str) -> Result<String, String> {
     let value = value.strip_prefix('#').unwrap_or(value);
     non_empty(value)
 }
@@ -290,7 +309,7 @@ mod tests {
         assert!(count("-1", 0).is_err());
         assert_eq!(umask("0022"), Ok(0o22));
         assert!(umask("0999").is_err());
-        assert_eq!(user_or_group("#1000"), Ok("1000".into()));
+        assert_eq!(account_name("#1000"), Ok("1000".into()));
         assert_eq!(
             path_list(Path::new("/srv"), "/a:b::/c"),
             vec![Path::new("/a"), Path::new("/srv/b"), Path::new("/c")]

@@ -16,6 +16,7 @@ use super::listen::{listeners, tls_listeners};
 use super::mounts::{body_limit, layout, Embedded, Settings};
 use super::proxies;
 use super::reqtimeout::request_read_timeout;
+use crate::config::accounts;
 use crate::config::error::ConfigError;
 use crate::config::model::{PythonChoice, Site};
 use crate::config::warning::{Warning, WarningKind};
@@ -71,7 +72,7 @@ fn mapped(key: &str) -> bool {
     key.starts_with("wsgi")
         || matches!(
             key,
-            "alias" | "listen" | "limitrequestbody" | "requestreadtimeout"
+            "alias" | "listen" | "limitrequestbody" | "requestreadtimeout" | "user" | "group"
         )
 }
 
@@ -211,6 +212,30 @@ pub(super) fn build(ev: Evaluated) -> Result<(Site, Vec<Warning>), ConfigError> 
                     "limitrequestline" => site.limits.request_line = n.max(1),
                     "limitrequestfieldsize" => site.limits.request_field_size = n.max(1),
                     _ => site.limits.request_fields = if n == 0 { usize::MAX } else { n },
+                }
+            }
+            // Apache's own account (mpm_unixd): the front drops to it
+            // after binding, and daemons without `user=` run as it, as
+            // mod_wsgi's do.
+            "user" | "group" => {
+                check_context(item, Allowed::Main)?;
+                let name = super::daemon::account_name(one_arg(item)?).map_err(|e| {
+                    item.loc
+                        .error(Some(&item.name), format!("{} {e}", item.name))
+                })?;
+                let known = if item.key == "user" {
+                    accounts::user(&name).map(drop)
+                } else {
+                    accounts::unix_group(&name).map(drop)
+                };
+                known.map_err(|e| {
+                    item.loc
+                        .error(Some(&item.name), format!("{} {name}: {e}", item.name))
+                })?;
+                if item.key == "user" {
+                    site.user = Some(name);
+                } else {
+                    site.unix_group = Some(name);
                 }
             }
             "wsgipythonhome" => {

@@ -952,3 +952,33 @@ fn trusted_proxy_errors_name_the_line() {
         "{e}"
     );
 }
+
+#[test]
+fn user_and_group_name_apaches_account_and_supplementary_groups_are_read() {
+    let f = Files::new();
+    let (site, _) = f.load(
+        "User daemon\nGroup #4\n\
+         WSGIDaemonProcess g user=nobody group=nogroup supplementary-groups=adm,#1\n\
+         WSGIScriptAlias / /srv/a.wsgi process-group=g\n",
+    );
+    assert_eq!(site.user.as_deref(), Some("daemon"));
+    assert_eq!(site.unix_group.as_deref(), Some("4"));
+    let group = &site.groups[0];
+    assert_eq!(group.user.as_deref(), Some("nobody"));
+    assert_eq!(group.unix_group.as_deref(), Some("nogroup"));
+    assert_eq!(group.supplementary_groups, vec!["adm", "1"]);
+
+    assert_eq!(
+        f.error("User no-such-user-oxwsgi\n"),
+        "DIR/site.conf:1: User no-such-user-oxwsgi: user `no-such-user-oxwsgi` does not exist"
+    );
+    assert_eq!(
+        f.error("\nWSGIDaemonProcess g supplementary-groups=adm,no-such-group-oxwsgi\n"),
+        "DIR/site.conf:2: WSGIDaemonProcess g: \
+         supplementary-groups=\"adm,no-such-group-oxwsgi\" cannot be used: \
+         Unix group `no-such-group-oxwsgi` does not exist"
+    );
+    assert!(f
+        .error("<VirtualHost *:80>\nUser daemon\n</VirtualHost>\n")
+        .contains("site.conf:2"));
+}

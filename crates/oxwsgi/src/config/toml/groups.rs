@@ -5,6 +5,7 @@ use ::toml::de::DeValue;
 
 use super::group_hint;
 use super::reader::{Field, Span, Table};
+use crate::config::accounts;
 use crate::config::dotenv;
 use crate::config::error::ConfigError;
 use crate::config::group_keys::{self, GROUP_KEYS, TIMEOUT_KEYS};
@@ -93,10 +94,21 @@ fn read_group(name: &str, t: &Table<'_>) -> Result<Group, ConfigError> {
         g.home = Some(f.path()?);
     }
     if let Some(f) = t.get("user") {
-        g.user = Some(user_or_group(&f)?);
+        let name = user_or_group(&f)?;
+        accounts::user(&name).map_err(|e| f.error(format!("is not usable: {e}")))?;
+        g.user = Some(name);
     }
     if let Some(f) = t.get("group") {
-        g.unix_group = Some(user_or_group(&f)?);
+        let name = user_or_group(&f)?;
+        accounts::unix_group(&name).map_err(|e| f.error(format!("is not usable: {e}")))?;
+        g.unix_group = Some(name);
+    }
+    if let Some(f) = t.get("supplementary-groups") {
+        for item in super::string_or_list(&f)? {
+            let name = item.non_empty_str()?.to_owned();
+            accounts::unix_group(&name).map_err(|e| item.error(format!("is not usable: {e}")))?;
+            g.supplementary_groups.push(name);
+        }
     }
     if let Some(f) = t.get("umask") {
         g.umask = Some(umask(&f)?);
@@ -174,7 +186,7 @@ fn read_group(name: &str, t: &Table<'_>) -> Result<Group, ConfigError> {
 }
 
 /// A user or group: a name, or a numeric id.
-fn user_or_group(f: &Field<'_>) -> Result<String, ConfigError> {
+pub(super) fn user_or_group(f: &Field<'_>) -> Result<String, ConfigError> {
     match f.value.get_ref() {
         DeValue::Integer(_) => Ok(f.uint()?.to_string()),
         DeValue::String(s) if !s.is_empty() => Ok(s.to_string()),

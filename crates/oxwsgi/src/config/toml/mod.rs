@@ -40,6 +40,8 @@ const TOP_KEYS: &[&str] = &[
     "access-log",
     "error-log",
     "log-format",
+    "user",
+    "group",
     "reload",
     "script-reloading",
     "reload-include",
@@ -186,6 +188,22 @@ fn read_site(top: &Table<'_>) -> Result<Site, ConfigError> {
             Ok(s) if !s.is_empty() => Some(f.doc.resolve(s)),
             _ => return Err(f.expected("a file path, or \"-\" (stderr)")),
         };
+    }
+    if let Some(f) = top.get("user") {
+        let name = groups::user_or_group(&f)?;
+        crate::config::accounts::user(&name).map_err(|e| f.error(format!("is not usable: {e}")))?;
+        site.user = Some(name);
+    }
+    if let Some(f) = top.get("group") {
+        if matches!(f.value.get_ref(), DeValue::Table(_)) {
+            return Err(f.error(
+                "is the Unix group the front runs as (a name or an id); daemon groups are `[groups.NAME]`",
+            ));
+        }
+        let name = groups::user_or_group(&f)?;
+        crate::config::accounts::unix_group(&name)
+            .map_err(|e| f.error(format!("is not usable: {e}")))?;
+        site.unix_group = Some(name);
     }
     if let Some(f) = top.get("reload") {
         site.reload = f.bool()?;

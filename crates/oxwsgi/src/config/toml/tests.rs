@@ -104,6 +104,8 @@ fn the_mission_config() {
             access_log: AccessLog::Stdout,
             error_log: None,
             error_log_json: false,
+            user: None,
+            unix_group: None,
             unix_listen: Vec::new(),
             script_reloading: true,
             limits: Limits::default(),
@@ -328,6 +330,7 @@ interrupt-timeout = 0
             maximum_requests_jitter: Some(50),
             user: Some("www-data".into()),
             unix_group: Some("33".into()),
+            supplementary_groups: Vec::new(),
             umask: Some(0o027),
             lang: Some("en_US.UTF-8".into()),
             locale: Some("C.UTF-8".into()),
@@ -545,7 +548,7 @@ fn unknown_top_level_keys() {
     );
     assert_eq!(
         err("\n\n[group.app]\nprocesses = 1"),
-        "site.toml:3: unknown key `group` at the top level; did you mean `groups`?"
+        "site.toml:3: `group` is the Unix group the front runs as (a name or an id); daemon groups are `[groups.NAME]`"
     );
     assert_eq!(
         err("[[mounts]]\npath = \"/\""),
@@ -1248,5 +1251,32 @@ fn reload_globs() {
     assert_eq!(
         err("reload-include = [\"*.html\", \"[oops\"]\n"),
         "site.toml:1: `reload-include` \"[oops\" is not a glob pattern: Pattern syntax error near position 0: invalid range pattern"
+    );
+}
+
+#[test]
+fn accounts_are_looked_up_when_read() {
+    let site = ok(
+        "user = \"daemon\"\ngroup = 4\n[groups.g]\nuser = \"nobody\"\n\
+                   supplementary-groups = [\"adm\", \"1\"]\n",
+    );
+    assert_eq!(site.user.as_deref(), Some("daemon"));
+    assert_eq!(site.unix_group.as_deref(), Some("4"));
+    assert_eq!(site.groups[0].supplementary_groups, vec!["adm", "1"]);
+    assert_eq!(
+        ok("[groups.g]\nsupplementary-groups = \"adm\"\n").groups[0].supplementary_groups,
+        vec!["adm"]
+    );
+    assert_eq!(
+        err("\nuser = \"no-such-user-oxwsgi\""),
+        "site.toml:2: `user` is not usable: user `no-such-user-oxwsgi` does not exist"
+    );
+    assert_eq!(
+        err("[groups.g]\ngroup = \"no-such-group-oxwsgi\""),
+        "site.toml:2: `group` in [groups.g] is not usable: Unix group `no-such-group-oxwsgi` does not exist"
+    );
+    assert_eq!(
+        place("[groups.g]\nsupplementary-groups = [\"adm\",\n  \"no-such-group-oxwsgi\"]"),
+        (Some(3), Some("supplementary-groups".into()))
     );
 }
