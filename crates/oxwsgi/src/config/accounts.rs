@@ -252,4 +252,34 @@ mod tests {
             .unwrap_err()
             .contains("cannot start daemons as anyone else"));
     }
+
+    #[test]
+    fn applications_run_as_root_only_when_the_config_says_so() {
+        let mut site = Site::default();
+        let mut group = Group::new("g");
+        let someone = Identity {
+            uid: 12345,
+            gid: 12345,
+            groups: vec![12345],
+            name: "someone".into(),
+            home: "/".into(),
+        };
+        assert_eq!(
+            refuse_implicit_root(&site, &group, Some(&someone), false),
+            Ok(())
+        );
+        if !Uid::effective().is_root() {
+            assert_eq!(refuse_implicit_root(&site, &group, None, false), Ok(()));
+            return;
+        }
+        assert!(refuse_implicit_root(&site, &group, None, false)
+            .unwrap_err()
+            .contains("would run its applications as root"));
+        assert_eq!(refuse_implicit_root(&site, &group, None, true), Ok(()));
+        site.user = Some("0".into());
+        assert_eq!(refuse_implicit_root(&site, &group, None, false), Ok(()));
+        site.user = None;
+        group.user = Some("root".into());
+        assert_eq!(refuse_implicit_root(&site, &group, None, false), Ok(()));
+    }
 }
