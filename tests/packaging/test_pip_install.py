@@ -186,7 +186,9 @@ class _Server:
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            env=_clean_env(PATH="/usr/bin:/bin"),  # daemons must not need PATH's python3
+            # Daemons must not need PATH's python3. CI runs as root, and
+            # oxwsgi runs applications as root only when told to.
+            env=_clean_env(PATH="/usr/bin:/bin", OXWSGI_ALLOW_ROOT="1"),
             start_new_session=True,
         )
 
