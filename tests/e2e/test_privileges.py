@@ -173,5 +173,9 @@ def test_unknown_accounts_are_config_errors_with_file_and_line(tmp_path, app_dir
 def test_applications_do_not_run_as_root_unless_the_config_says_so(server, tmp_path, app_dir):
     err = start_fails(tmp_path, f'listen = ["127.0.0.1:{free_port()}"]\n' + site(app_dir), {"OXWSGI_ALLOW_ROOT": ""})
     assert "would run its applications as root" in err, err
+    env = dict(os.environ, OXWSGI_ALLOW_ROOT="")
+    r = subprocess.run([binary(), "check", str(tmp_path / "site.toml")], capture_output=True, timeout=60, env=env)
+    shown = (r.stdout + r.stderr).decode()
+    assert "would run its applications as root" in shown and "`run` refuses" in shown, shown
     srv = serve(server, site(app_dir, extra_top='user = "root"'), env={"OXWSGI_ALLOW_ROOT": ""})
     assert proc_ids(get_json(srv)["pid"])["uid"][0] == 0

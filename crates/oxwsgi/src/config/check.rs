@@ -77,8 +77,13 @@ pub fn site_warnings(site: &Site) -> Vec<Warning> {
             None
         }
     };
+    let allow_root = std::env::var_os(super::accounts::ALLOW_ROOT_ENV).is_some_and(|v| v == "1");
     for group in &site.groups {
-        if let Err(problem) = super::accounts::daemon_identity(group, front.as_ref()) {
+        let daemon = super::accounts::daemon_identity(group, front.as_ref()).and_then(|daemon| {
+            let runs_as = daemon.as_ref().or(front.as_ref());
+            super::accounts::refuse_implicit_root(site, group, runs_as, allow_root)
+        });
+        if let Err(problem) = daemon {
             out.push(Warning::new(
                 WarningKind::MissingScript,
                 format!(
