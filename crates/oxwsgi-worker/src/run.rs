@@ -15,8 +15,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use oxwsgi_protocol::worker_config::WorkerConfig;
-
-use crate::identity;
 use oxwsgi_protocol::Hello;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -24,6 +22,7 @@ use pyo3::types::PyDict;
 
 use crate::cache::PyCache;
 use crate::cpu;
+use crate::identity;
 use crate::interpreters::app_group::AppGroup;
 use crate::interpreters::interp::{self, GilMode};
 use crate::interpreters::{self, SubInterpreters, ThreadMark, ThreadStates};

@@ -40,7 +40,7 @@ pub fn drop_front(identity: Identity) -> Result<(), String> {
 /// Switches this process to `identity`: groups, then gid, then uid (glibc
 /// applies set*id to every thread of the process). Checks that root cannot
 /// be regained.
-pub fn assume(identity: &Identity) -> Result<(), String> {
+fn assume(identity: &Identity) -> Result<(), String> {
     let groups: Vec<Gid> = identity.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     nix::unistd::setgroups(&groups).map_err(|e| format!("setgroups: {e}"))?;
     nix::unistd::setgid(Gid::from_raw(identity.gid)).map_err(|e| format!("setgid: {e}"))?;

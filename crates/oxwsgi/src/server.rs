@@ -264,12 +264,10 @@ pub async fn serve(site: Site, reload: Option<SiteLoader>) -> Result<(), ServeEr
     let access_log = open_access_log(&site)?;
     // Everything that needs root is done: listeners bound, keys read, logs
     // opened.
-    match crate::config::accounts::front_identity(&site) {
-        Ok(Some(identity)) => {
-            crate::privileges::drop_front(identity).map_err(ServeError::Privileges)?
-        }
-        Ok(None) => {}
-        Err(message) => return Err(ServeError::Privileges(message)),
+    if let Some(identity) =
+        crate::config::accounts::front_identity(&site).map_err(ServeError::Privileges)?
+    {
+        crate::privileges::drop_front(identity).map_err(ServeError::Privileges)?;
     }
     let admin = Arc::new(Admin::new());
     admin.set_site(&site);

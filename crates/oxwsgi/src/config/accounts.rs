@@ -1,9 +1,10 @@
 //! The Unix accounts oxwsgi runs as: the site's top-level `user` / `group`
 //! (the front, after it has bound its listeners) and each daemon group's
 //! `user`, `group` and `supplementary-groups`, looked up in this machine's
-//! user and group databases. `run` refuses an account that does not exist;
-//! `check` warns about a group's (a site file may be checked on another
-//! machine), the TOML reader refuses an unknown top-level one.
+//! user and group databases. The TOML and Apache readers refuse an account
+//! that does not exist (file:line, as mod_wsgi does); `run` refuses, and
+//! `check` warns about, what the accounts cannot do together (a dropped
+//! front starting another user, applications left running as root).
 //!
 //! An identity carries every group the process is in: the user's primary
 //! group (or the configured `group`), the groups the user is a member of
@@ -36,6 +37,23 @@ pub fn unix_group(name: &str) -> Result<UnixGroup, String> {
     .ok_or_else(|| format!("Unix group `{name}` does not exist"))
 }
 
+/// Which database an account option names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Account {
+    User,
+    Group,
+}
+
+impl Account {
+    /// Does this machine have the account `name` (a name or an id)?
+    pub fn look_up(self, name: &str) -> Result<(), String> {
+        match self {
+            Account::User => user(name).map(drop),
+            Account::Group => unix_group(name).map(drop),
+        }
+    }
+}
+
 /// Who a process runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -66,21 +84,20 @@ impl Identity {
             Some(name) => unix_group(name)?.gid,
             None => found.gid,
         };
-        let mut groups = vec![gid.as_raw()];
         let cname = std::ffi::CString::new(found.name.clone())
             .map_err(|_| format!("user `{}`: the name has a NUL byte", found.name))?;
         let member_of = nix::unistd::getgrouplist(&cname, gid)
             .map_err(|e| format!("cannot list the groups of user `{}`: {e}", found.name))?;
-        groups.extend(member_of.iter().map(|g| g.as_raw()));
+        let mut groups = vec![gid.as_raw()];
+        let mut add = |g: u32| {
+            if !groups.contains(&g) {
+                groups.push(g);
+            }
+        };
+        member_of.iter().for_each(|g| add(g.as_raw()));
         for name in supplementary {
-            groups.push(unix_group(name)?.gid.as_raw());
+            add(unix_group(name)?.gid.as_raw());
         }
-        let mut seen = Vec::with_capacity(groups.len());
-        groups.retain(|g| {
-            let new = !seen.contains(g);
-            seen.push(*g);
-            new
-        });
         Ok(Self {
             uid: found.uid.as_raw(),
             gid: gid.as_raw(),
@@ -159,6 +176,11 @@ pub fn daemon_identity(
 /// `user = "root"` in the config (containers that run everything as root).
 pub const ALLOW_ROOT_ENV: &str = "OXWSGI_ALLOW_ROOT";
 
+/// Is [`ALLOW_ROOT_ENV`] set to `1` in this process's environment?
+pub fn root_allowed_by_env() -> bool {
+    std::env::var_os(ALLOW_ROOT_ENV).is_some_and(|v| v == "1")
+}
+
 /// Refuses to run a group's applications as root unless the config says
 /// so: the group's `user` (or, without one, the top-level `user`) names
 /// root, or `allow_root` ([`ALLOW_ROOT_ENV`]) is set. `daemon`: the
@@ -188,6 +210,17 @@ pub fn refuse_implicit_root(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An account no test machine has.
+    fn someone() -> Identity {
+        Identity {
+            uid: 12345,
+            gid: 12345,
+            groups: vec![12345],
+            name: "someone".into(),
+            home: "/".into(),
+        }
+    }
 
     #[test]
     fn names_and_ids_resolve_unknown_ones_do_not() {
@@ -241,14 +274,7 @@ mod tests {
             };
             assert_eq!(daemon_identity(&group, Some(&front)), Ok(None));
         }
-        let other = Identity {
-            uid: 12345,
-            gid: 12345,
-            groups: vec![12345],
-            name: "someone".into(),
-            home: "/".into(),
-        };
-        assert!(daemon_identity(&group, Some(&other))
+        assert!(daemon_identity(&group, Some(&someone()))
             .unwrap_err()
             .contains("cannot start daemons as anyone else"));
     }
@@ -257,15 +283,8 @@ mod tests {
     fn applications_run_as_root_only_when_the_config_says_so() {
         let mut site = Site::default();
         let mut group = Group::new("g");
-        let someone = Identity {
-            uid: 12345,
-            gid: 12345,
-            groups: vec![12345],
-            name: "someone".into(),
-            home: "/".into(),
-        };
         assert_eq!(
-            refuse_implicit_root(&site, &group, Some(&someone), false),
+            refuse_implicit_root(&site, &group, Some(&someone()), false),
             Ok(())
         );
         if !Uid::effective().is_root() {

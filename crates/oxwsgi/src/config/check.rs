@@ -17,6 +17,12 @@ use crate::front::proxy_headers::net_text;
 
 /// Warnings about a site, whatever format it came from.
 pub fn site_warnings(site: &Site) -> Vec<Warning> {
+    site_warnings_with(site, super::accounts::root_allowed_by_env())
+}
+
+/// [`site_warnings`], with applications allowed to run as root or not
+/// (`OXWSGI_ALLOW_ROOT`), so that tests do not depend on the environment.
+fn site_warnings_with(site: &Site, allow_root: bool) -> Vec<Warning> {
     let mut out = Vec::new();
     let mut seen_paths = HashSet::new();
     for mount in &site.mounts {
@@ -77,7 +83,6 @@ pub fn site_warnings(site: &Site) -> Vec<Warning> {
             None
         }
     };
-    let allow_root = std::env::var_os(super::accounts::ALLOW_ROOT_ENV).is_some_and(|v| v == "1");
     for group in &site.groups {
         let daemon = super::accounts::daemon_identity(group, front.as_ref()).and_then(|daemon| {
             let runs_as = daemon.as_ref().or(front.as_ref());
@@ -409,7 +414,7 @@ mod tests {
         own.host = Some(0);
         let main_path = own.path.clone();
         site.mounts.push(own);
-        let warnings = site_warnings(&site);
+        let warnings = site_warnings_with(&site, true);
         let shadow: Vec<&Warning> = warnings
             .iter()
             .filter(|w| w.kind == WarningKind::Conflict)
@@ -427,7 +432,7 @@ mod tests {
 
     #[test]
     fn site_warnings_cover_subinterpreters_unused_groups_and_missing_scripts() {
-        let warnings = site_warnings(&site());
+        let warnings = site_warnings_with(&site(), true);
         let kinds: Vec<WarningKind> = warnings.iter().map(|w| w.kind).collect();
         assert_eq!(
             kinds,
@@ -453,7 +458,7 @@ mod tests {
     #[test]
     fn the_report_is_a_table_then_warnings() {
         let site = site();
-        let warnings = site_warnings(&site);
+        let warnings = site_warnings_with(&site, true);
         let text = report(Path::new("site.conf"), "Apache site file", &site, &warnings);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "site.conf (Apache site file)");

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::accounts::{daemon_identity, refuse_implicit_root, ALLOW_ROOT_ENV};
+use crate::config::accounts::{daemon_identity, refuse_implicit_root, root_allowed_by_env};
 use crate::config::model::{InterpreterGil, Mount, Site};
 use crate::dispatch::GroupPool;
 use process::{run_position, PositionState, Reporting, RestartCounts, RestartObserver};
@@ -103,7 +103,7 @@ impl Supervisor {
             site.mounts.len()
         ];
         let mut specs = Vec::with_capacity(site.groups.len());
-        let allow_root = std::env::var_os(ALLOW_ROOT_ENV).is_some_and(|v| v == "1");
+        let allow_root = root_allowed_by_env();
         for (group_index, group) in site.groups.iter().enumerate() {
             let error = |message| StartError {
                 group: group.name.clone(),

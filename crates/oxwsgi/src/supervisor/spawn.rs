@@ -220,8 +220,7 @@ fn channel_pair() -> std::io::Result<(StdUnixStream, StdUnixStream)> {
     Ok((front_end, daemon_end))
 }
 
-/// The front's stderr, for the daemon's stdout.
-/// The `error-log` file (the front's own handle on it when it has one, so
+/// The daemon's stdout and stderr: the `error-log` file (the front's own handle on it when it has one, so
 /// that a front which dropped root still reaches a root-owned log), else
 /// the front's stderr.
 fn error_log_handle(error_log: Option<&std::path::Path>) -> Stdio {

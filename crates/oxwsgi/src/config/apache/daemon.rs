@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use super::eval::{resolve, Item};
-use crate::config::accounts;
+use crate::config::accounts::Account;
 use crate::config::error::{suggest, ConfigError};
 use crate::config::group_keys::{self, TIMEOUT_KEYS};
 use crate::config::model::{check_group_size, expand_display_name, Group, PythonChoice};
@@ -146,24 +146,18 @@ pub(super) fn daemon_group(
             }
             "python-path" => group.python_path = path_list(base, value),
             "home" => group.home = Some(non_empty_path(base, value).map_err(error)?),
-            "user" => {
-                let name = account_name(value).map_err(error)?;
-                accounts::user(&name).map_err(|e| error(format!("cannot be used: {e}")))?;
-                group.user = Some(name);
-            }
+            "user" => group.user = Some(known_account(value, Account::User).map_err(error)?),
             "group" => {
-                let name = account_name(value).map_err(error)?;
-                accounts::unix_group(&name).map_err(|e| error(format!("cannot be used: {e}")))?;
-                group.unix_group = Some(name);
+                group.unix_group = Some(known_account(value, Account::Group).map_err(error)?)
             }
             "supplementary-groups" => {
-                group.supplementary_groups = Vec::new();
-                for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                    let name = account_name(part).map_err(error)?;
-                    accounts::unix_group(&name)
-                        .map_err(|e| error(format!("cannot be used: {e}")))?;
-                    group.supplementary_groups.push(name);
-                }
+                group.supplementary_groups = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|part| known_account(part, Account::Group))
+                    .collect::<Result<_, _>>()
+                    .map_err(error)?;
             }
             "umask" => group.umask = Some(umask(value).map_err(error)?),
             "lang" => group.lang = Some(non_empty(value).map_err(error)?),
@@ -260,11 +254,18 @@ pub(super) fn path_list(base: &Path, value: &str) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
-/// `name` or `#id`.
 /// A user or group name, or `#id` (Apache's spelling of a numeric id).
 pub(super) fn account_name(value: &str) -> Result<String, String> {
     let value = value.strip_prefix('#').unwrap_or(value);
     non_empty(value)
+}
+
+/// [`account_name`], looked up in this machine's databases.
+fn known_account(value: &str, kind: Account) -> Result<String, String> {
+    let name = account_name(value)?;
+    kind.look_up(&name)
+        .map_err(|e| format!("cannot be used: {e}"))?;
+    Ok(name)
 }
 
 fn umask(value: &str) -> Result<u32, String> {

@@ -16,7 +16,7 @@ use super::listen::{listeners, tls_listeners};
 use super::mounts::{body_limit, layout, Embedded, Settings};
 use super::proxies;
 use super::reqtimeout::request_read_timeout;
-use crate::config::accounts;
+use crate::config::accounts::Account;
 use crate::config::error::ConfigError;
 use crate::config::model::{PythonChoice, Site};
 use crate::config::warning::{Warning, WarningKind};
@@ -219,24 +219,19 @@ pub(super) fn build(ev: Evaluated) -> Result<(Site, Vec<Warning>), ConfigError> 
             // mod_wsgi's do.
             "user" | "group" => {
                 check_context(item, Allowed::Main)?;
-                let name = super::daemon::account_name(one_arg(item)?).map_err(|e| {
+                let fail = |e: String| {
                     item.loc
                         .error(Some(&item.name), format!("{} {e}", item.name))
-                })?;
-                let known = if item.key == "user" {
-                    accounts::user(&name).map(drop)
-                } else {
-                    accounts::unix_group(&name).map(drop)
                 };
-                known.map_err(|e| {
-                    item.loc
-                        .error(Some(&item.name), format!("{} {name}: {e}", item.name))
-                })?;
-                if item.key == "user" {
-                    site.user = Some(name);
+                let name = super::daemon::account_name(one_arg(item)?).map_err(fail)?;
+                let (kind, slot) = if item.key == "user" {
+                    (Account::User, &mut site.user)
                 } else {
-                    site.unix_group = Some(name);
-                }
+                    (Account::Group, &mut site.unix_group)
+                };
+                kind.look_up(&name)
+                    .map_err(|e| fail(format!("{name}: {e}")))?;
+                *slot = Some(name);
             }
             "wsgipythonhome" => {
                 check_context(item, Allowed::Main)?;

@@ -5,7 +5,7 @@ use ::toml::de::DeValue;
 
 use super::group_hint;
 use super::reader::{Field, Span, Table};
-use crate::config::accounts;
+use crate::config::accounts::Account;
 use crate::config::dotenv;
 use crate::config::error::ConfigError;
 use crate::config::group_keys::{self, GROUP_KEYS, TIMEOUT_KEYS};
@@ -94,20 +94,14 @@ fn read_group(name: &str, t: &Table<'_>) -> Result<Group, ConfigError> {
         g.home = Some(f.path()?);
     }
     if let Some(f) = t.get("user") {
-        let name = user_or_group(&f)?;
-        accounts::user(&name).map_err(|e| f.error(format!("is not usable: {e}")))?;
-        g.user = Some(name);
+        g.user = Some(account(&f, Account::User)?);
     }
     if let Some(f) = t.get("group") {
-        let name = user_or_group(&f)?;
-        accounts::unix_group(&name).map_err(|e| f.error(format!("is not usable: {e}")))?;
-        g.unix_group = Some(name);
+        g.unix_group = Some(account(&f, Account::Group)?);
     }
     if let Some(f) = t.get("supplementary-groups") {
         for item in super::string_or_list(&f)? {
-            let name = item.non_empty_str()?.to_owned();
-            accounts::unix_group(&name).map_err(|e| item.error(format!("is not usable: {e}")))?;
-            g.supplementary_groups.push(name);
+            g.supplementary_groups.push(account(&item, Account::Group)?);
         }
     }
     if let Some(f) = t.get("umask") {
@@ -185,13 +179,16 @@ fn read_group(name: &str, t: &Table<'_>) -> Result<Group, ConfigError> {
     Ok(g)
 }
 
-/// A user or group: a name, or a numeric id.
-pub(super) fn user_or_group(f: &Field<'_>) -> Result<String, ConfigError> {
-    match f.value.get_ref() {
-        DeValue::Integer(_) => Ok(f.uint()?.to_string()),
-        DeValue::String(s) if !s.is_empty() => Ok(s.to_string()),
-        _ => Err(f.expected("a name or a numeric id")),
-    }
+/// A user or group (a name, or a numeric id) this machine has.
+pub(super) fn account(f: &Field<'_>, kind: Account) -> Result<String, ConfigError> {
+    let name = match f.value.get_ref() {
+        DeValue::Integer(_) => f.uint()?.to_string(),
+        DeValue::String(s) if !s.is_empty() => s.to_string(),
+        _ => return Err(f.expected("a name or a numeric id")),
+    };
+    kind.look_up(&name)
+        .map_err(|e| f.error(format!("is not usable: {e}")))?;
+    Ok(name)
 }
 
 /// `umask`: an octal string (`"0022"`) or an octal integer (`0o022`).

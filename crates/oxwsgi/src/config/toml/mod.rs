@@ -21,6 +21,7 @@ use std::path::Path;
 
 use ::toml::de::{DeTable, DeValue};
 
+use super::accounts::Account;
 use super::error::ConfigError;
 use super::group_keys::GROUP_KEYS;
 use super::model::{
@@ -190,9 +191,7 @@ fn read_site(top: &Table<'_>) -> Result<Site, ConfigError> {
         };
     }
     if let Some(f) = top.get("user") {
-        let name = groups::user_or_group(&f)?;
-        crate::config::accounts::user(&name).map_err(|e| f.error(format!("is not usable: {e}")))?;
-        site.user = Some(name);
+        site.user = Some(groups::account(&f, Account::User)?);
     }
     if let Some(f) = top.get("group") {
         if matches!(f.value.get_ref(), DeValue::Table(_)) {
@@ -200,10 +199,7 @@ fn read_site(top: &Table<'_>) -> Result<Site, ConfigError> {
                 "is the Unix group the front runs as (a name or an id); daemon groups are `[groups.NAME]`",
             ));
         }
-        let name = groups::user_or_group(&f)?;
-        crate::config::accounts::unix_group(&name)
-            .map_err(|e| f.error(format!("is not usable: {e}")))?;
-        site.unix_group = Some(name);
+        site.unix_group = Some(groups::account(&f, Account::Group)?);
     }
     if let Some(f) = top.get("reload") {
         site.reload = f.bool()?;
