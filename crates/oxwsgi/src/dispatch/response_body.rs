@@ -72,6 +72,12 @@ pub type ByteCounter = prometheus_client::metrics::counter::Counter;
 
 enum Inner {
     Full(Option<Bytes>),
+    /// A daemon body that had all arrived, in its frames: each is handed to
+    /// hyper as it is (vectored writes), never copied into one buffer.
+    Pieces {
+        pieces: std::vec::IntoIter<Bytes>,
+        remaining: u64,
+    },
     Stream(DaemonStream),
     File(FileStream),
     /// A daemon body that became a file range (`ResponseFile`).
@@ -115,6 +121,22 @@ impl ResponseBody {
         }
     }
 
+    /// A body made of `pieces`, sent one after the other without copying.
+    fn pieces(mut pieces: Vec<Bytes>) -> Self {
+        pieces.retain(|piece| !piece.is_empty());
+        if pieces.len() <= 1 {
+            return Self::full(pieces.pop().unwrap_or_default());
+        }
+        let remaining = pieces.iter().map(|piece| piece.len() as u64).sum();
+        Self {
+            inner: Inner::Pieces {
+                pieces: pieces.into_iter(),
+                remaining,
+            },
+            sent: None,
+        }
+    }
+
     /// `length` bytes of `file` from its current position (the caller
     /// seeks to the range's start), read in 64 KiB frames.
     pub fn file(file: tokio::fs::File, length: u64) -> Self {
@@ -137,12 +159,7 @@ impl ResponseBody {
         on_timeout: TimeoutReport,
     ) -> Self {
         if let Some(pieces) = stream.take_whole_body() {
-            let whole = match pieces.len() {
-                0 => Bytes::new(),
-                1 => pieces.into_iter().next().unwrap_or_default(),
-                _ => Bytes::from(pieces.concat()),
-            };
-            return Self::full(whole);
+            return Self::pieces(pieces);
         }
         Self {
             inner: Inner::Stream(DaemonStream {
@@ -185,6 +202,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Full(bytes) => bytes.is_none(),
+            Inner::Pieces { remaining, .. } => *remaining == 0,
             Inner::Stream(stream) => stream.stream.is_none() && stream.held.is_none(),
             Inner::File(file) => file.remaining == 0,
             Inner::Passed(range) => range.remaining() == 0,
@@ -195,6 +213,7 @@ impl Body for ResponseBody {
         match &self.inner {
             Inner::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Inner::Full(None) => SizeHint::with_exact(0),
+            Inner::Pieces { remaining, .. } => SizeHint::with_exact(*remaining),
             Inner::Stream(_) => SizeHint::default(),
             Inner::File(file) => SizeHint::with_exact(file.remaining),
             Inner::Passed(range) => SizeHint::with_exact(range.remaining()),
@@ -209,6 +228,13 @@ impl ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
         let stream = match &mut self.inner {
             Inner::Full(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Pieces { pieces, remaining } => {
+                let piece = pieces.next();
+                if let Some(piece) = &piece {
+                    *remaining -= piece.len() as u64;
+                }
+                return Poll::Ready(piece.map(|b| Ok(Frame::data(b))));
+            }
             Inner::Stream(stream) => stream,
             Inner::File(file) => return file.poll_chunk(cx),
             Inner::Passed(range) => {
@@ -392,5 +418,42 @@ impl FileStream {
                 Poll::Ready(Some(Ok(Frame::data(self.buf.split().freeze()))))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn poll_data(body: &mut ResponseBody) -> Option<Bytes> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match Pin::new(body).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => frame.into_data().ok(),
+            Poll::Ready(None) => None,
+            other => panic!("unexpected poll result: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_body_in_pieces_is_sent_piece_by_piece_with_its_exact_length() {
+        let first = Bytes::from(vec![b'a'; 300]);
+        let second = Bytes::from_static(b"tail");
+        let mut body = ResponseBody::pieces(vec![first.clone(), Bytes::new(), second.clone()]);
+        assert_eq!(body.size_hint().exact(), Some(304));
+        let sent = poll_data(&mut body).expect("first piece");
+        assert_eq!(sent.as_ptr(), first.as_ptr(), "the piece is not copied");
+        assert_eq!(body.size_hint().exact(), Some(4));
+        assert_eq!(poll_data(&mut body), Some(second));
+        assert!(body.is_end_stream());
+        assert_eq!(poll_data(&mut body), None);
+    }
+
+    #[test]
+    fn one_piece_or_none_is_a_full_body() {
+        let mut one = ResponseBody::pieces(vec![Bytes::from_static(b"x")]);
+        assert_eq!(one.size_hint().exact(), Some(1));
+        assert_eq!(poll_data(&mut one), Some(Bytes::from_static(b"x")));
+        let none = ResponseBody::pieces(Vec::new());
+        assert!(none.is_end_stream());
     }
 }
