@@ -29,6 +29,9 @@ pub enum Kind {
     /// Either way: the receiver of a stream's body has taken this many more
     /// bytes ([`crate::Credit`]); the sender may send that much more body.
     Credit = 0x04,
+    /// front → daemon, on [`CHANNEL_STREAM`]: shared-memory body chunks the
+    /// front is done with ([`crate::Release`]); the daemon may reuse them.
+    Release = 0x05,
     /// daemon → front, on [`CHANNEL_STREAM`]: the process is ready
     /// ([`crate::Hello`]).
     Hello = 0x10,
@@ -43,6 +46,10 @@ pub enum Kind {
     /// daemon → front: the body is a byte range of a file whose descriptor
     /// travels with this frame (SCM_RIGHTS) ([`crate::ResponseFile`]).
     ResponseFile = 0x15,
+    /// daemon → front: a piece of the response body that lies in a chunk of
+    /// the process's shared body arena ([`crate::SharedBody`]); the chunk
+    /// is the front's until it sends it back with [`Kind::Release`].
+    ResponseShared = 0x16,
 }
 
 impl TryFrom<u8> for Kind {
@@ -54,12 +61,14 @@ impl TryFrom<u8> for Kind {
             0x02 => Kind::RequestBody,
             0x03 => Kind::RequestEnd,
             0x04 => Kind::Credit,
+            0x05 => Kind::Release,
             0x10 => Kind::Hello,
             0x11 => Kind::ResponseHead,
             0x12 => Kind::ResponseBody,
             0x13 => Kind::ResponseEnd,
             0x14 => Kind::ResponseAbort,
             0x15 => Kind::ResponseFile,
+            0x16 => Kind::ResponseShared,
             other => return Err(ProtocolError::UnknownKind(other)),
         })
     }

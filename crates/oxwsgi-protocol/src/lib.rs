@@ -40,6 +40,16 @@
 //!    bytes. So one stream never holds up the others, and a slow consumer
 //!    bounds the memory the other side spends on it.
 //!
+//! 5. The shared body arena (when the front gave the process one,
+//!    [`worker_config::WorkerArena`]): a memfd of `chunks` × `chunk_len`
+//!    bytes mapped by both sides. The daemon may send a body piece as
+//!    [`Kind::ResponseShared`] instead of [`Kind::ResponseBody`]: it copied
+//!    the bytes into a free chunk, which then belongs to the front until the
+//!    front names it in a [`Kind::Release`] frame. Credit counts such a
+//!    piece like any body frame. The front checks every chunk number and
+//!    length, and that a chunk is not lent twice; the daemon may only ever
+//!    change the bytes of responses it sends itself.
+//!
 //! Frames of different streams interleave freely; frames of one stream keep
 //! their order. The daemon ignores frames for streams it does not know (a
 //! body that arrives after its response ended); the front treats frames for
@@ -56,8 +66,8 @@ pub mod worker_config;
 pub use codec::{Reader, Writer};
 pub use frame::{parse_header, FrameHeader, Kind, CHANNEL_STREAM, HEADER_LEN, MAX_FRAME_LEN};
 pub use messages::{
-    encode_empty, encode_frame, encode_header, Credit, Hello, RequestHead, ResponseFile,
-    ResponseHead, ABORT_FLAG, BODY_LENGTH_UNKNOWN,
+    encode_empty, encode_frame, encode_header, Credit, Hello, Release, RequestHead, ResponseFile,
+    ResponseHead, SharedBody, ABORT_FLAG, BODY_LENGTH_UNKNOWN,
 };
 
 /// Request body bytes the front may send on a stream before the daemon

@@ -62,6 +62,56 @@ impl Credit {
     }
 }
 
+/// A response body piece in the shared body arena: the first `len` bytes
+/// of chunk number `chunk` ([`Kind::ResponseShared`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedBody {
+    pub chunk: u32,
+    pub len: u32,
+}
+
+impl SharedBody {
+    pub fn encode(&self, buf: &mut Vec<u8>, stream: u32) {
+        encode_with(buf, Kind::ResponseShared, stream, |w| {
+            w.u32(self.chunk);
+            w.u32(self.len);
+        });
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<Self, ProtocolError> {
+        let mut r = Reader::new(payload, "shared body");
+        let chunk = r.u32()?;
+        let len = r.u32()?;
+        r.finish()?;
+        Ok(Self { chunk, len })
+    }
+}
+
+/// Arena chunks given back to the daemon ([`Kind::Release`], on
+/// [`CHANNEL_STREAM`]): their numbers, `u32` LE each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Release;
+
+impl Release {
+    pub fn encode(buf: &mut Vec<u8>, chunks: &[u32]) {
+        encode_with(buf, Kind::Release, CHANNEL_STREAM, |w| {
+            for &chunk in chunks {
+                w.u32(chunk);
+            }
+        });
+    }
+
+    /// The chunk numbers of a `Release` payload.
+    pub fn decode(payload: &[u8]) -> Result<impl Iterator<Item = u32> + '_, ProtocolError> {
+        if !payload.len().is_multiple_of(4) {
+            return Err(ProtocolError::TrailingBytes("release", payload.len() % 4));
+        }
+        Ok(payload
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+    }
+}
+
 /// A daemon process announcing itself ready (on [`CHANNEL_STREAM`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hello {

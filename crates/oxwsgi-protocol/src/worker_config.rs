@@ -69,6 +69,18 @@ pub struct WorkerConfig {
     /// `supplementary-groups`; the front resolves the names).
     #[serde(default)]
     pub identity: Option<WorkerIdentity>,
+    /// The shared body arena the front made for this process, if any.
+    #[serde(default)]
+    pub arena: Option<WorkerArena>,
+}
+
+/// A shared body arena: an inherited memfd of `chunks` × `chunk_len` bytes,
+/// sealed against shrinking and growing (the front maps it too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerArena {
+    pub fd: i32,
+    pub chunk_len: u32,
+    pub chunks: u32,
 }
 
 /// Numeric ids of a daemon's account.

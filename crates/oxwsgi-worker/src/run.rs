@@ -30,7 +30,7 @@ use crate::limits;
 use crate::log;
 use crate::request_thread::ThreadRunner;
 use crate::title;
-use crate::transport::{fds, Channel};
+use crate::transport::{fds, Arena, Channel};
 use crate::worker::{Interp, Mount, Worker};
 
 /// The process's worker, for `interrupt` (the control thread has no other
@@ -94,6 +94,14 @@ pub fn run(py: Python<'_>, config_json: &str) -> PyResult<i32> {
             return Ok(EXIT_STARTUP);
         }
     };
+    // Before any application code runs, so the descriptor is ours alone.
+    let arena = match config.arena.as_ref().map(Arena::map).transpose() {
+        Ok(arena) => arena,
+        Err(err) => {
+            log::error(&format!("cannot use the shared body arena: {err}"));
+            return Ok(EXIT_STARTUP);
+        }
+    };
     let threads = config.threads.max(1);
 
     let gil = match config.interpreter_gil.as_deref() {
@@ -138,7 +146,7 @@ pub fn run(py: Python<'_>, config_json: &str) -> PyResult<i32> {
         ),
         mounts,
         main,
-        channel: Channel::new(socket),
+        channel: Channel::new(socket, arena),
         marks: (0..threads).map(|_| ThreadMark::default()).collect(),
         multithread: threads > 1,
         multiprocess: config.multiprocess,

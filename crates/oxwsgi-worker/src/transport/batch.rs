@@ -6,7 +6,9 @@
 use std::io::IoSlice;
 use std::ops::Range;
 
-use oxwsgi_protocol::{encode_frame, encode_header, Kind, MAX_FRAME_LEN};
+use oxwsgi_protocol::{encode_frame, encode_header, Kind, SharedBody, MAX_FRAME_LEN};
+
+use super::arena::Arena;
 
 /// Bodies up to this size are copied into the batch buffer instead of
 /// being sent from the Python object's memory with their own iovec.
@@ -20,6 +22,11 @@ const COPY_BELOW: usize = 16 * 1024;
 /// 512 KiB.
 pub const BODY_FRAME: usize = 256 * 1024;
 const _: () = assert!(BODY_FRAME <= MAX_FRAME_LEN);
+
+/// Body pieces at least this large go through the shared body arena when
+/// it has a free chunk: one copy into shared memory instead of two through
+/// the socket.
+const SHARE_FROM: usize = 64 * 1024;
 
 /// One piece of a batch: bytes in the batch's own buffer, or borrowed.
 enum Seg<'a> {
@@ -76,11 +83,21 @@ impl<'a> Batch<'a> {
         self.encoded(|buf, stream| encode_frame(buf, kind, stream, &[]));
     }
 
-    /// Appends `data` as `ResponseBody` frames of at most [`BODY_FRAME`].
-    /// Empty data adds nothing.
-    pub fn body(&mut self, data: &'a [u8]) {
-        for piece in data.chunks(BODY_FRAME) {
-            if piece.len() < COPY_BELOW {
+    /// Appends `data` as `ResponseBody` frames of at most [`BODY_FRAME`],
+    /// or, for large pieces while `arena` has free chunks, as
+    /// `ResponseShared` frames naming the chunk each was copied into. Empty
+    /// data adds nothing.
+    pub fn body(&mut self, data: &'a [u8], arena: Option<&Arena>) {
+        let frame_len = arena.map_or(BODY_FRAME, |a| a.chunk_len().min(BODY_FRAME));
+        for piece in data.chunks(frame_len) {
+            let shared = match arena {
+                Some(arena) if piece.len() >= SHARE_FROM => arena.lend(piece),
+                _ => None,
+            };
+            if let Some(chunk) = shared {
+                let len = piece.len() as u32;
+                self.encoded(|buf, stream| SharedBody { chunk, len }.encode(buf, stream));
+            } else if piece.len() < COPY_BELOW {
                 self.encoded(|buf, stream| encode_frame(buf, Kind::ResponseBody, stream, piece));
             } else {
                 self.encoded(|buf, stream| {

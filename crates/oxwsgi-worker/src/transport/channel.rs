@@ -23,9 +23,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use nix::errno::Errno;
 use nix::sys::socket::{send, sendmsg, ControlMessage, MsgFlags};
 use oxwsgi_protocol::{
-    next_frame, parse_header, Credit, FrameHeader, Kind, ProtocolError, ABORT_FLAG, HEADER_LEN,
+    next_frame, parse_header, Credit, FrameHeader, Kind, ProtocolError, Release, ABORT_FLAG,
+    CHANNEL_STREAM, HEADER_LEN,
 };
 
+use super::arena::Arena;
 use super::batch::Batch;
 use super::stream::RequestStream;
 use crate::error::ConnError;
@@ -65,11 +67,14 @@ pub struct Channel {
     work: Condvar,
     /// The reader ended with an error, not a clean close.
     failed: AtomicBool,
+    /// The shared body arena, when the front gave the process one.
+    arena: Option<Arena>,
 }
 
 impl Channel {
-    pub fn new(socket: UnixStream) -> Arc<Self> {
+    pub fn new(socket: UnixStream, arena: Option<Arena>) -> Arc<Self> {
         Arc::new(Self {
+            arena,
             socket,
             write_lock: Mutex::new(()),
             streams: Mutex::new(HashMap::new()),
@@ -259,6 +264,11 @@ impl Channel {
         self.send_bytes(&frame)
     }
 
+    /// The shared body arena, if the process has one.
+    pub fn arena(&self) -> Option<&Arena> {
+        self.arena.as_ref()
+    }
+
     /// Routes one frame from the front.
     fn route(&self, header: FrameHeader, payload: &[u8]) -> Result<(), ConnError> {
         let FrameHeader { kind, stream, .. } = header;
@@ -289,6 +299,18 @@ impl Channel {
                 };
                 if let Some(open) = self.streams().get(&stream) {
                     open.end_body(flags & ABORT_FLAG != 0);
+                }
+            }
+            Kind::Release if stream == CHANNEL_STREAM => {
+                let Some(arena) = &self.arena else {
+                    return Err(ProtocolError::Unexpected {
+                        got: kind,
+                        expected: "a request frame (this process has no arena)",
+                    }
+                    .into());
+                };
+                for chunk in Release::decode(payload)? {
+                    arena.release(chunk);
                 }
             }
             Kind::Credit => {

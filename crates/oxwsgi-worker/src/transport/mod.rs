@@ -10,13 +10,16 @@
 //!   under one lock, whole frames at a time.
 //! * [`stream`]: one request's received body and its response credit.
 //! * [`batch`]: outgoing frames gathered for one vectored write.
+//! * [`arena`]: the shared-memory chunks large response bodies go out in.
 //! * [`fds`]: taking over the inherited socket descriptors.
 
+pub mod arena;
 pub mod batch;
 pub mod channel;
 pub mod fds;
 pub mod stream;
 
+pub use arena::Arena;
 pub use batch::Batch;
 pub use channel::{Channel, Job};
 pub use stream::{BodyEnd, NextBody, RequestStream};

@@ -133,7 +133,7 @@ impl Locked<'_> {
                 granted = self.stream.take_credit(rest.len(), true);
             }
             let (now, later) = rest.split_at(granted.min(rest.len()));
-            batch.body(now);
+            batch.body(now, self.channel.arena());
             rest = later;
         }
         Ok(())

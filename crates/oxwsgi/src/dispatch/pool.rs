@@ -700,7 +700,13 @@ mod tests {
             maximum_requests,
             recycle,
         };
-        pool.add_process(id, 100 + id as u32, Channel::start(front), threads, terms);
+        pool.add_process(
+            id,
+            100 + id as u32,
+            Channel::start(front, None),
+            threads,
+            terms,
+        );
         (
             Daemon {
                 socket: daemon,

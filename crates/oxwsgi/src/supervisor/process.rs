@@ -170,7 +170,7 @@ pub async fn run_position(
         tracing::info!(group, pid, "daemon process started");
 
         let started = tokio::select! {
-            ready = tokio::time::timeout(startup_timeout, Channel::greet(spawned.channel)) => ready,
+            ready = tokio::time::timeout(startup_timeout, Channel::greet(spawned.channel, spawned.arena)) => ready,
             status = child.wait() => {
                 tracing::error!(group, pid, "daemon exited during start-up ({})", describe(status));
                 failures += 1;

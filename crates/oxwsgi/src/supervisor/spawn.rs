@@ -1,6 +1,6 @@
 //! Starting one daemon process: the group's Python running oxwsgi's
-//! bootstrap, with its channel socket passed as inherited file descriptor 3
-//! and its control socket as 4.
+//! bootstrap, with its channel socket passed as inherited file descriptor 3,
+//! its control socket as 4 and its shared body arena (a sealed memfd) as 5.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -10,7 +10,7 @@ use std::process::Stdio;
 use command_fds::{CommandFdExt, FdMapping};
 use nix::sys::socket::{setsockopt, sockopt};
 use oxwsgi_protocol::worker_config::{
-    WorkerConfig, WorkerIdentity, WorkerMount, CONFIG_ENV, LIB_ENV,
+    WorkerArena, WorkerConfig, WorkerIdentity, WorkerMount, CONFIG_ENV, LIB_ENV,
 };
 
 use crate::config::accounts::Identity;
@@ -19,6 +19,7 @@ use tokio::process::{Child, Command};
 
 use super::control::Control;
 use crate::config::model::{AppSource, Group, Mount, PythonChoice};
+use crate::transport::Arena;
 
 /// The daemon bootstrap, run as `python -c BOOTSTRAP`.
 const BOOTSTRAP: &str = include_str!("../../../../python/oxwsgi/_bootstrap.py");
@@ -29,6 +30,15 @@ const CHANNEL_FD: i32 = 3;
 /// The control socket's descriptor number in the daemon.
 const CONTROL_FD: i32 = 4;
 
+/// The shared body arena's descriptor number in the daemon.
+const ARENA_FD: i32 = 5;
+
+/// Environment variable that sets the chunks of each process's shared body
+/// arena (`0`: none, every body goes through the channel). For measuring
+/// the two paths against each other; the default suits every workload
+/// measured so far (docs/benchmarks.md).
+pub const ARENA_CHUNKS_ENV: &str = "OXWSGI_BODY_ARENA_CHUNKS";
+
 /// Socket buffer size of the channel: many requests and responses in flight
 /// at once without either side waiting for the other to read.
 const CHANNEL_BUFFER_BYTES: usize = 4 * 1024 * 1024;
@@ -38,6 +48,8 @@ const CHANNEL_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 pub enum SpawnError {
     #[error("cannot create the daemon's sockets: {0}")]
     Sockets(std::io::Error),
+    #[error("cannot create the daemon's shared body arena: {0}")]
+    Arena(std::io::Error),
     #[error("cannot start {python}: {source}")]
     Exec {
         python: PathBuf,
@@ -94,18 +106,28 @@ impl DaemonSpec {
     }
 }
 
-/// A started daemon and the front's ends of its channel and control sockets.
+/// A started daemon and the front's ends of its channel and control
+/// sockets, and of its shared body arena.
 pub struct Spawned {
     pub child: Child,
     pub channel: UnixStream,
     pub control: Control,
+    pub arena: Option<Arena>,
+}
+
+/// Chunks of each process's arena: [`ARENA_CHUNKS_ENV`], else the default.
+fn arena_chunks() -> u32 {
+    std::env::var(ARENA_CHUNKS_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(crate::transport::arena::DEFAULT_CHUNKS)
 }
 
 /// Starts one daemon process of `spec`'s group.
 pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
     let (channel, daemon_channel) = channel_pair().map_err(SpawnError::Sockets)?;
     let (control, daemon_control) = StdUnixStream::pair().map_err(SpawnError::Sockets)?;
-    let mappings = vec![
+    let mut mappings = vec![
         FdMapping {
             parent_fd: OwnedFd::from(daemon_channel),
             child_fd: CHANNEL_FD,
@@ -115,6 +137,17 @@ pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
             child_fd: CONTROL_FD,
         },
     ];
+    let chunks = arena_chunks();
+    let arena = if chunks == 0 {
+        None
+    } else {
+        let (arena, fd) = Arena::create(chunks).map_err(SpawnError::Arena)?;
+        mappings.push(FdMapping {
+            parent_fd: fd,
+            child_fd: ARENA_FD,
+        });
+        Some(arena)
+    };
     let control_fd = CONTROL_FD;
     let config = WorkerConfig {
         group: spec.group.name.clone(),
@@ -144,6 +177,11 @@ pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
             uid: i.uid,
             gid: i.gid,
             groups: i.groups.clone(),
+        }),
+        arena: arena.as_ref().map(|_| WorkerArena {
+            fd: ARENA_FD,
+            chunk_len: crate::transport::arena::CHUNK_LEN,
+            chunks,
         }),
     };
     let config = serde_json::to_string(&config).map_err(|e| SpawnError::Sockets(e.into()))?;
@@ -206,6 +244,7 @@ pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
         child,
         channel,
         control: Control::new(control),
+        arena,
     })
 }
 

@@ -12,21 +12,22 @@
 
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 
 use std::io::IoSlice;
 
 use bytes::{Buf, Bytes, BytesMut};
 use oxwsgi_protocol::{
-    encode_empty, encode_frame, encode_header, next_frame, parse_header, Credit, Hello, Kind,
-    ProtocolError, ABORT_FLAG, HEADER_LEN,
+    encode_empty, encode_frame, encode_header, next_frame, parse_header, Credit, FrameHeader,
+    Hello, Kind, ProtocolError, Release, SharedBody, ABORT_FLAG, HEADER_LEN,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::Notify;
 
+use super::arena::{Arena, ArenaError, Returns};
 use super::buffer::ResponseBuffer;
 use super::demux::{Demux, DemuxError, Finished, Frame, Lost, Ticket};
 use super::passed_fds::{recv_into, ControlBuffer, FdQueue};
@@ -63,6 +64,8 @@ pub enum ChannelError {
     Unexpected(Kind),
     #[error("the daemon passed more descriptors than it sent file frames")]
     StrayFds,
+    #[error("daemon protocol: {0}")]
+    Arena(#[from] ArenaError),
 }
 
 impl From<Lost> for ChannelError {
@@ -111,12 +114,26 @@ pub struct Channel {
     outbox: Mutex<Outbox>,
     writer_wanted: Notify,
     alive: AtomicBool,
+    /// The process's shared body arena, if it was given one.
+    arena: Option<Arena>,
+}
+
+impl Returns for Channel {
+    /// Sends `Release` for a chunk hyper is done with.
+    fn give_back(&self, chunk: u32) {
+        if self.is_alive() {
+            self.send(|buf| Release::encode(buf, &[chunk]));
+        }
+    }
 }
 
 impl Channel {
     /// Waits for the daemon's `Hello` on `socket`, then starts the reader
-    /// and writer tasks.
-    pub async fn greet(mut socket: UnixStream) -> Result<(Arc<Self>, Hello), ChannelError> {
+    /// and writer tasks. `arena`: the one made for this process.
+    pub async fn greet(
+        mut socket: UnixStream,
+        arena: Option<Arena>,
+    ) -> Result<(Arc<Self>, Hello), ChannelError> {
         let mut header = [0u8; HEADER_LEN];
         socket
             .read_exact(&mut header)
@@ -134,16 +151,17 @@ impl Channel {
             .await
             .map_err(eof_is_closed)?;
         let hello = Hello::decode(&payload)?;
-        Ok((Self::start(socket), hello))
+        Ok((Self::start(socket, arena), hello))
     }
 
     /// Starts the tasks of a channel whose greeting is done.
-    pub fn start(socket: UnixStream) -> Arc<Self> {
+    pub fn start(socket: UnixStream, arena: Option<Arena>) -> Arc<Self> {
         let channel = Arc::new(Self {
             demux: Mutex::new(Demux::default()),
             outbox: Mutex::new(Outbox::default()),
             writer_wanted: Notify::new(),
             alive: AtomicBool::new(true),
+            arena,
         });
         let (reader, writer) = socket.into_split();
         tokio::spawn(read_task(Arc::clone(&channel), reader));
@@ -324,7 +342,8 @@ fn eof_is_closed(error: std::io::Error) -> ChannelError {
 }
 
 async fn read_task(channel: Arc<Channel>, reader: OwnedReadHalf) {
-    match read_frames(&channel, &reader).await {
+    let returns: Weak<dyn Returns> = Arc::downgrade(&channel) as Weak<Channel>;
+    match read_frames(&channel, &reader, returns).await {
         Ok(()) => tracing::debug!("daemon closed its channel"),
         Err(error) => tracing::warn!("{error}; closing the daemon's channel"),
     }
@@ -333,7 +352,11 @@ async fn read_task(channel: Arc<Channel>, reader: OwnedReadHalf) {
 
 /// Reads and routes frames until the daemon closes the channel or breaks
 /// the protocol.
-async fn read_frames(channel: &Channel, reader: &OwnedReadHalf) -> Result<(), ChannelError> {
+async fn read_frames(
+    channel: &Channel,
+    reader: &OwnedReadHalf,
+    returns: Weak<dyn Returns>,
+) -> Result<(), ChannelError> {
     let socket: &UnixStream = reader.as_ref();
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let mut fds = FdQueue::default();
@@ -345,14 +368,17 @@ async fn read_frames(channel: &Channel, reader: &OwnedReadHalf) -> Result<(), Ch
             let mut demux = channel.demux();
             while let Some((header, total)) = next_frame(&buf)? {
                 let payload = buf.split_to(total).freeze().slice(HEADER_LEN..);
-                let fd = match header.kind {
-                    Kind::ResponseFile => fds.pop(),
-                    _ => None,
-                };
-                let frame = Frame {
-                    kind: header.kind,
-                    payload,
-                    fd,
+                let (header, frame) = match header.kind {
+                    Kind::ResponseShared => {
+                        lend_shared(channel.arena.as_ref(), header, &payload, &returns)?
+                    }
+                    kind => {
+                        let fd = match kind {
+                            Kind::ResponseFile => fds.pop(),
+                            _ => None,
+                        };
+                        (header, Frame { kind, payload, fd })
+                    }
                 };
                 finished.extend(demux.deliver(header, frame)?);
             }
@@ -398,6 +424,30 @@ async fn read_frames(channel: &Channel, reader: &OwnedReadHalf) -> Result<(), Ch
             };
         }
     }
+}
+
+/// A `ResponseShared` frame as the body frame it stands for, its bytes
+/// lent from the arena.
+fn lend_shared(
+    arena: Option<&Arena>,
+    header: FrameHeader,
+    payload: &[u8],
+    returns: &Weak<dyn Returns>,
+) -> Result<(FrameHeader, Frame), ChannelError> {
+    let SharedBody { chunk, len } = SharedBody::decode(payload)?;
+    let arena = arena.ok_or(ArenaError::NoArena)?;
+    let bytes = arena.lend(chunk, len, returns.clone())?;
+    let header = FrameHeader {
+        kind: Kind::ResponseBody,
+        len: bytes.len(),
+        ..header
+    };
+    let frame = Frame {
+        kind: Kind::ResponseBody,
+        payload: bytes,
+        fd: None,
+    };
+    Ok((header, frame))
 }
 
 async fn write_task(channel: Arc<Channel>, mut writer: OwnedWriteHalf) {

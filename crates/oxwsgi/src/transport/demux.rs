@@ -169,9 +169,12 @@ impl Demux {
     ) -> Result<Option<Box<dyn Ticket>>, DemuxError> {
         let FrameHeader { kind, stream, .. } = header;
         let entry = match kind {
-            Kind::RequestHead | Kind::RequestBody | Kind::RequestEnd | Kind::Hello => {
-                return Err(DemuxError::Unexpected(kind))
-            }
+            Kind::RequestHead
+            | Kind::RequestBody
+            | Kind::RequestEnd
+            | Kind::Release
+            | Kind::ResponseShared
+            | Kind::Hello => return Err(DemuxError::Unexpected(kind)),
             _ => self
                 .streams
                 .get_mut(&stream)
