@@ -1,7 +1,8 @@
 """The stop a rolling update needs (issue 18, docs/kubernetes.md): with
 `drain-grace`, SIGTERM turns `/healthz` 503 at once while the listeners
 keep accepting and serving new connections for the grace (so Kubernetes'
-endpoints, or any load balancer, stop sending first); then the graceful
+endpoints, or any load balancer, stop sending first; HTTP/1 responses say
+`Connection: close` meanwhile); then the graceful
 stop lets the request in flight and the one already queued finish, and
 the server exits 0.
 
@@ -70,7 +71,8 @@ def test_sigterm_drains_with_grace_then_exits_0(server):
     # A keep-alive connection opened before the signal.
     kept = oxhttp.Conn(srv.port, timeout=30)
     kept.send(oxhttp.build_request("GET", "/fast/before"))
-    assert kept.read_response("GET", timeout=30).status == 200
+    r = kept.read_response("GET", timeout=30)
+    assert r.status == 200 and r.header("connection") is None, r
 
     results: dict[str, object] = {}
 
@@ -106,8 +108,13 @@ def test_sigterm_drains_with_grace_then_exits_0(server):
         r = oxhttp.get(srv.port, f"/fast/new-{i}", timeout=30)
         assert r.status == 200, r
         served_during_grace += 1
+    # ... and says `Connection: close`, so the client's next request opens
+    # a new connection (which the load balancer sends elsewhere once it
+    # has caught up), then the server closes it.
     kept.send(oxhttp.build_request("GET", "/fast/kept"))
-    assert kept.read_response("GET", timeout=30).status == 200
+    r = kept.read_response("GET", timeout=30)
+    assert r.status == 200 and r.header("connection") == "close", r
+    assert kept.sock.recv(1) == b"", "the kept-alive connection stayed open after Connection: close"
     in_grace = time.monotonic() - signalled
     assert in_grace < GRACE, (
         f"the requests meant for the grace took {in_grace:.1f}s: the test did not run within the grace"

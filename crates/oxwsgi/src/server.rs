@@ -323,6 +323,7 @@ pub async fn serve(site: Site, reload: Option<SiteLoader>) -> Result<(), ServeEr
     systemd::stopping();
     let grace = running.site.edge.drain_grace;
     if !grace.is_zero() {
+        settings.start_draining();
         drain_grace(grace, &mut signals, &front).await;
     }
 
@@ -357,7 +358,9 @@ fn reopen_access_log(front: &SharedFront) {
 /// The `drain-grace` after a stop signal: `/healthz` already answers 503,
 /// and the listeners go on accepting and serving (new connections too)
 /// for `grace`, so that a load balancer, or Kubernetes' endpoints, stop
-/// sending here before the graceful stop closes the listeners. A second
+/// sending here before the graceful stop closes the listeners. HTTP/1
+/// responses meanwhile say `Connection: close` (see
+/// [`ConnSettings::start_draining`]). A second
 /// SIGTERM/SIGINT ends the grace early; SIGHUP is ignored (the server is
 /// stopping); SIGUSR1 still reopens the access log.
 async fn drain_grace(grace: Duration, signals: &mut Signals, front: &SharedFront) {
