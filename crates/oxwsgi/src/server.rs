@@ -360,9 +360,9 @@ fn reopen_access_log(front: &SharedFront) {
 /// for `grace`, so that a load balancer, or Kubernetes' endpoints, stop
 /// sending here before the graceful stop closes the listeners. HTTP/1
 /// responses meanwhile say `Connection: close` (see
-/// [`ConnSettings::start_draining`]). A second
-/// SIGTERM/SIGINT ends the grace early; SIGHUP is ignored (the server is
-/// stopping); SIGUSR1 still reopens the access log.
+/// [`ConnSettings::start_draining`]). A second SIGTERM/SIGINT ends the
+/// grace early; SIGHUP is ignored (the server is stopping); SIGUSR1 still
+/// reopens the access log.
 async fn drain_grace(grace: Duration, signals: &mut Signals, front: &SharedFront) {
     tracing::info!(
         "drain-grace: /healthz answers 503; new connections are still served for {grace:?}"
