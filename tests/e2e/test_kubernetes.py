@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -256,7 +257,8 @@ def test_kubectl_kustomize_renders_offline():
 # ---------------------------------------------------------------- the real thing
 def test_the_shipped_site_serves_probes_and_metrics_and_stops_in_time(server, docs, site_text, site):
     """The ConfigMap's TOML, run for real on 127.0.0.1 with the example app:
-    the probe paths answer on the admin port, the HPA's series are in
+    the probe paths answer on the admin port, liveness (and readiness) hold
+    with every thread busy and requests queued, the HPA's series are in
     /metrics, and SIGTERM drains and exits 0 within the grace period."""
     c = container(docs)
     http_port, admin_port = free_port(), free_port()
@@ -286,6 +288,37 @@ def test_the_shipped_site_serves_probes_and_metrics_and_stops_in_time(server, do
     for m in hpa:
         name = m["pods"]["metric"]["name"]
         assert re.search(rf'^{name}\{{group="app"\}} \d+$', exposed, re.M), (name, exposed)
+
+    # Every thread busy and requests queued: the liveness path still
+    # answers within the probe's timeout, and the pod stays ready (busy is
+    # not unhealthy).
+    threads = sum(g["processes"] * g["threads"] for g in site["groups"].values())
+    load = [
+        threading.Thread(target=oxhttp.get, args=(http_port, "/sleep?3"), kwargs={"timeout": 60})
+        for _ in range(threads + 2)
+    ]
+    for t in load:
+        t.start()
+    try:
+        def saturated():
+            text = oxhttp.get(admin_port, "/metrics").body.decode()
+            busy = re.search(r'^oxwsgi_busy_threads\{group="app"\} (\d+)$', text, re.M)
+            queue = re.search(r'^oxwsgi_queue_depth\{group="app"\} (\d+)$', text, re.M)
+            return busy and queue and int(busy.group(1)) == threads and int(queue.group(1)) >= 1
+
+        assert wait_for(saturated, timeout=30, every=0.05), "the load never filled every thread"
+        probe = c["livenessProbe"]
+        started = time.monotonic()
+        assert oxhttp.get(admin_port, live, timeout=probe["timeoutSeconds"]).status == 200
+        assert time.monotonic() - started < probe["timeoutSeconds"]
+        assert oxhttp.get(admin_port, ready, timeout=10).status == 200
+    finally:
+        for t in load:
+            t.join(60)
+    assert wait_for(
+        lambda: re.search(r'^oxwsgi_busy_threads\{group="app"\} 0$', oxhttp.get(admin_port, "/metrics").body.decode(), re.M),
+        timeout=30,
+    )
 
     # A slow request in flight when the pod is told to stop.
     slow = subprocess.Popen(

@@ -115,9 +115,9 @@ pub struct RunArgs {
     pub reload_exclude: Vec<String>,
     /// After SIGTERM/SIGINT, keep accepting and serving new connections
     /// for this long (seconds) while /healthz answers 503, so a load
-    /// balancer stops sending first; then stop gracefully, instead of the
-    /// config's `drain-grace` (an Apache site file has no such setting)
-    /// [default: 0].
+    /// balancer stops sending first; then stop gracefully. Instead of the
+    /// config's `drain-grace` (0 when unset); the way to set one for an
+    /// Apache site file, which has no such setting.
     #[arg(long, value_name = "SECS", value_parser = parse_duration)]
     pub drain_grace: Option<Duration>,
 }
