@@ -113,6 +113,13 @@ pub struct RunArgs {
     /// (`tests/**`). Repeatable.
     #[arg(long = "reload-exclude", value_name = "GLOB", value_parser = parse_glob)]
     pub reload_exclude: Vec<String>,
+    /// After SIGTERM/SIGINT, keep accepting and serving new connections
+    /// for this long (seconds) while /healthz answers 503, so a load
+    /// balancer stops sending first; then stop gracefully. Instead of the
+    /// config's `drain-grace` (0 when unset); the way to set one for an
+    /// Apache site file, which has no such setting.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    pub drain_grace: Option<Duration>,
 }
 
 /// `convert APACHE_CONF`.
@@ -201,6 +208,11 @@ pub struct ServeArgs {
     /// Threads of the front's runtime [default: half the CPUs, at least 1].
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub front_threads: Option<usize>,
+    /// After SIGTERM/SIGINT, keep accepting and serving new connections
+    /// for this long (seconds) while /healthz answers 503, so a load
+    /// balancer stops sending first; then stop gracefully [default: 0].
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    pub drain_grace: Option<Duration>,
 
     /// Name of the daemon process group [default: derived from --mount].
     #[arg(long, value_name = "NAME", help_heading = "Daemon group")]

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         Command::Run(args) => {
             let path = args.config.clone();
             let admin = args.admin;
+            let drain_grace = args.drain_grace;
             let code_reload = (
                 args.reload,
                 args.reload_include.clone(),
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
                 config::load(&path)
                     .map_err(|error| error.to_string())
                     .and_then(|site| with_admin(site, admin))
+                    .map(|site| with_drain_grace(site, drain_grace))
                     .map(|site| with_reload(site, &code_reload))
             }));
             match config::load_with_warnings(&args.config) {
@@ -44,7 +46,7 @@ fn main() -> ExitCode {
                     }
                     match with_admin(site, args.admin) {
                         Ok(site) => Ok(with_reload(
-                            site,
+                            with_drain_grace(site, args.drain_grace),
                             &(
                                 args.reload,
                                 args.reload_include.clone(),
@@ -132,6 +134,15 @@ fn with_reload(
     site.reload |= reload;
     site.reload_include.extend(include.iter().cloned());
     site.reload_exclude.extend(exclude.iter().cloned());
+    site
+}
+
+/// `run --drain-grace`: the grace instead of the config's `drain-grace`
+/// (the only way to set one for an Apache site file).
+fn with_drain_grace(mut site: Site, grace: Option<std::time::Duration>) -> Site {
+    if let Some(grace) = grace {
+        site.edge.drain_grace = grace;
+    }
     site
 }
 

@@ -1,6 +1,8 @@
 //! Runs a `Site`: binds the listeners, starts the daemon groups, and serves
-//! until SIGTERM/SIGINT, then stops gracefully (stop accepting, let
-//! in-flight requests finish within the shutdown timeout, stop the daemons).
+//! until SIGTERM/SIGINT, then stops gracefully: `/healthz` turns 503 at once,
+//! the listeners keep serving for the `drain-grace` (0 by default) so load
+//! balancers can stop sending, then stop accepting, let in-flight and
+//! queued requests finish within the shutdown timeout, stop the daemons.
 //! SIGHUP reloads: the config is read again, a new set of daemon groups is
 //! started, and once it is ready new requests go to it while the old groups
 //! finish what they have and stop, and TLS certificates are read again. A
@@ -312,16 +314,18 @@ pub async fn serve(site: Site, reload: Option<SiteLoader>) -> Result<(), ServeEr
                 running = reload_site(running, reload.as_ref(), &front, &admin).await;
                 ready_notice = running.notify_when_ready();
             }
-            Event::ReopenLogs => match front.load().access_log.reopen() {
-                Ok(()) => tracing::info!("SIGUSR1 received: access log reopened"),
-                Err(error) => tracing::error!("cannot reopen the access log: {error}"),
-            },
+            Event::ReopenLogs => reopen_access_log(&front),
         }
     };
     tracing::info!("{signal_name} received: stopping gracefully");
     ready_notice.abort();
     admin.set_stopping();
     systemd::stopping();
+    let grace = running.site.edge.drain_grace;
+    if !grace.is_zero() {
+        settings.start_draining();
+        drain_grace(grace, &mut signals, &front).await;
+    }
 
     let _ = stop.send(true);
     for task in accepting {
@@ -341,6 +345,46 @@ pub async fn serve(site: Site, reload: Option<SiteLoader>) -> Result<(), ServeEr
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGUSR1: reopens the access-log file (logrotate).
+fn reopen_access_log(front: &SharedFront) {
+    match front.load().access_log.reopen() {
+        Ok(()) => tracing::info!("SIGUSR1 received: access log reopened"),
+        Err(error) => tracing::error!("cannot reopen the access log: {error}"),
+    }
+}
+
+/// The `drain-grace` after a stop signal: `/healthz` already answers 503,
+/// and the listeners go on accepting and serving (new connections too)
+/// for `grace`, so that a load balancer, or Kubernetes' endpoints, stop
+/// sending here before the graceful stop closes the listeners. HTTP/1
+/// responses meanwhile say `Connection: close` (see
+/// [`ConnSettings::start_draining`]). A second SIGTERM/SIGINT ends the
+/// grace early; SIGHUP is ignored (the server is stopping); SIGUSR1 still
+/// reopens the access log.
+async fn drain_grace(grace: Duration, signals: &mut Signals, front: &SharedFront) {
+    tracing::info!(
+        "drain-grace: /healthz answers 503; new connections are still served for {grace:?}"
+    );
+    let deadline = tokio::time::sleep(grace);
+    let mut deadline = std::pin::pin!(deadline);
+    loop {
+        tokio::select! {
+            () = &mut deadline => {
+                tracing::info!("drain-grace over: closing the listeners");
+                return;
+            }
+            event = signals.next() => match event {
+                Event::Stop(name) => {
+                    tracing::info!("{name} received during the drain grace: closing the listeners now");
+                    return;
+                }
+                Event::Reload => tracing::warn!("SIGHUP ignored: the server is stopping"),
+                Event::ReopenLogs => reopen_access_log(front),
+            },
+        }
+    }
 }
 
 /// Performs a graceful reload; on any failure keeps `current` running.

@@ -153,6 +153,13 @@ pub fn report(config: &Path, format: &str, site: &Site, warnings: &[Warning]) ->
     if let Some(admin) = site.admin {
         let _ = writeln!(out, "admin: {admin}");
     }
+    if !site.edge.drain_grace.is_zero() {
+        let _ = writeln!(
+            out,
+            "drain-grace: {}s (on SIGTERM /healthz answers 503 at once; new connections are served that long, then the graceful stop)",
+            site.edge.drain_grace.as_secs_f64()
+        );
+    }
     if !site.edge.trusted_proxies.is_empty() {
         let nets: Vec<String> = site.edge.trusted_proxies.iter().map(net_text).collect();
         let headers: Vec<&str> = site
@@ -482,5 +489,13 @@ mod tests {
         assert!(text.ends_with("ok (with warnings)\n"));
         let clean = report(Path::new("x.toml"), "native TOML", &Site::default(), &[]);
         assert!(clean.ends_with("no mounts\n\nok: no warnings\n"), "{clean}");
+        assert!(!clean.contains("drain-grace"), "{clean}");
+        let mut draining = Site::default();
+        draining.edge.drain_grace = std::time::Duration::from_secs(5);
+        let text = report(Path::new("x.toml"), "native TOML", &draining, &[]);
+        assert!(
+            text.contains("\ndrain-grace: 5s (on SIGTERM /healthz answers 503 at once;"),
+            "{text}"
+        );
     }
 }

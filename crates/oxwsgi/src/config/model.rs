@@ -206,6 +206,11 @@ pub struct Edge {
     /// `front-threads`: the front's runtime threads (`None`: see
     /// [`Edge::front_threads`]).
     pub front_threads: Option<usize>,
+    /// `drain-grace`: after SIGTERM/SIGINT, how long `/healthz` answers 503
+    /// while the listeners still accept and serve new connections (so a
+    /// load balancer or Kubernetes' endpoints can stop sending), before the
+    /// graceful stop begins. Zero (the default): the stop begins at once.
+    pub drain_grace: Duration,
     /// `trusted-proxies`: peers whose proxy headers are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `trusted-proxy-headers`: which proxy headers are believed from them.
@@ -267,6 +272,7 @@ impl Default for Edge {
             response_buffer_total: DEFAULT_RESPONSE_BUFFER_TOTAL,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             front_threads: None,
+            drain_grace: Duration::ZERO,
             trusted_proxies: Vec::new(),
             trusted_proxy_headers: ProxyHeader::ALL.to_vec(),
             access_log_format: COMBINED_LOG_FORMAT.to_string(),

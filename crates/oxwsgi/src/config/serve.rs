@@ -178,6 +178,7 @@ fn build(args: &ServeArgs, cwd: &Path) -> Result<Site, ConfigError> {
         reload_exclude: args.reload_exclude.clone(),
         edge: Edge {
             front_threads: args.front_threads,
+            drain_grace: args.drain_grace.unwrap_or_default(),
             ..Edge::default()
         },
         ..Site::default()
@@ -490,6 +491,8 @@ mod tests {
                 "--reload",
                 "--admin",
                 "127.0.0.1:9100",
+                "--drain-grace",
+                "5",
             ],
         )
         .unwrap();
@@ -515,5 +518,8 @@ mod tests {
         assert_eq!(g.listen_backlog, Some(0));
         assert!(site.reload);
         assert_eq!(site.admin, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(site.edge.drain_grace, s(5));
+        let plain = site_in(dir.path(), &["wsgi.py"]).unwrap();
+        assert_eq!(plain.edge.drain_grace, Duration::ZERO);
     }
 }

@@ -7,19 +7,22 @@
 //! `header-timeout`; a connection with no request in flight and no bytes
 //! moving for `keep-alive-timeout` (before its first request:
 //! `header-timeout`) is closed gracefully by a per-connection watchdog. A
-//! stop closes idle connections and lets in-flight requests finish.
+//! stop closes idle connections and lets in-flight requests finish; during
+//! the `drain-grace` before it, HTTP/1 responses carry `Connection: close`.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION};
 use hyper::service::service_fn;
-use hyper::Request;
+use hyper::{Request, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
@@ -53,6 +56,11 @@ pub struct ConnSettings {
     pub header_timeout: Duration,
     pub keep_alive_timeout: Duration,
     pub limits: Limits,
+    /// Set during the `drain-grace`: HTTP/1 responses carry
+    /// `Connection: close`, so a client's kept-alive connection moves to a
+    /// new one (which a load balancer sends elsewhere once it has caught
+    /// up) instead of racing the close at the end of the grace.
+    draining: Arc<AtomicBool>,
 }
 
 impl ConnSettings {
@@ -61,7 +69,14 @@ impl ConnSettings {
             header_timeout: edge.header_timeout,
             keep_alive_timeout: edge.keep_alive_timeout,
             limits: limits.clone(),
+            draining: Arc::default(),
         }
+    }
+
+    /// The drain grace has begun: HTTP/1 connections close after their
+    /// current response from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
     }
 }
 
@@ -334,16 +349,30 @@ impl Conn {
         });
         let front = Arc::clone(&self.front);
         let activity = Arc::clone(activity);
+        let draining = Arc::clone(&self.settings.draining);
         // Each request uses the front current when it arrives, so a reload
         // switches new requests over while older ones finish on the old one.
-        service_fn(move |request| {
+        service_fn(move |request: Request<Incoming>| {
             let (index, in_flight) = activity.start_request();
             let ticket = RequestTicket {
                 activity: Arc::clone(&activity),
                 index,
                 in_flight,
             };
-            handle(front.load_full(), Arc::clone(&conn), request, ticket)
+            // HTTP/2 has no `Connection` header: its connections get a
+            // GOAWAY when the listeners close.
+            let http1 = request.version() < Version::HTTP_2;
+            let answer = handle(front.load_full(), Arc::clone(&conn), request, ticket);
+            let draining = Arc::clone(&draining);
+            async move {
+                let mut response = answer.await?;
+                if http1 && draining.load(Ordering::Relaxed) {
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok(response)
+            }
         })
     }
 

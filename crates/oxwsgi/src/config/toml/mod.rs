@@ -61,6 +61,7 @@ const TOP_KEYS: &[&str] = &[
     "response-buffer-total",
     "max-connections",
     "front-threads",
+    "drain-grace",
     "trusted-proxies",
     "trusted-proxy-headers",
     "access-log-format",
@@ -442,6 +443,10 @@ fn read_edge(top: &Table<'_>, site: &mut Site) -> Result<(), ConfigError> {
     }
     if let Some(f) = top.get("front-threads") {
         edge.front_threads = Some(f.count(1)?);
+    }
+    if let Some(f) = top.get("drain-grace") {
+        // 0: the graceful stop begins as soon as the signal arrives.
+        edge.drain_grace = f.seconds()?;
     }
     if let Some(f) = top.get("trusted-proxies") {
         let items = match f.elements() {

@@ -1011,6 +1011,7 @@ header-timeout = 7
 keep-alive-timeout = 3
 max-connections = 50
 front-threads = 3
+drain-grace = 7.5
 trusted-proxies = ["10.0.0.0/8", "127.0.0.1"]
 trusted-proxy-headers = ["X-Forwarded-For", "x-forwarded-proto"]
 access-log-format = "%h %>s %{group}x"
@@ -1038,6 +1039,8 @@ follow-symlinks = true
     assert_eq!(edge.keep_alive_timeout, std::time::Duration::from_secs(3));
     assert_eq!(edge.max_connections, 50);
     assert_eq!(edge.front_threads(), 3);
+    assert_eq!(edge.drain_grace, std::time::Duration::from_millis(7500));
+    assert_eq!(Site::default().edge.drain_grace, std::time::Duration::ZERO);
     assert_eq!(edge.trusted_proxies.len(), 2);
     assert_eq!(edge.trusted_proxy_headers.len(), 2);
     assert_eq!(edge.access_log_format, "%h %>s %{group}x");
