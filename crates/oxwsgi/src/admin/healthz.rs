@@ -14,13 +14,9 @@ pub fn health(groups: &[GroupView], stopping: bool) -> Result<(), String> {
         .iter()
         .filter_map(|group| {
             let ready = group.ready_processes();
-            (ready < group.positions.len()).then(|| {
-                format!(
-                    "group {}: {ready}/{} processes ready",
-                    group.name,
-                    group.positions.len()
-                )
-            })
+            let required = group.required_ready();
+            (ready < required)
+                .then(|| format!("group {}: {ready}/{required} processes ready", group.name))
         })
         .collect();
     if !waiting.is_empty() {
@@ -41,9 +37,11 @@ pub fn health(groups: &[GroupView], stopping: bool) -> Result<(), String> {
     }
 }
 
-/// Whether a position has a process up with its apps imported.
+/// Whether a position needs nothing more to be ready: its process is up
+/// with its apps imported, or it is an elastic group's parked position
+/// (which has no process by design).
 pub fn is_ready(state: &PositionState) -> bool {
-    matches!(state, PositionState::Ready { .. })
+    matches!(state, PositionState::Ready { .. } | PositionState::Parked)
 }
 
 #[cfg(test)]
@@ -64,6 +62,7 @@ mod tests {
             import_failed: positions.iter().map(|_| Arc::default()).collect(),
             positions,
             restarts: Arc::default(),
+            scaling: None,
         };
         (view, senders)
     }

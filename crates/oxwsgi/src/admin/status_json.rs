@@ -1,7 +1,8 @@
 //! `GET /status`: the JSON document of DESIGN.md §6 — groups, their
 //! processes (pid, title, threads, busy, requests, started_at, rss, the
-//! requests in flight with their path and age), queue and restarts. The
-//! same types are read back by `oxwsgi status`.
+//! requests in flight with their path and age), queue and restarts, and an
+//! elastic group's bounds, target and recent scale events. The same types
+//! are read back by `oxwsgi status`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -92,6 +93,42 @@ pub struct Group {
     /// The same, by reason (`crash`, `maximum-requests`, `reload`, ...).
     #[serde(default)]
     pub restarts_by_reason: std::collections::BTreeMap<String, u64>,
+    /// The processes it aims at: `configured_processes` for a fixed group,
+    /// the scaler's target for an elastic one.
+    #[serde(default)]
+    pub target_processes: usize,
+    /// An elastic group's scaling (`null` for a fixed group).
+    #[serde(default)]
+    pub scaling: Option<Scaling>,
+}
+
+/// An elastic group's bounds and what it did lately.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scaling {
+    pub min_processes: usize,
+    pub max_processes: usize,
+    pub spare_threads: usize,
+    /// Ready processes taking requests now.
+    pub current: usize,
+    /// The processes the scaler aims at (ready, starting).
+    pub target: usize,
+    /// The last scale events, oldest first.
+    pub events: Vec<ScaleEvent>,
+}
+
+/// One time an elastic group grew or shrank.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScaleEvent {
+    /// Epoch seconds.
+    pub at: f64,
+    /// `up` or `down`.
+    pub direction: String,
+    pub from: usize,
+    pub to: usize,
+    /// `queue`, `spare-threads`, `surplus` or `bounds`.
+    pub reason: String,
+    /// The reason in words, with the numbers seen.
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -178,7 +215,27 @@ fn group(view: &GroupView, metrics: &Metrics) -> Group {
         },
         configured_processes: view.processes,
         threads: view.threads,
-        starting: view.positions.len().saturating_sub(view.ready_processes()),
+        starting: view.starting_processes(),
+        target_processes: view.target_processes(),
+        scaling: view.scaling.as_ref().map(|log| Scaling {
+            min_processes: log.scaling.min,
+            max_processes: log.scaling.max,
+            spare_threads: log.scaling.spare_threads,
+            current: view.ready_processes(),
+            target: log.target(),
+            events: log
+                .events()
+                .into_iter()
+                .map(|e| ScaleEvent {
+                    at: epoch(e.at),
+                    direction: e.direction.as_str().to_owned(),
+                    from: e.from,
+                    to: e.to,
+                    reason: e.reason.to_owned(),
+                    detail: e.detail,
+                })
+                .collect(),
+        }),
         import_failures: view.import_failures(),
         queued: view.pool.queued(),
         busy: load.iter().map(|p| p.busy).sum(),
@@ -236,6 +293,7 @@ mod tests {
             positions: vec![rx],
             restarts: Arc::default(),
             import_failed: vec![Arc::default()],
+            scaling: None,
         };
         let metrics = Metrics::new();
         metrics.restarted("app_one", "crash", 2);

@@ -123,7 +123,7 @@ fn site_warnings_with(site: &Site, allow_root: bool) -> Vec<Warning> {
                 format!(
                     "group `{}` ({}) is used by no mount: its daemons start and serve nothing",
                     group.name,
-                    shape(group.processes, group.threads)
+                    shape(group)
                 ),
             ));
         }
@@ -131,8 +131,12 @@ fn site_warnings_with(site: &Site, allow_root: bool) -> Vec<Warning> {
     out
 }
 
-fn shape(processes: usize, threads: usize) -> String {
-    format!("{processes} × {threads}")
+/// `2 × 15`, or `1..4 × 15` for an elastic group.
+fn shape(group: &crate::config::model::Group) -> String {
+    match &group.scaling {
+        Some(s) => format!("{}..{} × {}", s.min, s.max, group.threads),
+        None => format!("{} × {}", group.processes, group.threads),
+    }
 }
 
 /// The report `check` prints: the layout, then the warnings by kind.
@@ -187,7 +191,7 @@ pub fn report(config: &Path, format: &str, site: &Site, warnings: &[Warning]) ->
             let _ = write!(app, ":{}", mount.callable);
         }
         let group = match site.group(&mount.group) {
-            Some(g) => format!("{} ({})", g.name, shape(g.processes, g.threads)),
+            Some(g) => format!("{} ({})", g.name, shape(g)),
             None => format!("{} (undefined)", mount.group),
         };
         rows.push([path, app, group, mount.application_group.clone()]);
@@ -258,12 +262,7 @@ pub fn report(config: &Path, format: &str, site: &Site, warnings: &[Warning]) ->
                 PythonChoice::Home(home) => format!("{} (python-home)", home.display()),
             };
             let mounts = site.mounts.iter().filter(|m| m.group == g.name).count();
-            rows.push([
-                g.name.clone(),
-                shape(g.processes, g.threads),
-                python,
-                mounts.to_string(),
-            ]);
+            rows.push([g.name.clone(), shape(g), python, mounts.to_string()]);
         }
         table(&mut out, &rows);
     }

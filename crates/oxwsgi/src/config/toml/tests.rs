@@ -339,6 +339,7 @@ interrupt-timeout = 0
             cpu_policy: None,
             cpu_priority: None,
             read_ahead: None,
+            scaling: None,
         }
     );
 }
