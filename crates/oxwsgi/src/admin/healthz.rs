@@ -68,6 +68,27 @@ mod tests {
     }
 
     #[test]
+    fn an_elastic_group_needs_its_minimum_only() {
+        use crate::config::model::Scaling;
+        use crate::supervisor::scaler::ScaleLog;
+        let (mut view, senders) = group(&[
+            PositionState::Ready { pid: 1 },
+            PositionState::Starting,
+            PositionState::Parked,
+        ]);
+        view.scaling = Some(Arc::new(ScaleLog::new(Scaling::new(1, 3), 2)));
+        let groups = [view];
+        assert_eq!(health(&groups, false), Ok(()), "growing is not starting");
+        assert!(is_ready(&PositionState::Parked));
+        assert!(!is_ready(&PositionState::Retiring { pid: 1 }));
+        senders[0].send(PositionState::Starting).unwrap();
+        assert_eq!(
+            health(&groups, false),
+            Err("starting: group app: 0/1 processes ready".into())
+        );
+    }
+
+    #[test]
     fn ready_only_when_every_position_is() {
         let (view, senders) = group(&[PositionState::Ready { pid: 1 }, PositionState::Starting]);
         let groups = [view];

@@ -1,0 +1,236 @@
+"""Elastic daemon groups (issue 18, part 1): a group with `min-processes` /
+`max-processes` grows while requests wait and shrinks back when idle.
+
+* a burst of slow requests grows a 1..4 group to 4; every request is
+  answered 200, also the ones sent while it shrinks back to 1;
+  the bounds are never crossed (/status sampled all along); a retired
+  daemon exits (its memory is returned) and is not counted as a restart;
+  /status, `oxwsgi status` and /metrics show the target and the events;
+* config errors name file, line and key; an Apache file's elastic option is
+  reported by `check` as TOML-only.
+
+Timing is never asserted: the test config uses short delays and every wait
+is a generous poll.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+
+import oxhttp
+from oxserver import binary, free_port, proc_exists, wait_for
+from test_admin import Admin, metric
+
+APP = '''
+import os, time
+
+def application(environ, start_response):
+    if environ.get("PATH_INFO") == "/sleep":
+        time.sleep(float(environ.get("QUERY_STRING") or 1))
+    body = ("%d" % os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+MIN, MAX = 1, 4
+
+
+def elastic_site(app_file, admin_port):
+    return {
+        "access-log": False,
+        "admin": f"127.0.0.1:{admin_port}",
+        "groups": {
+            "g": {
+                "threads": 1,
+                "min-processes": MIN,
+                "max-processes": MAX,
+                "scale-up-delay": 0.2,
+                "scale-down-delay": 1,
+                "scale-cooldown": 0.5,
+            }
+        },
+        "mount": [{"path": "/", "script": str(app_file), "group": "g"}],
+    }
+
+
+class Sampler(threading.Thread):
+    """Reads /status every 0.1 s while the test runs."""
+
+    def __init__(self, admin: Admin):
+        super().__init__(daemon=True)
+        self.admin = admin
+        self.samples: list[dict] = []
+        self.errors: list[str] = []
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.is_set():
+            try:
+                group = self.admin.status()["groups"][0]
+                self.samples.append(group)
+            except Exception as e:  # noqa: BLE001 - reported by the test
+                self.errors.append(repr(e))
+            time.sleep(0.1)
+
+    def stop(self):
+        self.done.set()
+        self.join(timeout=15)
+
+
+def group_of(admin: Admin) -> dict:
+    return admin.status()["groups"][0]
+
+
+def test_a_burst_grows_the_group_to_max_and_idleness_shrinks_it_back(server, tmp_path):
+    app_file = tmp_path / "elastic_app.py"
+    app_file.write_text(APP)
+    admin_port = free_port()
+    srv = server().start_run(elastic_site(app_file, admin_port), ready=("/",))
+    admin = Admin(admin_port)
+    assert wait_for(lambda: admin.get("/healthz").status == 200, timeout=30)
+    first = group_of(admin)
+    assert first["scaling"]["min_processes"] == MIN and first["scaling"]["max_processes"] == MAX
+    assert first["scaling"]["current"] == 1 and first["target_processes"] == 1, first
+
+    sampler = Sampler(admin)
+    sampler.start()
+    statuses: list = []
+    lock = threading.Lock()
+    load_on = threading.Event()
+    load_on.set()
+
+    def client(path: str, pause: float):
+        while load_on.is_set():
+            try:
+                r = oxhttp.get(srv.port, path, timeout=60)
+                result = r.status
+            except Exception as e:  # noqa: BLE001 - a failed request is a finding
+                result = repr(e)
+            with lock:
+                statuses.append(result)
+            time.sleep(pause)
+
+    # Eight clients of slow requests on 1-thread processes: requests wait
+    # until the group has grown to its maximum.
+    burst = [threading.Thread(target=client, args=("/sleep?0.5", 0), daemon=True) for _ in range(8)]
+    for t in burst:
+        t.start()
+    try:
+        grown = wait_for(
+            lambda: (g := group_of(admin))["scaling"]["current"] == MAX and g,
+            timeout=90,
+            every=0.2,
+        )
+        assert grown, group_of(admin)
+        grown_pids = {p["pid"] for p in grown["processes"]}
+        assert len(grown_pids) == MAX
+    finally:
+        load_on.clear()
+        for t in burst:
+            t.join(timeout=90)
+
+    # A trickle of quick requests while it shrinks: none may fail.
+    load_on.set()
+    trickle = threading.Thread(target=client, args=("/", 0.1), daemon=True)
+    trickle.start()
+    try:
+        shrunk = wait_for(
+            lambda: (g := group_of(admin))["scaling"]["current"] == MIN
+            and len(g["processes"]) == MIN
+            and g,
+            timeout=90,
+            every=0.2,
+        )
+        assert shrunk, group_of(admin)
+    finally:
+        load_on.clear()
+        trickle.join(timeout=60)
+        sampler.stop()
+
+    assert statuses and all(s == 200 for s in statuses), [s for s in statuses if s != 200][:10]
+    assert not sampler.errors, sampler.errors[:5]
+    assert sampler.samples
+    for sample in sampler.samples:
+        live = len(sample["processes"])
+        accepting = sum(1 for p in sample["processes"] if p["accepting"])
+        assert live <= MAX, sample
+        assert accepting >= MIN, sample
+        assert MIN <= sample["scaling"]["target"] <= MAX, sample
+
+    # The retired daemons exited: their memory is back.
+    kept = {p["pid"] for p in shrunk["processes"]}
+    gone = grown_pids - kept
+    assert len(gone) >= MAX - MIN
+    assert wait_for(lambda: not any(proc_exists(pid) for pid in gone), timeout=30), gone
+
+    # Each event with its reason; a scale-down is not a restart.
+    events = shrunk["scaling"]["events"]
+    ups = [e for e in events if e["direction"] == "up"]
+    downs = [e for e in events if e["direction"] == "down"]
+    assert ups and all(e["reason"] in ("queue", "spare-threads") and e["to"] > e["from"] for e in ups), events
+    assert len(downs) >= MAX - MIN and all(e["reason"] == "surplus" for e in downs), events
+    assert all(e["to"] == e["from"] - 1 for e in downs), events
+    assert all(e["detail"] for e in events), events
+    assert shrunk["restarts"] == 0 and shrunk["restarts_by_reason"] == {}, shrunk
+    assert shrunk["target_processes"] == MIN
+
+    text = admin.metrics()
+    assert metric(text, "oxwsgi_scale_events_total", group="g", direction="up") == len(ups), text
+    assert metric(text, "oxwsgi_scale_events_total", group="g", direction="down") == len(downs), text
+    assert metric(text, "oxwsgi_target_processes", group="g") == MIN
+    assert metric(text, "oxwsgi_ready_processes", group="g") == MIN
+    assert not [line for line in text.splitlines() if line.startswith("oxwsgi_process_restarts_total")], text
+
+    table = subprocess.run(
+        [binary(), "status", "--admin", f"127.0.0.1:{admin_port}"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert table.returncode == 0, table.stderr
+    assert f"(elastic {MIN}..{MAX})" in table.stdout and "scaled down" in table.stdout, table.stdout
+
+
+def run_check(path):
+    return subprocess.run([binary(), "check", str(path)], capture_output=True, text=True, timeout=60)
+
+
+def test_check_shows_an_elastic_group_and_refuses_bad_bounds(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text(
+        '[groups.g]\nthreads = 2\nmin-processes = 2\nmax-processes = 6\n'
+        '[[mount]]\npath = "/"\nmodule = "m:app"\ngroup = "g"\n'
+    )
+    r = run_check(good)
+    assert r.returncode == 0, r.stderr
+    assert "2..6 × 2" in r.stdout, r.stdout
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[groups.g]\nthreads = 2\nmax-processes = 2\nmin-processes = 3\n'
+        '[[mount]]\npath = "/"\nmodule = "m:app"\ngroup = "g"\n'
+    )
+    r = run_check(bad)
+    assert r.returncode == 1, r.stdout
+    assert "bad.toml:4" in r.stderr and "min-processes" in r.stderr and "max-processes" in r.stderr, r.stderr
+
+    orphan = tmp_path / "orphan.toml"
+    orphan.write_text(
+        '[groups.g]\nprocesses = 2\nscale-down-delay = 5\n'
+        '[[mount]]\npath = "/"\nmodule = "m:app"\ngroup = "g"\n'
+    )
+    r = run_check(orphan)
+    assert r.returncode == 1, r.stdout
+    assert "orphan.toml:3" in r.stderr and "scale-down-delay" in r.stderr and "elastic" in r.stderr, r.stderr
+
+
+def test_check_says_elastic_groups_are_toml_only_for_an_apache_file(tmp_path):
+    conf = tmp_path / "site.conf"
+    conf.write_text(
+        "WSGIDaemonProcess g processes=2 max-processes=4\n"
+        "WSGIScriptAlias / /srv/app.wsgi process-group=g application-group=%{GLOBAL}\n"
+    )
+    r = run_check(conf)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout + r.stderr
+    assert "site.conf:1" in out and "max-processes" in out and "TOML" in out, out
