@@ -19,6 +19,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 import oxhttp
 from oxserver import binary, free_port, proc_exists, wait_for
 from test_admin import Admin, metric
@@ -83,6 +85,7 @@ def group_of(admin: Admin) -> dict:
     return admin.status()["groups"][0]
 
 
+@pytest.mark.timeout(300)
 def test_a_burst_grows_the_group_to_max_and_idleness_shrinks_it_back(server, tmp_path):
     app_file = tmp_path / "elastic_app.py"
     app_file.write_text(APP)

@@ -97,6 +97,17 @@ fn site_warnings_with(site: &Site, allow_root: bool) -> Vec<Warning> {
                 ),
             ));
         }
+        if let (Some(scaling), Some(queue)) = (&group.scaling, group.timeouts.queue) {
+            if queue <= scaling.up_delay {
+                out.push(Warning::new(
+                    WarningKind::Behaviour,
+                    format!(
+                        "group `{}`: queue-timeout ({:?}) is not longer than scale-up-delay ({:?}): waiting requests get 503 before the group grows",
+                        group.name, queue, scaling.up_delay
+                    ),
+                ));
+            }
+        }
         if group.interpreter_gil == Some(InterpreterGil::Own) {
             let named = site
                 .mounts
@@ -452,6 +463,25 @@ mod tests {
         assert!(warnings[3]
             .message
             .starts_with("group `idle` (1 × 15) is used by no mount"));
+    }
+
+    #[test]
+    fn an_elastic_group_is_shown_with_its_bounds_and_a_short_queue_timeout_is_warned_about() {
+        let mut site = site();
+        let mut scaling = crate::config::model::Scaling::new(1, 4);
+        scaling.up_delay = std::time::Duration::from_secs(2);
+        site.groups[1].scaling = Some(scaling);
+        site.groups[1].timeouts.queue = Some(std::time::Duration::from_secs(1));
+        let warnings = site_warnings_with(&site, true);
+        assert!(
+            warnings.iter().any(|w| w.kind == WarningKind::Behaviour
+                && w.message.starts_with(
+                    "group `two`: queue-timeout (1s) is not longer than scale-up-delay (2s)"
+                )),
+            "{warnings:#?}"
+        );
+        let text = report(Path::new("site.toml"), "native TOML", &site, &warnings);
+        assert!(text.contains("two (1..4 × 15)"), "{text}");
     }
 
     #[test]
