@@ -237,3 +237,19 @@ def test_check_says_elastic_groups_are_toml_only_for_an_apache_file(tmp_path):
     assert r.returncode == 0, r.stderr
     out = r.stdout + r.stderr
     assert "site.conf:1" in out and "max-processes" in out and "TOML" in out, out
+
+
+def test_serve_takes_the_elastic_flags(server, tmp_path):
+    app_file = tmp_path / "elastic_app.py"
+    app_file.write_text(APP)
+    admin_port = free_port()
+    srv = server().start_serve(
+        app_file, "--admin", f"127.0.0.1:{admin_port}", "--threads", "2",
+        "--min-processes", "2", "--max-processes", "3", ready=("/",),
+    )
+    admin = Admin(admin_port)
+    group = wait_for(lambda: (g := group_of(admin))["scaling"]["current"] == 2 and g, timeout=60)
+    assert group, group_of(admin)
+    assert group["scaling"]["min_processes"] == 2 and group["scaling"]["max_processes"] == 3
+    assert len(group["processes"]) == 2 and group["target_processes"] == 2
+    assert oxhttp.get(srv.port, "/").status == 200

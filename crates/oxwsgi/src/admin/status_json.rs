@@ -312,6 +312,41 @@ mod tests {
     }
 
     #[test]
+    fn an_elastic_group_shows_its_scaling() {
+        use crate::config::model::Scaling;
+        use crate::supervisor::scaler::ScaleLog;
+        let (_tx, rx) = watch::channel(PositionState::Ready { pid: 7 });
+        let (_tx2, parked) = watch::channel(PositionState::Parked);
+        let view = GroupView {
+            name: "api".into(),
+            processes: 1,
+            threads: 2,
+            pool: GroupPool::new(),
+            positions: vec![rx, parked],
+            restarts: Arc::default(),
+            import_failed: vec![Arc::default(), Arc::default()],
+            scaling: Some(Arc::new(ScaleLog::new(Scaling::new(1, 2), 1))),
+        };
+        let doc = status(&[view], &[], &Metrics::new(), UNIX_EPOCH, true, false);
+        let json = serde_json::to_value(&doc).unwrap();
+        let group = &json["groups"][0];
+        assert_eq!(group["target_processes"], 1);
+        assert_eq!(group["starting"], 0, "a parked place is not starting");
+        let scaling = &group["scaling"];
+        assert_eq!(
+            (&scaling["min_processes"], &scaling["max_processes"]),
+            (&1.into(), &2.into())
+        );
+        assert_eq!(
+            (&scaling["current"], &scaling["target"]),
+            (&1.into(), &1.into())
+        );
+        assert!(scaling["events"].as_array().unwrap().is_empty());
+        let back: Status = serde_json::from_value(json).unwrap();
+        assert_eq!(back, doc);
+    }
+
+    #[test]
     fn titles() {
         assert!(!title(std::process::id()).is_empty());
         assert_eq!(title_of(b"(wsgi:app_one)\0\0\0\0"), "(wsgi:app_one)");
