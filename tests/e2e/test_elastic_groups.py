@@ -2,7 +2,8 @@
 `max-processes` grows while requests wait and shrinks back when idle.
 
 * a burst of slow requests grows a 1..4 group to 4; every request is
-  answered 200, also the ones sent while it shrinks back to 1;
+  answered 200, also the ones sent while it shrinks back to 1, and the one
+  running on a process that is retired while busy;
   the bounds are never crossed (/status sampled all along); a retired
   daemon exits (its memory is returned) and is not counted as a restart;
   /status, `oxwsgi status` and /metrics show the target and the events;
@@ -253,3 +254,84 @@ def test_serve_takes_the_elastic_flags(server, tmp_path):
     assert group["scaling"]["min_processes"] == 2 and group["scaling"]["max_processes"] == 3
     assert len(group["processes"]) == 2 and group["target_processes"] == 2
     assert oxhttp.get(srv.port, "/").status == 200
+
+
+@pytest.mark.timeout(300)
+def test_a_busy_process_retired_by_a_scale_down_finishes_its_request(server, tmp_path):
+    """Both processes of a 1..2 group start with a long request each; once
+    a process is surplus one of them is retired while its request runs:
+    that request still answers 200, then the process exits."""
+    app_file = tmp_path / "elastic_app.py"
+    app_file.write_text(APP)
+    admin_port = free_port()
+    cfg = elastic_site(app_file, admin_port)
+    cfg["groups"]["g"].update({
+        "threads": 2, "processes": 2, "min-processes": 1, "max-processes": 2,
+        "scale-down-delay": 5, "scale-cooldown": 0.5, "graceful-timeout": 120,
+    })
+    srv = server().start_run(cfg, ready=("/",))
+    admin = Admin(admin_port)
+    assert wait_for(lambda: group_of(admin)["scaling"]["current"] == 2, timeout=60), group_of(admin)
+
+    results: dict = {}
+    keepers_on = threading.Event()
+    keepers_on.set()
+    keeper_statuses: list = []
+
+    def long_request(name):
+        try:
+            r = oxhttp.get(srv.port, "/sleep?15", timeout=120)
+            results[name] = (r.status, r.body.decode())
+        except Exception as e:  # noqa: BLE001 - a failed request is a finding
+            results[name] = (repr(e), "")
+
+    def keeper():
+        # Short requests beside the long ones keep two processes needed.
+        while keepers_on.is_set():
+            try:
+                keeper_statuses.append(oxhttp.get(srv.port, "/sleep?0.3", timeout=60).status)
+            except Exception as e:  # noqa: BLE001
+                keeper_statuses.append(repr(e))
+
+    keepers = [threading.Thread(target=keeper, daemon=True) for _ in range(2)]
+    for t in keepers:
+        t.start()
+    longs = [threading.Thread(target=long_request, args=(n,), daemon=True) for n in ("a", "b")]
+    for t in longs:
+        t.start()
+    try:
+        # The two long requests are one on each process (least-loaded first).
+        spread = wait_for(
+            lambda: all(
+                any(c["path"] == "/sleep" and c["age"] > 0.5 for c in p["current"])
+                for p in group_of(admin)["processes"]
+            ),
+            timeout=30,
+        )
+        assert spread, group_of(admin)
+    finally:
+        keepers_on.clear()
+        for t in keepers:
+            t.join(timeout=60)
+    # Now only the long requests run: one process is surplus and is retired
+    # while busy.
+    down = wait_for(
+        lambda: [e for e in group_of(admin)["scaling"]["events"] if e["direction"] == "down"],
+        timeout=60,
+    )
+    assert down, group_of(admin)
+    during = group_of(admin)
+    draining = [p for p in during["processes"] if not p["accepting"]]
+    assert draining and draining[0]["current"], during  # retired with its request in flight
+    for t in longs:
+        t.join(timeout=120)
+    assert results.get("a", ("?",))[0] == 200 and results.get("b", ("?",))[0] == 200, results
+    assert keeper_statuses and all(s == 200 for s in keeper_statuses), keeper_statuses
+    pids = {int(results["a"][1]), int(results["b"][1])}
+    assert len(pids) == 2, results
+    kept = wait_for(lambda: {p["pid"] for p in group_of(admin)["processes"]} if len(group_of(admin)["processes"]) == 1 else None, timeout=60)
+    assert kept, group_of(admin)
+    retired = pids - kept
+    assert len(retired) == 1, (pids, kept, during)
+    assert wait_for(lambda: not any(proc_exists(pid) for pid in retired), timeout=30), retired
+    assert group_of(admin)["restarts"] == 0

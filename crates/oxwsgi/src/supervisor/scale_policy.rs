@@ -15,7 +15,8 @@
 //! * **Shrink** by one once fewer have been needed for `scale-down-delay`
 //!   without a break, and `scale-cooldown` has passed since the last scale
 //!   event (growing or shrinking): so a group shrinks one process per
-//!   cool-down, and never right after it grew.
+//!   cool-down, and never right after it grew. While a process is starting
+//!   there is no surplus: the clock starts once the group is up.
 //! * Below `min-processes` or above `max-processes` (never, but cheap to
 //!   say) it goes back at once.
 
@@ -35,6 +36,8 @@ pub struct Sample {
     pub waiting: usize,
     /// The processes the group has or is starting (not those retiring).
     pub processes: usize,
+    /// How many of them are still starting.
+    pub starting: usize,
 }
 
 /// Which way a scale event went.
@@ -191,7 +194,7 @@ impl ScalePolicy {
             return Decision::Grow { to: needed, reason };
         }
         self.short_since = None;
-        if needed == sample.processes {
+        if needed == sample.processes || sample.starting > 0 {
             self.surplus_since = None;
             return Decision::Hold;
         }
@@ -251,6 +254,7 @@ mod tests {
                 busy,
                 waiting,
                 processes,
+                starting: 0,
             }
         }
     }
@@ -383,6 +387,25 @@ mod tests {
         assert!(matches!(
             p.decide(clock.at(10.6, 3, 0, 3)),
             Decision::Shrink { to: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn no_surplus_while_a_process_starts() {
+        let clock = Clock(Instant::now());
+        let mut p = policy(1, 4, 1);
+        let starting = |secs| Sample {
+            starting: 1,
+            ..clock.at(secs, 0, 0, 2)
+        };
+        assert_eq!(p.decide(starting(0.0)), Decision::Hold);
+        assert_eq!(p.decide(starting(10.0)), Decision::Hold, "still starting");
+        // Up at t=10: the surplus counts from then.
+        assert_eq!(p.decide(clock.at(10.5, 0, 0, 2)), Decision::Hold);
+        assert_eq!(p.decide(clock.at(15.0, 0, 0, 2)), Decision::Hold);
+        assert!(matches!(
+            p.decide(clock.at(15.5, 0, 0, 2)),
+            Decision::Shrink { to: 1, .. }
         ));
     }
 

@@ -106,13 +106,18 @@ pub async fn run(
         if *stop.borrow() {
             break;
         }
-        let processes = places.iter().filter(|p| *p.wanted.borrow()).count();
+        let wanted = places.iter().filter(|p| *p.wanted.borrow());
+        let processes = wanted.clone().count();
+        let starting = wanted
+            .filter(|p| *p.state.borrow() == PositionState::Starting)
+            .count();
         let load = pool.load();
         let sample = Sample {
             at: Instant::now(),
             busy: load.iter().map(|p| p.busy).sum(),
             waiting: pool.queued(),
             processes,
+            starting,
         };
         let (direction, changed, reason) = match policy.decide(sample) {
             Decision::Hold => continue,
