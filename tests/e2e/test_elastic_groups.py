@@ -335,3 +335,39 @@ def test_a_busy_process_retired_by_a_scale_down_finishes_its_request(server, tmp
     assert len(retired) == 1, (pids, kept, during)
     assert wait_for(lambda: not any(proc_exists(pid) for pid in retired), timeout=30), retired
     assert group_of(admin)["restarts"] == 0
+
+
+def test_a_reload_restarts_an_elastic_group_at_its_start_count(server, tmp_path):
+    """SIGHUP: the new group starts with `processes` (here 2 of 1..3), the
+    scale counters survive, the reload counts the processes it replaced."""
+    import signal
+
+    app_file = tmp_path / "elastic_app.py"
+    app_file.write_text(APP)
+    admin_port = free_port()
+    cfg = elastic_site(app_file, admin_port)
+    cfg["groups"]["g"].update({"processes": 2, "max-processes": 3, "scale-down-delay": 0.5, "scale-cooldown": 0.2})
+    srv = server().start_run(cfg, ready=("/",))
+    admin = Admin(admin_port)
+    # Idle: it shrinks from 2 to 1 by itself.
+    shrunk = wait_for(lambda: (g := group_of(admin))["scaling"]["current"] == 1 and len(g["processes"]) == 1 and g, timeout=60)
+    assert shrunk, group_of(admin)
+    assert metric(admin.metrics(), "oxwsgi_scale_events_total", group="g", direction="down") == 1
+    old = {p["pid"] for p in shrunk["processes"]}
+
+    srv.signal(signal.SIGHUP)
+    assert wait_for(
+        lambda: not old & {p["pid"] for p in group_of(admin)["processes"]}
+        and group_of(admin)["scaling"]["current"] >= 1,
+        timeout=60,
+    ), group_of(admin)
+    # The new group started with 2: idle, it shrinks from 2 to 1 again.
+    again = wait_for(
+        lambda: [e for e in group_of(admin)["scaling"]["events"] if e["direction"] == "down"],
+        timeout=60,
+    )
+    assert again and (again[0]["from"], again[0]["to"]) == (2, 1), group_of(admin)
+    text = admin.metrics()
+    assert metric(text, "oxwsgi_process_restarts_total", group="g", reason="reload") == 1, text
+    assert metric(text, "oxwsgi_scale_events_total", group="g", direction="down") == 2, text
+    assert oxhttp.get(srv.port, "/").status == 200
