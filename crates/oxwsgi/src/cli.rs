@@ -217,9 +217,10 @@ pub struct ServeArgs {
     /// Name of the daemon process group [default: derived from --mount].
     #[arg(long, value_name = "NAME", help_heading = "Daemon group")]
     pub group: Option<String>,
-    /// Daemon processes in the group.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_count, help_heading = "Daemon group")]
-    pub processes: usize,
+    /// Daemon processes in the group [default: 1]; with --max-processes,
+    /// the number it starts with [default: --min-processes].
+    #[arg(long, value_name = "N", value_parser = parse_count, help_heading = "Daemon group")]
+    pub processes: Option<usize>,
     /// Threads per daemon process.
     #[arg(long, value_name = "N", default_value_t = 15, value_parser = parse_count, help_heading = "Daemon group")]
     pub threads: usize,
@@ -247,6 +248,35 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub limits: GroupLimitArgs,
+
+    #[command(flatten)]
+    pub scaling: ScalingArgs,
+}
+
+/// An elastic group's keys, by their config names (oxwsgi's own).
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Elastic daemon group (grows with load up to --max-processes)")]
+pub struct ScalingArgs {
+    /// The fewest processes the group keeps [default: 1].
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub min_processes: Option<usize>,
+    /// Makes the group elastic: it grows up to this many processes.
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub max_processes: Option<usize>,
+    /// Idle threads to keep: grow when fewer are idle [default: 0, grow
+    /// when requests wait].
+    #[arg(long, value_name = "N")]
+    pub spare_threads: Option<usize>,
+    /// How long threads must be short before the group grows [default: 0.5].
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    pub scale_up_delay: Option<Duration>,
+    /// How long a process must be surplus before it is retired [default: 30].
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    pub scale_down_delay: Option<Duration>,
+    /// The least time between a scale event and the next retirement
+    /// [default: 10].
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    pub scale_cooldown: Option<Duration>,
 }
 
 /// The group timeouts and recycling limits, by their config names.
@@ -412,7 +442,7 @@ mod tests {
             )]
         );
         assert_eq!(s.mount, "/");
-        assert_eq!(s.processes, 1);
+        assert_eq!(s.processes, None);
         assert_eq!(s.threads, 15);
         assert_eq!(s.access_log, "-");
         assert_eq!(s.callable, None);
@@ -457,7 +487,7 @@ mod tests {
             "localhost:9100",
         ]);
         assert_eq!(s.listen.len(), 2);
-        assert_eq!((s.processes, s.threads), (2, 4));
+        assert_eq!((s.processes, s.threads), (Some(2), 4));
         assert_eq!(s.mount, "/api");
         assert_eq!(
             s.statics,

@@ -109,9 +109,9 @@ pub fn check(site: &Site, limit: u64, hard: u64) -> Result<Budget, FdError> {
     let daemons: u64 = site
         .groups
         .iter()
-        .map(|g| group_need(g.processes, g.threads))
+        .map(|g| group_need(g.max_processes(), g.threads))
         .sum();
-    let processes: u64 = site.groups.iter().map(|g| g.processes as u64).sum();
+    let processes: u64 = site.groups.iter().map(|g| g.max_processes() as u64).sum();
     let listeners = site.listen.len() as u64 + u64::from(site.admin.is_some());
     let need = daemons + listeners + FIXED;
     if need + CLIENT_MARGIN > limit {

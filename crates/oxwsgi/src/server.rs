@@ -28,7 +28,7 @@ use crate::front::tls::{self, CertStore, SniResolver};
 use crate::front::unix_socket::BoundUnix;
 use crate::supervisor::process::RestartObserver;
 use crate::supervisor::process::DEFAULT_SHUTDOWN_TIMEOUT;
-use crate::supervisor::Supervisor;
+use crate::supervisor::{Observers, Supervisor};
 use crate::systemd;
 
 /// How long a reload waits for the new daemons to become ready, beyond
@@ -124,7 +124,14 @@ impl Running {
         let metrics = Arc::clone(&admin.metrics);
         let observer: RestartObserver =
             Arc::new(move |group, reason| metrics.restarted(group, reason, 1));
-        let supervisor = Supervisor::start_observed(&site, Some(observer))?;
+        let scale_metrics = Arc::clone(&admin.metrics);
+        let observers = Observers {
+            restarts: Some(observer),
+            scale: Some(Arc::new(move |group, direction| {
+                scale_metrics.scaled(group, direction)
+            })),
+        };
+        let supervisor = Supervisor::start_with(&site, observers)?;
         let pools = supervisor
             .groups
             .iter()
@@ -450,7 +457,7 @@ async fn reload_site(
     for group in &current.supervisor.groups {
         admin
             .metrics
-            .restarted(&group.name, "reload", group.processes as u64);
+            .restarted(&group.name, "reload", group.process_count() as u64);
     }
     let drain = current.shutdown_timeout();
     tokio::spawn(current.supervisor.drain_and_stop(drain));

@@ -168,12 +168,18 @@ fn render_group(out: &mut String, group: &Group, now: f64) {
     } else {
         "0".to_owned()
     };
+    let processes = match &group.scaling {
+        Some(s) => format!(
+            "{ready}/{} (elastic {}..{})",
+            s.target, s.min_processes, s.max_processes
+        ),
+        None => format!("{ready}/{}", group.configured_processes),
+    };
     let _ = writeln!(
         out,
-        "GROUP {}  processes {ready}/{}  busy {}/{total_threads}  queued {queue}  \
+        "GROUP {}  processes {processes}  busy {}/{total_threads}  queued {queue}  \
          wait {}  restarts {restarts}",
         group.name,
-        group.configured_processes,
         group.busy,
         wait(group.mean_wait)
     );
@@ -219,7 +225,24 @@ fn render_group(out: &mut String, group: &Group, now: f64) {
             group.import_failures
         );
     }
+    if let Some(scaling) = &group.scaling {
+        // The latest few, newest first.
+        for event in scaling.events.iter().rev().take(SCALE_EVENTS_SHOWN) {
+            let _ = writeln!(
+                out,
+                "  scaled {:<4} {} → {}  {} ago  {}",
+                event.direction,
+                event.from,
+                event.to,
+                age(now - event.at),
+                event.detail
+            );
+        }
+    }
 }
+
+/// How many of an elastic group's scale events the table shows.
+const SCALE_EVENTS_SHOWN: usize = 5;
 
 fn truncate(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
@@ -328,6 +351,8 @@ mod tests {
                 idle: 29,
                 restarts: 1,
                 restarts_by_reason: [("crash".to_owned(), 1)].into_iter().collect(),
+                target_processes: 2,
+                scaling: None,
             }],
         }
     }
@@ -345,6 +370,33 @@ GROUP app_one  processes 2/2  busy 1/30  queued 3 (oldest 1.2s)  wait 15ms  rest
   4243     (wsgi:app_one)                0/15         7         -   10m00s
 ";
         assert_eq!(text, expected, "\n{text}");
+    }
+
+    #[test]
+    fn elastic_group() {
+        use crate::admin::status_json::{ScaleEvent, Scaling};
+        let mut status = sample();
+        status.groups[0].scaling = Some(Scaling {
+            min_processes: 1,
+            max_processes: 4,
+            spare_threads: 0,
+            current: 2,
+            target: 3,
+            events: vec![ScaleEvent {
+                at: 4588.0,
+                direction: "up".into(),
+                from: 2,
+                to: 3,
+                reason: "queue".into(),
+                detail: "4 request(s) waiting for a thread, 30 thread(s) busy".into(),
+            }],
+        });
+        let text = render(&status, "127.0.0.1:9100".parse().unwrap(), 4600.0);
+        assert!(text.contains("processes 2/3 (elastic 1..4)"), "{text}");
+        assert!(
+            text.contains("  scaled up   2 → 3  12s ago  4 request(s) waiting"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -14,13 +14,9 @@ pub fn health(groups: &[GroupView], stopping: bool) -> Result<(), String> {
         .iter()
         .filter_map(|group| {
             let ready = group.ready_processes();
-            (ready < group.positions.len()).then(|| {
-                format!(
-                    "group {}: {ready}/{} processes ready",
-                    group.name,
-                    group.positions.len()
-                )
-            })
+            let required = group.required_ready();
+            (ready < required)
+                .then(|| format!("group {}: {ready}/{required} processes ready", group.name))
         })
         .collect();
     if !waiting.is_empty() {
@@ -41,9 +37,11 @@ pub fn health(groups: &[GroupView], stopping: bool) -> Result<(), String> {
     }
 }
 
-/// Whether a position has a process up with its apps imported.
+/// Whether a position needs nothing more to be ready: its process is up
+/// with its apps imported, or it is an elastic group's parked position
+/// (which has no process by design).
 pub fn is_ready(state: &PositionState) -> bool {
-    matches!(state, PositionState::Ready { .. })
+    matches!(state, PositionState::Ready { .. } | PositionState::Parked)
 }
 
 #[cfg(test)]
@@ -64,8 +62,30 @@ mod tests {
             import_failed: positions.iter().map(|_| Arc::default()).collect(),
             positions,
             restarts: Arc::default(),
+            scaling: None,
         };
         (view, senders)
+    }
+
+    #[test]
+    fn an_elastic_group_needs_its_minimum_only() {
+        use crate::config::model::Scaling;
+        use crate::supervisor::scaler::ScaleLog;
+        let (mut view, senders) = group(&[
+            PositionState::Ready { pid: 1 },
+            PositionState::Starting,
+            PositionState::Parked,
+        ]);
+        view.scaling = Some(Arc::new(ScaleLog::new(Scaling::new(1, 3), 2)));
+        let groups = [view];
+        assert_eq!(health(&groups, false), Ok(()), "growing is not starting");
+        assert!(is_ready(&PositionState::Parked));
+        assert!(!is_ready(&PositionState::Retiring { pid: 1 }));
+        senders[0].send(PositionState::Starting).unwrap();
+        assert_eq!(
+            health(&groups, false),
+            Err("starting: group app: 0/1 processes ready".into())
+        );
     }
 
     #[test]

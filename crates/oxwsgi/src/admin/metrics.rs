@@ -46,6 +46,12 @@ struct StatusLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScaleLabels {
+    group: String,
+    direction: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RestartLabels {
     group: String,
     reason: String,
@@ -65,6 +71,8 @@ pub struct Metrics {
     busy: Family<GroupLabel, Gauge>,
     idle: Family<GroupLabel, Gauge>,
     processes: Family<GroupLabel, Gauge>,
+    target: Family<GroupLabel, Gauge>,
+    scale_events: Family<ScaleLabels, Counter>,
     /// Serialises scrapes: the gauges are set, then encoded.
     scrape: Mutex<()>,
     /// The restart counts again, by group and reason, for `/status` (the
@@ -159,8 +167,22 @@ impl Metrics {
             "Daemon processes up and serving, by group",
             processes.clone(),
         );
+        let target = Family::<GroupLabel, Gauge>::default();
+        registry.register(
+            "oxwsgi_target_processes",
+            "Daemon processes the group aims at (an elastic group's scaler target), by group",
+            target.clone(),
+        );
+        let scale_events = Family::<ScaleLabels, Counter>::default();
+        registry.register(
+            "oxwsgi_scale_events",
+            "Times an elastic group grew (up) or shrank (down), by group and direction",
+            scale_events.clone(),
+        );
         Self {
             registry,
+            target,
+            scale_events,
             requests,
             duration,
             queue_wait,
@@ -213,6 +235,17 @@ impl Metrics {
             .inc_by(count);
     }
 
+    /// Counts one scale event of `group` (`direction`: `up` or `down`).
+    /// A scale-down is not a restart.
+    pub fn scaled(&self, group: &str, direction: &'static str) {
+        self.scale_events
+            .get_or_create(&ScaleLabels {
+                group: group.to_owned(),
+                direction,
+            })
+            .inc();
+    }
+
     /// Restarts of `group` so far, by reason.
     pub fn restarts_of(&self, group: &str) -> BTreeMap<String, u64> {
         self.restart_counts
@@ -236,7 +269,13 @@ impl Metrics {
     /// The Prometheus text exposition, with the gauges read from `groups`.
     pub fn render(&self, groups: &[GroupView]) -> String {
         let _scrape = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
-        for family in [&self.queue_depth, &self.busy, &self.idle, &self.processes] {
+        for family in [
+            &self.queue_depth,
+            &self.busy,
+            &self.idle,
+            &self.processes,
+            &self.target,
+        ] {
             family.clear();
         }
         for group in groups {
@@ -254,6 +293,9 @@ impl Metrics {
             self.processes
                 .get_or_create(&label)
                 .set(group.ready_processes() as i64);
+            self.target
+                .get_or_create(&label)
+                .set(group.target_processes() as i64);
         }
         let mut text = String::with_capacity(8 * 1024);
         // Writing into a String cannot fail.
@@ -340,6 +382,9 @@ mod tests {
         metrics.group("app_one").answered(404, Duration::ZERO);
         metrics.restarted("app_one", "crash", 1);
         metrics.restarted("app_one", "reload", 2);
+        metrics.scaled("app_one", "up");
+        metrics.scaled("app_one", "up");
+        metrics.scaled("app_one", "down");
         let (_state, position) =
             tokio::sync::watch::channel(crate::supervisor::process::PositionState::Ready {
                 pid: 1,
@@ -352,6 +397,7 @@ mod tests {
             positions: vec![position],
             restarts: Arc::default(),
             import_failed: vec![Arc::default()],
+            scaling: None,
         };
         let text = metrics.render(&[view]);
         for line in [
@@ -369,6 +415,9 @@ mod tests {
             "oxwsgi_busy_threads{group=\"app_one\"} 0",
             "oxwsgi_idle_threads{group=\"app_one\"} 0",
             "oxwsgi_ready_processes{group=\"app_one\"} 1",
+            "oxwsgi_target_processes{group=\"app_one\"} 1",
+            "oxwsgi_scale_events_total{group=\"app_one\",direction=\"up\"} 2",
+            "oxwsgi_scale_events_total{group=\"app_one\",direction=\"down\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
         }

@@ -1,7 +1,8 @@
 //! `GET /status`: the JSON document of DESIGN.md §6 — groups, their
 //! processes (pid, title, threads, busy, requests, started_at, rss, the
-//! requests in flight with their path and age), queue and restarts. The
-//! same types are read back by `oxwsgi status`.
+//! requests in flight with their path and age), queue and restarts, and an
+//! elastic group's bounds, target and recent scale events. The same types
+//! are read back by `oxwsgi status`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -92,6 +93,42 @@ pub struct Group {
     /// The same, by reason (`crash`, `maximum-requests`, `reload`, ...).
     #[serde(default)]
     pub restarts_by_reason: std::collections::BTreeMap<String, u64>,
+    /// The processes it aims at: `configured_processes` for a fixed group,
+    /// the scaler's target for an elastic one.
+    #[serde(default)]
+    pub target_processes: usize,
+    /// An elastic group's scaling (`null` for a fixed group).
+    #[serde(default)]
+    pub scaling: Option<Scaling>,
+}
+
+/// An elastic group's bounds and what it did lately.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scaling {
+    pub min_processes: usize,
+    pub max_processes: usize,
+    pub spare_threads: usize,
+    /// Ready processes taking requests now.
+    pub current: usize,
+    /// The processes the scaler aims at (ready, starting).
+    pub target: usize,
+    /// The last scale events, oldest first.
+    pub events: Vec<ScaleEvent>,
+}
+
+/// One time an elastic group grew or shrank.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScaleEvent {
+    /// Epoch seconds.
+    pub at: f64,
+    /// `up` or `down`.
+    pub direction: String,
+    pub from: usize,
+    pub to: usize,
+    /// `queue`, `spare-threads`, `surplus` or `bounds`.
+    pub reason: String,
+    /// The reason in words, with the numbers seen.
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -178,7 +215,27 @@ fn group(view: &GroupView, metrics: &Metrics) -> Group {
         },
         configured_processes: view.processes,
         threads: view.threads,
-        starting: view.positions.len().saturating_sub(view.ready_processes()),
+        starting: view.starting_processes(),
+        target_processes: view.target_processes(),
+        scaling: view.scaling.as_ref().map(|log| Scaling {
+            min_processes: log.scaling.min,
+            max_processes: log.scaling.max,
+            spare_threads: log.scaling.spare_threads,
+            current: view.ready_processes(),
+            target: log.target(),
+            events: log
+                .events()
+                .into_iter()
+                .map(|e| ScaleEvent {
+                    at: epoch(e.at),
+                    direction: e.direction.as_str().to_owned(),
+                    from: e.from,
+                    to: e.to,
+                    reason: e.reason.to_owned(),
+                    detail: e.detail,
+                })
+                .collect(),
+        }),
         import_failures: view.import_failures(),
         queued: view.pool.queued(),
         busy: load.iter().map(|p| p.busy).sum(),
@@ -236,6 +293,7 @@ mod tests {
             positions: vec![rx],
             restarts: Arc::default(),
             import_failed: vec![Arc::default()],
+            scaling: None,
         };
         let metrics = Metrics::new();
         metrics.restarted("app_one", "crash", 2);
@@ -249,6 +307,41 @@ mod tests {
         assert_eq!(group["restarts_by_reason"]["crash"], 2);
         assert!(group["processes"].as_array().unwrap().is_empty());
         assert_eq!(json["server"]["ready"], false);
+        let back: Status = serde_json::from_value(json).unwrap();
+        assert_eq!(back, doc);
+    }
+
+    #[test]
+    fn an_elastic_group_shows_its_scaling() {
+        use crate::config::model::Scaling;
+        use crate::supervisor::scaler::ScaleLog;
+        let (_tx, rx) = watch::channel(PositionState::Ready { pid: 7 });
+        let (_tx2, parked) = watch::channel(PositionState::Parked);
+        let view = GroupView {
+            name: "api".into(),
+            processes: 1,
+            threads: 2,
+            pool: GroupPool::new(),
+            positions: vec![rx, parked],
+            restarts: Arc::default(),
+            import_failed: vec![Arc::default(), Arc::default()],
+            scaling: Some(Arc::new(ScaleLog::new(Scaling::new(1, 2), 1))),
+        };
+        let doc = status(&[view], &[], &Metrics::new(), UNIX_EPOCH, true, false);
+        let json = serde_json::to_value(&doc).unwrap();
+        let group = &json["groups"][0];
+        assert_eq!(group["target_processes"], 1);
+        assert_eq!(group["starting"], 0, "a parked place is not starting");
+        let scaling = &group["scaling"];
+        assert_eq!(
+            (&scaling["min_processes"], &scaling["max_processes"]),
+            (&1.into(), &2.into())
+        );
+        assert_eq!(
+            (&scaling["current"], &scaling["target"]),
+            (&1.into(), &1.into())
+        );
+        assert!(scaling["events"].as_array().unwrap().is_empty());
         let back: Status = serde_json::from_value(json).unwrap();
         assert_eq!(back, doc);
     }

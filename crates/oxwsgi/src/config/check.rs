@@ -97,6 +97,17 @@ fn site_warnings_with(site: &Site, allow_root: bool) -> Vec<Warning> {
                 ),
             ));
         }
+        if let (Some(scaling), Some(queue)) = (&group.scaling, group.timeouts.queue) {
+            if queue <= scaling.up_delay {
+                out.push(Warning::new(
+                    WarningKind::Behaviour,
+                    format!(
+                        "group `{}`: queue-timeout ({:?}) is not longer than scale-up-delay ({:?}): waiting requests get 503 before the group grows",
+                        group.name, queue, scaling.up_delay
+                    ),
+                ));
+            }
+        }
         if group.interpreter_gil == Some(InterpreterGil::Own) {
             let named = site
                 .mounts
@@ -123,7 +134,7 @@ fn site_warnings_with(site: &Site, allow_root: bool) -> Vec<Warning> {
                 format!(
                     "group `{}` ({}) is used by no mount: its daemons start and serve nothing",
                     group.name,
-                    shape(group.processes, group.threads)
+                    shape(group)
                 ),
             ));
         }
@@ -131,8 +142,12 @@ fn site_warnings_with(site: &Site, allow_root: bool) -> Vec<Warning> {
     out
 }
 
-fn shape(processes: usize, threads: usize) -> String {
-    format!("{processes} × {threads}")
+/// `2 × 15`, or `1..4 × 15` for an elastic group.
+fn shape(group: &crate::config::model::Group) -> String {
+    match &group.scaling {
+        Some(s) => format!("{}..{} × {}", s.min, s.max, group.threads),
+        None => format!("{} × {}", group.processes, group.threads),
+    }
 }
 
 /// The report `check` prints: the layout, then the warnings by kind.
@@ -194,7 +209,7 @@ pub fn report(config: &Path, format: &str, site: &Site, warnings: &[Warning]) ->
             let _ = write!(app, ":{}", mount.callable);
         }
         let group = match site.group(&mount.group) {
-            Some(g) => format!("{} ({})", g.name, shape(g.processes, g.threads)),
+            Some(g) => format!("{} ({})", g.name, shape(g)),
             None => format!("{} (undefined)", mount.group),
         };
         rows.push([path, app, group, mount.application_group.clone()]);
@@ -265,12 +280,7 @@ pub fn report(config: &Path, format: &str, site: &Site, warnings: &[Warning]) ->
                 PythonChoice::Home(home) => format!("{} (python-home)", home.display()),
             };
             let mounts = site.mounts.iter().filter(|m| m.group == g.name).count();
-            rows.push([
-                g.name.clone(),
-                shape(g.processes, g.threads),
-                python,
-                mounts.to_string(),
-            ]);
+            rows.push([g.name.clone(), shape(g), python, mounts.to_string()]);
         }
         table(&mut out, &rows);
     }
@@ -460,6 +470,25 @@ mod tests {
         assert!(warnings[3]
             .message
             .starts_with("group `idle` (1 × 15) is used by no mount"));
+    }
+
+    #[test]
+    fn an_elastic_group_is_shown_with_its_bounds_and_a_short_queue_timeout_is_warned_about() {
+        let mut site = site();
+        let mut scaling = crate::config::model::Scaling::new(1, 4);
+        scaling.up_delay = std::time::Duration::from_secs(2);
+        site.groups[1].scaling = Some(scaling);
+        site.groups[1].timeouts.queue = Some(std::time::Duration::from_secs(1));
+        let warnings = site_warnings_with(&site, true);
+        assert!(
+            warnings.iter().any(|w| w.kind == WarningKind::Behaviour
+                && w.message.starts_with(
+                    "group `two`: queue-timeout (1s) is not longer than scale-up-delay (2s)"
+                )),
+            "{warnings:#?}"
+        );
+        let text = report(Path::new("site.toml"), "native TOML", &site, &warnings);
+        assert!(text.contains("two (1..4 × 15)"), "{text}");
     }
 
     #[test]

@@ -8,10 +8,14 @@
 //! `maximum-requests-jitter` and `memory-limit` set to 0 leave the field
 //! `None`. `graceful-timeout`, `shutdown-timeout` and `interrupt-timeout`
 //! keep a 0 (it means "do not wait").
+//!
+//! The elastic keys (`min-processes`, `max-processes`, `spare-threads`,
+//! `scale-up-delay`, `scale-down-delay`, `scale-cooldown`) are oxwsgi's own
+//! and are checked together by [`scaling`].
 
 use std::time::Duration;
 
-use super::model::GroupTimeouts;
+use super::model::{check_group_size, GroupTimeouts, Scaling};
 
 /// Every key a `[groups.NAME]` table accepts.
 pub const GROUP_KEYS: &[&str] = &[
@@ -50,7 +54,117 @@ pub const GROUP_KEYS: &[&str] = &[
     "cpu-policy",
     "cpu-priority",
     "read-ahead",
+    "min-processes",
+    "max-processes",
+    "spare-threads",
+    "scale-up-delay",
+    "scale-down-delay",
+    "scale-cooldown",
 ];
+
+/// The keys that make (or only apply to) an elastic group.
+pub const SCALING_KEYS: &[&str] = &[
+    "min-processes",
+    "max-processes",
+    "spare-threads",
+    "scale-up-delay",
+    "scale-down-delay",
+    "scale-cooldown",
+];
+
+/// A group's process-count keys as written (a TOML table or `serve`'s
+/// flags), before they are checked together by [`scaling`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScalingKeys {
+    pub processes: Option<usize>,
+    pub min: Option<usize>,
+    pub max: Option<usize>,
+    pub spare_threads: Option<usize>,
+    pub up_delay: Option<Duration>,
+    pub down_delay: Option<Duration>,
+    pub cooldown: Option<Duration>,
+}
+
+/// A problem with one key: the key and what is wrong with it.
+pub type KeyError = (&'static str, String);
+
+/// What a group's process-count keys mean together: the number of
+/// processes it starts with, and its [`Scaling`] when it is elastic.
+///
+/// * no `max-processes`: a fixed group of `processes`; the other elastic
+///   keys are then an error;
+/// * `max-processes` makes the group elastic; `min-processes` defaults to
+///   1 (a group always keeps at least one process, so `/healthz` and the
+///   first request mean something);
+/// * `processes` with them is the number it starts with (between the two
+///   bounds), by default `min-processes`.
+///
+/// An error names the key it is about and says why.
+pub fn scaling(keys: &ScalingKeys) -> Result<(Option<usize>, Option<Scaling>), KeyError> {
+    let Some(max) = keys.max else {
+        if keys.min.is_some() {
+            return Err((
+                "min-processes",
+                "needs `max-processes`: an elastic group grows up to max-processes \
+                 (for a fixed size, set `processes`)"
+                    .into(),
+            ));
+        }
+        let given = [
+            ("spare-threads", keys.spare_threads.is_some()),
+            ("scale-up-delay", keys.up_delay.is_some()),
+            ("scale-down-delay", keys.down_delay.is_some()),
+            ("scale-cooldown", keys.cooldown.is_some()),
+        ];
+        if let Some((key, _)) = given.iter().find(|(_, set)| *set) {
+            return Err((
+                key,
+                "applies only to an elastic group: set `max-processes` (and `min-processes`)"
+                    .into(),
+            ));
+        }
+        return Ok((keys.processes, None));
+    };
+    check_group_size("max-processes", max).map_err(|e| ("max-processes", e))?;
+    let min = keys.min.unwrap_or(1);
+    if min == 0 {
+        return Err((
+            "min-processes",
+            "must be at least 1 (an elastic group keeps one process ready)".into(),
+        ));
+    }
+    if min > max {
+        return Err((
+            "min-processes",
+            format!("is more than `max-processes` ({max})"),
+        ));
+    }
+    if let Some(n) = keys.processes {
+        if !(min..=max).contains(&n) {
+            return Err((
+                "processes",
+                format!(
+                    "is the number an elastic group starts with: it must be from \
+                     min-processes ({min}) to max-processes ({max})"
+                ),
+            ));
+        }
+    }
+    let mut scaling = Scaling::new(min, max);
+    if let Some(n) = keys.spare_threads {
+        scaling.spare_threads = n;
+    }
+    if let Some(d) = keys.up_delay {
+        scaling.up_delay = d;
+    }
+    if let Some(d) = keys.down_delay {
+        scaling.down_delay = d;
+    }
+    if let Some(d) = keys.cooldown {
+        scaling.cooldown = d;
+    }
+    Ok((Some(keys.processes.unwrap_or(min)), Some(scaling)))
+}
 
 /// The duration-valued group keys, in seconds.
 pub const TIMEOUT_KEYS: &[&str] = &[
@@ -115,6 +229,84 @@ mod tests {
             "processes",
             Duration::ZERO
         ));
+    }
+
+    #[test]
+    fn elastic_keys_together() {
+        let fixed = ScalingKeys {
+            processes: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(scaling(&fixed), Ok((Some(3), None)));
+        let elastic = ScalingKeys {
+            max: Some(4),
+            ..Default::default()
+        };
+        assert_eq!(scaling(&elastic), Ok((Some(1), Some(Scaling::new(1, 4)))));
+        let initial = ScalingKeys {
+            processes: Some(2),
+            min: Some(2),
+            max: Some(4),
+            spare_threads: Some(5),
+            down_delay: Some(Duration::from_secs(1)),
+            ..Default::default()
+        };
+        let (processes, s) = scaling(&initial).unwrap();
+        let s = s.unwrap();
+        assert_eq!(
+            (processes, s.min, s.max, s.spare_threads),
+            (Some(2), 2, 4, 5)
+        );
+        assert_eq!(s.down_delay, Duration::from_secs(1));
+        let key_of = |keys: ScalingKeys| scaling(&keys).unwrap_err().0;
+        assert_eq!(
+            key_of(ScalingKeys {
+                min: Some(2),
+                ..Default::default()
+            }),
+            "min-processes"
+        );
+        assert_eq!(
+            key_of(ScalingKeys {
+                cooldown: Some(Duration::ZERO),
+                ..Default::default()
+            }),
+            "scale-cooldown"
+        );
+        assert_eq!(
+            key_of(ScalingKeys {
+                min: Some(5),
+                max: Some(4),
+                ..Default::default()
+            }),
+            "min-processes"
+        );
+        assert_eq!(
+            key_of(ScalingKeys {
+                min: Some(0),
+                max: Some(4),
+                ..Default::default()
+            }),
+            "min-processes"
+        );
+        assert_eq!(
+            key_of(ScalingKeys {
+                processes: Some(5),
+                max: Some(4),
+                ..Default::default()
+            }),
+            "processes"
+        );
+        assert_eq!(
+            key_of(ScalingKeys {
+                max: Some(5000),
+                ..Default::default()
+            }),
+            "max-processes"
+        );
+        for key in SCALING_KEYS {
+            assert!(GROUP_KEYS.contains(key), "{key}");
+        }
     }
 
     #[test]

@@ -385,6 +385,8 @@ impl ProxyHeader {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Group {
     pub name: String,
+    /// The fixed number of processes; for an elastic group (`scaling` set),
+    /// the number it starts with.
     pub processes: usize,
     pub threads: usize,
     /// The expanded process title (`%{GROUP}` → `(wsgi:NAME)`), if any.
@@ -440,6 +442,51 @@ pub struct Group {
     /// `read-ahead` (oxwsgi's own): requests a process may hold waiting for
     /// a thread while all its threads are busy; `None` = automatic.
     pub read_ahead: Option<usize>,
+    /// `min-processes` / `max-processes` and the keys that go with them
+    /// (oxwsgi's own): the group grows and shrinks with its load. `None`:
+    /// a fixed group of `processes`.
+    pub scaling: Option<Scaling>,
+}
+
+/// An elastic group's bounds and pace (`min-processes`, `max-processes`,
+/// `spare-threads`, `scale-up-delay`, `scale-down-delay`, `scale-cooldown`);
+/// the decisions are made by `supervisor::scale_policy`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scaling {
+    /// Never fewer processes (at least 1).
+    pub min: usize,
+    /// Never more processes.
+    pub max: usize,
+    /// Idle threads to keep besides the busy ones: the group grows when
+    /// fewer are idle (0: only when requests wait).
+    pub spare_threads: usize,
+    /// How long the group must be short of threads before it grows.
+    pub up_delay: Duration,
+    /// How long a surplus process must be surplus before it is retired.
+    pub down_delay: Duration,
+    /// The least time between a scale event and the next retirement.
+    pub cooldown: Duration,
+}
+
+/// `scale-up-delay` when not configured.
+pub const DEFAULT_SCALE_UP_DELAY: Duration = Duration::from_millis(500);
+/// `scale-down-delay` when not configured.
+pub const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(30);
+/// `scale-cooldown` when not configured.
+pub const DEFAULT_SCALE_COOLDOWN: Duration = Duration::from_secs(10);
+
+impl Scaling {
+    /// Bounds `min..=max` with the default pace and no spare threads.
+    pub fn new(min: usize, max: usize) -> Self {
+        Self {
+            min,
+            max,
+            spare_threads: 0,
+            up_delay: DEFAULT_SCALE_UP_DELAY,
+            down_delay: DEFAULT_SCALE_DOWN_DELAY,
+            cooldown: DEFAULT_SCALE_COOLDOWN,
+        }
+    }
 }
 
 /// `cpu-policy` (oxwsgi's own group key): how the daemons' threads are
@@ -550,7 +597,14 @@ impl Group {
             cpu_policy: None,
             cpu_priority: None,
             read_ahead: None,
+            scaling: None,
         }
+    }
+
+    /// The most processes the group may run at once: `max-processes` for
+    /// an elastic group, else `processes`.
+    pub fn max_processes(&self) -> usize {
+        self.scaling.as_ref().map_or(self.processes, |s| s.max)
     }
 }
 

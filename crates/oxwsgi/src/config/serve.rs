@@ -53,7 +53,20 @@ fn build(args: &ServeArgs, cwd: &Path) -> Result<Site, ConfigError> {
         None => names::group_name_for_prefix(&args.mount),
     };
     let mut group = Group::new(group_name.clone());
-    group.processes = args.processes;
+    let sc = &args.scaling;
+    let keys = group_keys::ScalingKeys {
+        processes: args.processes,
+        min: sc.min_processes,
+        max: sc.max_processes,
+        spare_threads: sc.spare_threads,
+        up_delay: sc.scale_up_delay,
+        down_delay: sc.scale_down_delay,
+        cooldown: sc.scale_cooldown,
+    };
+    let (processes, scaling) = group_keys::scaling(&keys)
+        .map_err(|(key, message)| ConfigError::arg(format!("--{key}"), message))?;
+    group.processes = processes.unwrap_or(group.processes);
+    group.scaling = scaling;
     group.threads = args.threads;
     group.display_name = args
         .display_name
@@ -317,6 +330,34 @@ mod tests {
             err.to_string(),
             "--callable: \"a-b\" is not a Python identifier"
         );
+    }
+
+    #[test]
+    fn elastic_group_flags() {
+        let dir = app_dir();
+        let site = site_in(
+            dir.path(),
+            &["wsgi.py", "--max-processes", "4", "--scale-down-delay", "2"],
+        )
+        .unwrap();
+        let g = &site.groups[0];
+        let scaling = g.scaling.as_ref().unwrap();
+        assert_eq!((g.processes, scaling.min, scaling.max), (1, 1, 4));
+        assert_eq!(scaling.down_delay, std::time::Duration::from_secs(2));
+        let site = site_in(dir.path(), &["wsgi.py", "--processes", "3"]).unwrap();
+        assert_eq!(site.groups[0].scaling, None);
+        let err = site_in(dir.path(), &["wsgi.py", "--min-processes", "2"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--min-processes: needs `max-processes`"),
+            "{err}"
+        );
+        let err = site_in(
+            dir.path(),
+            &["wsgi.py", "--processes", "5", "--max-processes", "4"],
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("--processes: "), "{err}");
     }
 
     #[test]

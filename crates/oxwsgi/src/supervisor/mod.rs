@@ -1,10 +1,17 @@
 //! The supervisor: starts every group's daemon processes, keeps each process
 //! position filled (restarting what dies, recycling what its limits say),
 //! watches the apps' code for changes, and stops them all on shutdown.
+//!
+//! An elastic group (`max-processes`) has `max-processes` positions, of
+//! which its scaler (`scaler.rs`, deciding by `scale_policy.rs`) keeps
+//! between `min-processes` and `max-processes` wanted; the others are
+//! parked, without a process.
 
 pub mod code_watch;
 pub mod control;
 pub mod process;
+pub mod scale_policy;
+pub mod scaler;
 pub mod spawn;
 
 use std::sync::Arc;
@@ -16,6 +23,7 @@ use crate::config::accounts::{daemon_identity, refuse_implicit_root, root_allowe
 use crate::config::model::{InterpreterGil, Mount, Site};
 use crate::dispatch::GroupPool;
 use process::{run_position, PositionState, Reporting, RestartCounts, RestartObserver};
+use scaler::{Place, ScaleLog, ScaleObserver};
 use spawn::{resolve_python, resolve_worker_lib, DaemonSpec};
 
 /// A group as the rest of the front sees it while running.
@@ -29,6 +37,9 @@ pub struct GroupRuntime {
     pub restarts: Arc<RestartCounts>,
     /// Per position: its daemon runs with an app that failed to import.
     pub import_failed: Vec<Arc<std::sync::atomic::AtomicBool>>,
+    /// An elastic group's bounds, target and scale events (`None`: a fixed
+    /// group of `processes`).
+    pub scaling: Option<Arc<ScaleLog>>,
 }
 
 impl GroupRuntime {
@@ -51,6 +62,48 @@ impl GroupRuntime {
             .filter(|p| matches!(*p.borrow(), PositionState::Ready { .. }))
             .count()
     }
+
+    /// How many of its positions are starting a daemon.
+    pub fn starting_processes(&self) -> usize {
+        self.positions
+            .iter()
+            .filter(|p| matches!(*p.borrow(), PositionState::Starting))
+            .count()
+    }
+
+    /// How many ready processes make the group ready for `/healthz`: every
+    /// position of a fixed group; `min-processes` of an elastic one (a
+    /// process it is adding under load does not make it unready).
+    pub fn required_ready(&self) -> usize {
+        match &self.scaling {
+            Some(log) => log.scaling.min,
+            None => self.positions.len(),
+        }
+    }
+
+    /// The processes the group aims at: `processes` for a fixed group, the
+    /// scaler's target for an elastic one.
+    pub fn target_processes(&self) -> usize {
+        self.scaling
+            .as_ref()
+            .map_or(self.processes, |log| log.target())
+    }
+
+    /// The processes the group runs now (what a reload replaces):
+    /// `processes` for a fixed group, the ready ones of an elastic group.
+    pub fn process_count(&self) -> usize {
+        match &self.scaling {
+            Some(_) => self.ready_processes(),
+            None => self.processes,
+        }
+    }
+}
+
+/// Who is told of restarts and scale events (the server's metrics).
+#[derive(Clone, Default)]
+pub struct Observers {
+    pub restarts: Option<RestartObserver>,
+    pub scale: Option<ScaleObserver>,
 }
 
 /// Where a mount's requests go: a group and the mount's id in that group.
@@ -91,6 +144,19 @@ impl Supervisor {
         site: &Site,
         observer: Option<RestartObserver>,
     ) -> Result<Self, StartError> {
+        Self::start_with(
+            site,
+            Observers {
+                restarts: observer,
+                scale: None,
+            },
+        )
+    }
+
+    /// As [`Supervisor::start`]; restarts and scale events are reported to
+    /// `observers`.
+    pub fn start_with(site: &Site, observers: Observers) -> Result<Self, StartError> {
+        let observer = observers.restarts;
         let worker_lib = resolve_worker_lib().map_err(|message| StartError {
             group: "*".into(),
             message,
@@ -171,11 +237,21 @@ impl Supervisor {
                 spec.group.name.clone(),
                 observer.clone(),
             ));
-            let mut positions = Vec::with_capacity(spec.group.processes);
-            let mut import_failed = Vec::with_capacity(spec.group.processes);
-            for index in 0..spec.group.processes {
-                let (state, state_rx) = watch::channel(PositionState::Starting);
-                positions.push(state_rx);
+            let count = spec.group.max_processes();
+            let elastic = spec.group.scaling.is_some();
+            let mut positions = Vec::with_capacity(count);
+            let mut import_failed = Vec::with_capacity(count);
+            let mut places = Vec::new();
+            for index in 0..count {
+                // An elastic group starts `processes` of its positions.
+                let starts = index < spec.group.processes;
+                let initial = if starts {
+                    PositionState::Starting
+                } else {
+                    PositionState::Parked
+                };
+                let (state, state_rx) = watch::channel(initial);
+                positions.push(state_rx.clone());
                 let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 import_failed.push(Arc::clone(&failed));
                 let report = Reporting {
@@ -183,14 +259,36 @@ impl Supervisor {
                     restarts: Arc::clone(&restarts),
                     import_failed: failed,
                 };
+                let wanted = elastic.then(|| {
+                    let (wanted, wanted_rx) = watch::channel(starts);
+                    places.push(Place {
+                        wanted,
+                        state: state_rx,
+                    });
+                    wanted_rx
+                });
                 tasks.push(tokio::spawn(run_position(
                     Arc::clone(&spec),
                     Arc::clone(&pool),
                     index,
                     stop_rx.clone(),
                     report,
+                    wanted,
                 )));
             }
+            let scaling = spec.group.scaling.clone().map(|scaling| {
+                let log = Arc::new(ScaleLog::new(scaling, spec.group.processes));
+                tasks.push(tokio::spawn(scaler::run(
+                    spec.group.name.clone(),
+                    Arc::clone(&pool),
+                    spec.group.threads,
+                    places,
+                    Arc::clone(&log),
+                    observers.scale.clone(),
+                    stop_rx.clone(),
+                )));
+                log
+            });
             let filter = code_watch::CodeFilter::new(&site.reload_include, &site.reload_exclude);
             let watched =
                 code_watch::watched_files(&spec, site.reload, site.script_reloading, filter);
@@ -210,6 +308,7 @@ impl Supervisor {
                 positions,
                 restarts,
                 import_failed,
+                scaling,
             });
         }
         Ok(Self {
@@ -220,13 +319,14 @@ impl Supervisor {
         })
     }
 
-    /// Whether every process of every group is up with its apps imported.
+    /// Whether every process of every group is up with its apps imported
+    /// (an elastic group's parked positions need no process).
     pub fn all_ready(&self) -> bool {
         self.groups.iter().all(|group| {
             group
                 .positions
                 .iter()
-                .all(|p| matches!(*p.borrow(), PositionState::Ready { .. }))
+                .all(|p| crate::admin::healthz::is_ready(&p.borrow()))
         })
     }
 
@@ -235,9 +335,7 @@ impl Supervisor {
         for group in &self.groups {
             for position in &group.positions {
                 let mut position = position.clone();
-                let _ = position
-                    .wait_for(|state| matches!(state, PositionState::Ready { .. }))
-                    .await;
+                let _ = position.wait_for(crate::admin::healthz::is_ready).await;
             }
         }
     }

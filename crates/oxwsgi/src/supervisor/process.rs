@@ -3,6 +3,12 @@
 //! requests, restart-interval, inactivity-timeout, memory-limit), and start
 //! a replacement when it exits or is recycled — with backoff when it keeps
 //! dying at start-up.
+//!
+//! A position of an elastic group also has a *wanted* switch, which its
+//! group's scaler turns: while off the position is parked (no process);
+//! turned off under a running daemon, that daemon is retired gracefully (no
+//! new requests, its in-flight ones finish, then it exits) and nothing
+//! replaces it. A retirement is not a restart.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,7 +42,16 @@ static NEXT_PROCESS_ID: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PositionState {
     Starting,
-    Ready { pid: u32 },
+    Ready {
+        pid: u32,
+    },
+    /// An elastic group's place with no process, by design.
+    Parked,
+    /// An elastic group's process being retired (scale-down): it takes no
+    /// new requests and exits once its in-flight ones are done.
+    Retiring {
+        pid: u32,
+    },
     Stopped,
 }
 
@@ -127,16 +142,34 @@ pub struct Reporting {
 enum Outcome {
     Exited(std::io::Result<std::process::ExitStatus>),
     Recycle(RecycleRequest),
+    /// The scaler no longer wants this position (scale-down).
+    Retire,
     Stop,
 }
 
-/// Runs position `index` of a group until `stop` turns true.
+/// Resolves once `wanted` is off (never for a fixed group's position).
+async fn unwanted(wanted: &mut Option<watch::Receiver<bool>>) {
+    match wanted {
+        Some(wanted) => {
+            if wanted.wait_for(|on| !*on).await.is_err() {
+                // The scaler is gone (the group stops): stop wins anyway.
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs position `index` of a group until `stop` turns true. `wanted`:
+/// the scaler's switch for a position of an elastic group (`None`: always
+/// wanted).
 pub async fn run_position(
     spec: Arc<DaemonSpec>,
     pool: Arc<GroupPool>,
     index: usize,
     mut stop: watch::Receiver<bool>,
     report: Reporting,
+    mut wanted: Option<watch::Receiver<bool>>,
 ) {
     let group = spec.group.name.as_str();
     let timeouts = &spec.group.timeouts;
@@ -145,6 +178,19 @@ pub async fn run_position(
     let graceful_timeout = timeouts.graceful.unwrap_or(DEFAULT_GRACEFUL_TIMEOUT);
     let mut failures: u32 = 0;
     while !*stop.borrow() {
+        if let Some(switch) = wanted.as_mut() {
+            if !*switch.borrow_and_update() {
+                let _ = report.state.send(PositionState::Parked);
+                report.import_failed.store(false, Ordering::Relaxed);
+                failures = 0;
+                tokio::select! {
+                    biased;
+                    _ = stop.changed() => break,
+                    turned = switch.wait_for(|on| *on) => if turned.is_err() { break },
+                }
+                continue;
+            }
+        }
         if failures > 0 {
             let delay = backoff(failures);
             tracing::warn!(group, index, "restarting daemon in {delay:?}");
@@ -227,6 +273,7 @@ pub async fn run_position(
                 _ = stop.changed() => break Outcome::Stop,
                 status = child.wait() => break Outcome::Exited(status),
                 Some(request) = recycle_requests.recv() => break Outcome::Recycle(request),
+                () = unwanted(&mut wanted) => break Outcome::Retire,
                 _ = checks.tick() => {
                     if let Some(reason) = due_for_recycling(&spec, &pool, id, pid, ready_at) {
                         pool.recycle(id, reason);
@@ -268,6 +315,42 @@ pub async fn run_position(
                 }
                 report.restarts.add(RestartCause::Recycled(reason));
                 tokio::spawn(reap(child, control, grace, group.to_owned()));
+                failures = 0;
+            }
+            Outcome::Retire => {
+                // Scale-down: as a recycle, without a replacement and
+                // without counting a restart. The position stays taken
+                // until the daemon has exited, so a group never runs more
+                // than max-processes daemons.
+                let _ = report.state.send(PositionState::Retiring { pid });
+                let in_flight = pool.retire_process(id);
+                tracing::info!(
+                    group,
+                    pid,
+                    "scale-down: retiring daemon process ({in_flight} request(s) in flight finish first)"
+                );
+                tokio::select! {
+                    biased;
+                    _ = stop.changed() => {
+                        if tokio::time::timeout(shutdown_timeout, child.wait()).await.is_err() {
+                            kill(&mut child).await;
+                        }
+                        break;
+                    }
+                    exited = tokio::time::timeout(graceful_timeout, child.wait()) => {
+                        if exited.is_err() {
+                            tracing::warn!(
+                                group,
+                                pid,
+                                "retired daemon still busy after graceful-timeout ({graceful_timeout:?}); killed"
+                            );
+                            kill(&mut child).await;
+                        } else {
+                            tracing::info!(group, pid, "retired daemon process exited");
+                        }
+                    }
+                }
+                drop(control);
                 failures = 0;
             }
             Outcome::Stop => {

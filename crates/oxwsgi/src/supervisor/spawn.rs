@@ -161,7 +161,7 @@ pub fn spawn(spec: &DaemonSpec) -> Result<Spawned, SpawnError> {
             .map(|p| p.display().to_string())
             .collect(),
         home: spec.group.home.as_ref().map(|p| p.display().to_string()),
-        multiprocess: spec.group.processes > 1,
+        multiprocess: spec.group.max_processes() > 1,
         mounts: spec.mounts.clone(),
         control_fd: Some(control_fd),
         deadlock_timeout: spec.group.timeouts.deadlock.map(|d| d.as_secs().max(1)),

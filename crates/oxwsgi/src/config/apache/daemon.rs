@@ -92,7 +92,19 @@ pub(super) const NOT_IMPLEMENTED: &[(&str, &str)] = &[
         "server-metrics",
         "not implemented (oxwsgi has /metrics on its admin address)",
     ),
+    // oxwsgi's elastic groups: no mod_wsgi option, so only in TOML / serve.
+    ("min-processes", ELASTIC_ONLY_IN_TOML),
+    ("max-processes", ELASTIC_ONLY_IN_TOML),
+    ("spare-threads", ELASTIC_ONLY_IN_TOML),
+    ("scale-up-delay", ELASTIC_ONLY_IN_TOML),
+    ("scale-down-delay", ELASTIC_ONLY_IN_TOML),
+    ("scale-cooldown", ELASTIC_ONLY_IN_TOML),
 ];
+
+/// Why an elastic-group key in a `WSGIDaemonProcess` is ignored.
+const ELASTIC_ONLY_IN_TOML: &str = "not a mod_wsgi option: elastic groups (min-processes / \
+     max-processes) are set in a TOML config (`oxwsgi convert` this file, then add them \
+     to its [groups.NAME]) or with `serve`; the group keeps a fixed `processes`";
 
 /// Reads one `WSGIDaemonProcess`.
 pub(super) fn daemon_group(
@@ -293,6 +305,7 @@ mod tests {
                 "env-file",
             ]
             .contains(key)
+                && !group_keys::SCALING_KEYS.contains(key)
             {
                 assert!(IMPLEMENTED.contains(key), "{key}");
             }

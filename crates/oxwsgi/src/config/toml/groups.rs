@@ -69,6 +69,7 @@ fn read_group(name: &str, t: &Table<'_>) -> Result<Group, ConfigError> {
         g.processes = f.count(1)?;
         check_group_size("processes", g.processes).map_err(|e| f.error(e))?;
     }
+    read_scaling(&mut g, t)?;
     if let Some(f) = t.get("threads") {
         g.threads = f.count(1)?;
         check_group_size("threads", g.threads).map_err(|e| f.error(e))?;
@@ -177,6 +178,35 @@ fn read_group(name: &str, t: &Table<'_>) -> Result<Group, ConfigError> {
         }
     }
     Ok(g)
+}
+
+/// The elastic keys (`min-processes`, `max-processes`, ...): checked
+/// together, an error at the line of the key it is about.
+fn read_scaling(g: &mut Group, t: &Table<'_>) -> Result<(), ConfigError> {
+    let count = |key: &str, min: u64| t.get(key).map(|f| f.count(min)).transpose();
+    let seconds = |key: &str| t.get(key).map(|f| f.seconds()).transpose();
+    let keys = group_keys::ScalingKeys {
+        processes: t.get("processes").map(|_| g.processes),
+        min: count("min-processes", 0)?,
+        max: count("max-processes", 1)?,
+        spare_threads: count("spare-threads", 0)?,
+        up_delay: seconds("scale-up-delay")?,
+        down_delay: seconds("scale-down-delay")?,
+        cooldown: seconds("scale-cooldown")?,
+    };
+    match group_keys::scaling(&keys) {
+        Ok((processes, scaling)) => {
+            if let Some(n) = processes {
+                g.processes = n;
+            }
+            g.scaling = scaling;
+            Ok(())
+        }
+        Err((key, message)) => Err(match t.get(key) {
+            Some(f) => f.error(message),
+            None => t.error(Some(key), message),
+        }),
+    }
 }
 
 /// A user or group (a name, or a numeric id) this machine has.

@@ -339,6 +339,7 @@ interrupt-timeout = 0
             cpu_policy: None,
             cpu_priority: None,
             read_ahead: None,
+            scaling: None,
         }
     );
 }
@@ -1281,5 +1282,50 @@ fn accounts_are_looked_up_when_read() {
     assert_eq!(
         place("[groups.g]\nsupplementary-groups = [\"adm\",\n  \"no-such-group-oxwsgi\"]"),
         (Some(3), Some("supplementary-groups".into()))
+    );
+}
+
+#[test]
+fn elastic_group_keys() {
+    let site = ok(
+        "[groups.g]\nthreads = 4\nmax-processes = 6\nprocesses = 2\nspare-threads = 3\n\
+         scale-up-delay = 0.25\nscale-down-delay = 5\nscale-cooldown = 1\n",
+    );
+    let g = &site.groups[0];
+    assert_eq!(g.processes, 2, "processes = the number it starts with");
+    assert_eq!(g.max_processes(), 6);
+    let scaling = g.scaling.as_ref().unwrap();
+    assert_eq!((scaling.min, scaling.max, scaling.spare_threads), (1, 6, 3));
+    assert_eq!(scaling.up_delay, Duration::from_millis(250));
+    assert_eq!(scaling.down_delay, Duration::from_secs(5));
+    assert_eq!(scaling.cooldown, Duration::from_secs(1));
+    let fixed = ok("[groups.g]\nprocesses = 3\n");
+    assert_eq!(
+        (fixed.groups[0].processes, fixed.groups[0].scaling.as_ref()),
+        (3, None)
+    );
+    assert_eq!(
+        place("[groups.g]\nmin-processes = 2\n"),
+        (Some(2), Some("min-processes".into()))
+    );
+    assert!(err("[groups.g]\nmin-processes = 2\n")
+        .starts_with("site.toml:2: `min-processes` in [groups.g] needs `max-processes`"));
+    assert_eq!(
+        place("[groups.g]\nmax-processes = 2\nmin-processes = 3\n"),
+        (Some(3), Some("min-processes".into()))
+    );
+    assert_eq!(
+        place("[groups.g]\nprocesses = 9\nmax-processes = 4\n"),
+        (Some(2), Some("processes".into()))
+    );
+    assert_eq!(
+        place("[groups.g]\nprocesses = 2\nscale-cooldown = 3\n"),
+        (Some(3), Some("scale-cooldown".into()))
+    );
+    assert!(err("[groups.g]\nmax-processes = 0\n").starts_with("site.toml:2: `max-processes`"));
+    assert!(err("[groups.g]\nmax-processes = 2000\n").contains("over oxwsgi's limit of 1000"));
+    assert!(
+        err("[groups.g]\nmax-processes = 2\nscale-down-delay = -1\n")
+            .starts_with("site.toml:3: `scale-down-delay`")
     );
 }
